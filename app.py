@@ -1,0 +1,120 @@
+"""Omnivoice's WSGI entry: ``create_app(config=None)`` builds the app, ``app`` is what gunicorn runs.
+
+Configuration comes from the environment (documented in README.md), then ``config`` overrides it
+(tests pass their Redis client, key prefix and flows directory that way).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from channels.http import HttpFetcher
+from context.keys import Keys
+from context.redis_client import connect
+from context.sessions import SessionStore
+from ivr.catalog import Catalog
+from webhooks import demo_api, logs, voice
+from webhooks.calls import CallService
+from webhooks.cli import flows
+
+log = logging.getLogger("omnivoice")
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Omnivoice's settings from environment variables, with their documented defaults."""
+    flow_env_names = [n.strip() for n in environ.get("FLOW_ENV", "").split(",") if n.strip()]
+    return {
+        "TWILIO_ACCOUNT_SID": environ.get("TWILIO_ACCOUNT_SID"),
+        "TWILIO_AUTH_TOKEN": environ.get("TWILIO_AUTH_TOKEN"),
+        "TWILIO_PHONE_NUMBER": environ.get("TWILIO_PHONE_NUMBER"),
+        "REDIS_URL": environ.get("REDIS_URL"),
+        "REDIS_TIMEOUT": float(environ.get("REDIS_TIMEOUT", "0.5")),
+        "REDIS_KEY_PREFIX": environ.get("REDIS_KEY_PREFIX", "omnivoice"),
+        "DATABASE_URL": environ.get("DATABASE_URL", "sqlite:///omnivoice.db"),
+        "FLOWS_DIR": environ.get("FLOWS_DIR", "flows"),
+        "DEFAULT_FLOW": environ.get("DEFAULT_FLOW"),
+        "FLOW_RELOAD_SECONDS": float(environ.get("FLOW_RELOAD_SECONDS", "2")),
+        "FLOW_ENV": {name: environ.get(name, "") for name in flow_env_names},
+        "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL"),
+        "TRUST_PROXY": int(environ.get("TRUST_PROXY", "0")),
+        "SECRET_KEY": environ.get("SECRET_KEY") or secrets.token_hex(32),
+        "DEV_MODE": environ.get("OMNIVOICE_DEV", "").lower() in TRUE,
+        "DEFAULT_REGION": environ.get("DEFAULT_REGION", "US"),
+        "SESSION_TTL": int(environ.get("SESSION_TTL", "86400")),
+        "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
+        "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
+        "DEMO_API": environ.get("DEMO_API", "1").lower() in TRUE,
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": environ.get("LOG_FORMAT", "json"),
+    }
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Omnivoice app: webhooks, the flow catalog and the session store."""
+    app = Flask(__name__)
+    app.config.from_mapping(settings_from_env(os.environ))
+    app.config.update(config or {})
+    if app.config.get("CONFIGURE_LOGGING", True):
+        logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    if app.config["TRUST_PROXY"]:
+        hops = app.config["TRUST_PROXY"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    if app.config["DEV_MODE"]:
+        log.warning("DEV MODE: Twilio signatures are NOT checked. Never expose this server.")
+
+    connection = app.config.get("REDIS_CLIENT") or connect(
+        app.config["REDIS_URL"], app.config["REDIS_TIMEOUT"]
+    )
+    store = SessionStore(
+        connection, Keys(app.config["REDIS_KEY_PREFIX"]), app.config["SESSION_TTL"]
+    )
+    catalog = Catalog(app.config["FLOWS_DIR"], app.config["DEFAULT_FLOW"])
+    catalog.refresh()
+    if not catalog.flows():
+        log.error("no usable flow in %s: calls will hear an apology", app.config["FLOWS_DIR"])
+    flow_env = {
+        "PUBLIC_BASE_URL": app.config.get("PUBLIC_BASE_URL") or "",
+        **app.config["FLOW_ENV"],
+    }
+    app.extensions["omnivoice.catalog"] = catalog
+    app.extensions["omnivoice.store"] = store
+    app.extensions["omnivoice.calls"] = CallService(
+        catalog,
+        store,
+        HttpFetcher(local_app=app),
+        answer_url=lambda step: url_for("voice.answer", step=step),
+        env=flow_env,
+    )
+
+    reload_every = app.config["FLOW_RELOAD_SECONDS"]
+
+    @app.before_request
+    def _reload_flows() -> None:
+        if reload_every >= 0:
+            catalog.refresh_every(reload_every)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            connection.ping()
+        except Exception as exc:  # any failure means "not ready"
+            return Response(f"redis: {type(exc).__name__}\n", 503, mimetype="text/plain")
+        return Response(f"ok: {len(catalog.flows())} flow(s)\n", 200, mimetype="text/plain")
+
+    app.register_blueprint(voice.bp)
+    if app.config["DEMO_API"]:
+        app.register_blueprint(demo_api.bp)
+    app.cli.add_command(flows)
+    return app
+
+
+app = create_app()

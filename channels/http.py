@@ -1,0 +1,114 @@
+"""HTTP data dips: run an engine :class:`~ivr.turn.HttpRequest` and report a :class:`FetchResult`.
+
+Absolute ``http(s)`` URLs go over the network with the node's timeout. A URL starting with ``/``
+is served in-process by the app itself (a bundled demo back-end, for instance): a worker that
+called its own server over HTTP could wait on itself forever, so it calls the WSGI app directly.
+Any failure (timeout, refused connection, non-2xx status, a body that is not JSON, a body larger
+than ``max_bytes``) is a result with ``ok=False`` and a reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import requests
+from werkzeug.test import Client
+
+from ivr.turn import FetchResult, HttpRequest
+
+MAX_BYTES = 256 * 1024
+
+
+class Fetcher(Protocol):
+    """Anything that can run a data dip."""
+
+    def fetch(self, request: HttpRequest) -> FetchResult:
+        """Run ``request``; never raise."""
+        ...
+
+
+class HttpFetcher:
+    """The real fetcher: ``requests`` for absolute URLs, the local WSGI app for ``/paths``."""
+
+    def __init__(
+        self,
+        local_app: Callable[..., Any] | None = None,
+        session: requests.Session | None = None,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        self.local_app = local_app
+        self.session = session or requests.Session()
+        self.max_bytes = max_bytes
+
+    def fetch(self, request: HttpRequest) -> FetchResult:
+        """Run ``request`` and describe the outcome."""
+        if request.url.startswith("/") and not request.url.startswith("//"):
+            return self._local(request)
+        if not request.url.startswith(("http://", "https://")):
+            return _failure(None, f"{request.url!r} is not an http(s) URL")
+        try:
+            response = self.session.request(
+                request.method,
+                request.url,
+                json=request.json,
+                headers={"Accept": "application/json", **request.headers},
+                timeout=request.timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                body = _read(response, self.max_bytes, request.timeout)
+        except requests.Timeout:
+            return _failure(None, f"timed out after {request.timeout:g}s")
+        except (requests.RequestException, OSError) as exc:
+            return _failure(None, f"request failed: {type(exc).__name__}")
+        except ValueError as exc:
+            return _failure(None, str(exc))
+        return _result(response.status_code, body)
+
+    def _local(self, request: HttpRequest) -> FetchResult:
+        if self.local_app is None:
+            return _failure(None, "relative URLs need the app to serve them")
+        client = Client(self.local_app)
+        response = client.open(
+            request.url, method=request.method, json=request.json, headers=request.headers
+        )
+        try:
+            return _result(response.status_code, response.get_data()[: self.max_bytes + 1])
+        finally:
+            response.close()
+
+
+def _read(response: requests.Response, max_bytes: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(8192):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ValueError(f"response larger than {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise requests.Timeout()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _result(status: int, body: bytes) -> FetchResult:
+    if len(body) > MAX_BYTES:
+        return _failure(status, "response too large")
+    if not 200 <= status < 300:
+        return _failure(status, f"HTTP {status}")
+    if not body.strip():
+        return FetchResult(ok=True, status=status, data=None, at=time.time())
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _failure(status, "response is not JSON")
+    return FetchResult(ok=True, status=status, data=data, at=time.time())
+
+
+def _failure(status: int | None, reason: str) -> FetchResult:
+    return FetchResult(ok=False, status=status, error=reason, at=time.time())

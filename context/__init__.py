@@ -1,0 +1,1 @@
+"""All of Omnivoice's state: caller sessions in Redis (and, later, customer history in SQL)."""

@@ -1,0 +1,63 @@
+"""Who is calling: the caller key a session is stored under, normalised once at the edge.
+
+A caller with a usable number is keyed by its E.164 form, so ``+1 (415) 555-0100`` and
+``+14155550100`` are the same person. A withheld caller ID (``anonymous``, ``restricted``, the
+``+266696687`` placeholder some carriers send, an empty ``From``) cannot be recognised, so the
+call's own CallSid is used; an agent app caller keeps its ``client:name`` identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+
+WITHHELD = {
+    "", "anonymous", "unknown", "restricted", "private", "blocked", "unavailable",
+    "+266696687", "266696687", "+7378742833", "+2562533", "+86282452253", "+8656696",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A normalised caller: ``key`` stores the session; ``recognised`` is false for CallSid keys."""
+
+    key: str
+    recognised: bool
+    kind: str  # "number", "client", "sip" or "withheld"
+
+
+def to_e164(raw: str | None, default_region: str = "US") -> str | None:
+    """``raw`` as an E.164 number, or ``None`` if it is not a possible phone number."""
+    if not raw:
+        return None
+    text = raw.strip()
+    if len(text) > 40:
+        return None
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def identify(from_: str | None, call_sid: str, default_region: str = "US") -> Caller:
+    """The :class:`Caller` for a webhook's ``From`` and ``CallSid``."""
+    raw = (from_ or "").strip()
+    lowered = raw.lower()
+    if lowered.startswith("client:") and len(raw) > 7:
+        return Caller(raw[:128], True, "client")
+    if lowered.startswith("sip:") and len(raw) > 4:
+        return Caller(lowered[:128], True, "sip")
+    if lowered not in WITHHELD:
+        number = to_e164(raw, default_region)
+        if number is not None and number not in WITHHELD:
+            return Caller(number, True, "number")
+    return Caller(call_sid, False, "withheld")
+
+
+def masked(caller_key: str) -> str:
+    """A caller key fit for logs: the last four characters only."""
+    return f"***{caller_key[-4:]}" if len(caller_key) > 4 else "***"

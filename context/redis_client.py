@@ -1,0 +1,36 @@
+"""Connecting to Redis, or to an in-process stand-in for demos.
+
+With ``REDIS_URL`` set, a real client with short timeouts is made: a webhook is dead air for the
+caller, so Redis trouble must surface in well under a second (and become a graceful fallback),
+not after Twilio's 15-second limit. Without it, :mod:`fakeredis` (with Lua support) serves one
+process; that is fine for a demo and loudly wrong for production.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_WARNING = (
+    "REDIS_URL is not set: sessions live in an in-process fakeredis. They are NOT shared between "
+    "workers and NOT durable; run one worker, and set REDIS_URL for anything but a demo."
+)
+
+
+def connect(url: str | None, timeout: float = 0.5) -> redis.Redis:
+    """A Redis client for ``url``, or the embedded stand-in when ``url`` is empty."""
+    if not url:
+        import fakeredis
+
+        log.warning(EMBEDDED_WARNING)
+        return fakeredis.FakeRedis()
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )

@@ -1,0 +1,155 @@
+"""The session store: one Redis hash per caller, saved with a compare-and-set.
+
+A webhook makes at most two round trips: :meth:`SessionStore.load` (one pipeline: the session
+and, for a step that may be a retry, the reply already sent for it) and :meth:`SessionStore.save`
+(one pipeline: a Lua compare-and-set of the session and cached reply, plus the CallSid index).
+The hash holds ``seq`` (bumped by every save; the compare-and-set fences racing writers),
+``call`` (the CallSid that owns the session; older calls are fenced off) and ``doc`` (JSON).
+Every write sets a TTL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from context.keys import Keys
+from ivr.errors import SessionCorrupt, StoreUnavailable
+from ivr.session import Session
+
+_SAVE = """
+local current = redis.call('HGET', KEYS[1], 'seq')
+if (current or '0') ~= ARGV[1] then return -1 end
+local seq = tonumber(ARGV[1]) + 1
+redis.call('HSET', KEYS[1], 'seq', seq, 'doc', ARGV[2], 'call', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
+return seq
+"""
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What :meth:`SessionStore.load` found: the session (if any), its ``seq`` and a cached reply."""
+
+    session: Session | None
+    seq: int
+    reply: str | None = None
+
+
+class SessionStore:
+    """Sessions of callers in Redis, keyed by caller (see :mod:`context.callers`)."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        keys: Keys | None = None,
+        ttl: int = 86400,
+        reply_ttl: int = 600,
+    ) -> None:
+        self.redis = connection
+        self.keys = keys or Keys()
+        self.ttl = ttl
+        self.reply_ttl = reply_ttl
+        self._save = connection.register_script(_SAVE)
+
+    def load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
+        """One round trip: the caller's session, and the reply cached for ``(call_sid, step)``.
+
+        Raises:
+            StoreUnavailable: Redis did not answer.
+            SessionCorrupt: the stored document cannot be decoded.
+        """
+        key = self.keys.session(caller)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(key, "seq", "doc")
+                if call_sid is not None and step is not None:
+                    pipe.get(self.keys.reply(caller, call_sid, step))
+                results = pipe.execute(raise_on_error=False)
+        except REDIS_DOWN as exc:
+            raise StoreUnavailable(f"Redis did not answer loading {key}: {exc}") from exc
+        fields = results[0]
+        reply = results[1] if len(results) > 1 and not isinstance(results[1], Exception) else None
+        if isinstance(fields, Exception):
+            raise SessionCorrupt(key, str(fields))
+        seq_raw, doc_raw = fields
+        if seq_raw is None and doc_raw is None:
+            return Loaded(None, 0)
+        return Loaded(_decode(key, doc_raw), _sequence(key, seq_raw), _text(reply))
+
+    def save(
+        self,
+        session: Session,
+        expected_seq: int,
+        reply: str | None = None,
+        reply_step: int | None = None,
+        index_call: bool = False,
+    ) -> int | None:
+        """Store ``session`` if nobody saved since ``expected_seq``; return the new seq or ``None``.
+
+        ``reply`` is cached under the session's call and ``reply_step`` (the step named in the
+        request being answered) so a retried webhook gets the same answer; ``index_call`` also records CallSid → caller (once per call is enough).
+        """
+        key = self.keys.session(session.caller)
+        doc = json.dumps(session.to_dict(), separators=(",", ":"), default=str)
+        step = session.step if reply_step is None else reply_step
+        reply_key = self.keys.reply(session.caller, session.call_sid, step)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                self._save(
+                    keys=[key, reply_key],
+                    args=[
+                        expected_seq,
+                        doc,
+                        session.call_sid,
+                        self.ttl,
+                        reply or "",
+                        self.reply_ttl,
+                    ],
+                    client=pipe,
+                )
+                if index_call:
+                    pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
+                results = pipe.execute()
+        except REDIS_DOWN as exc:
+            raise StoreUnavailable(f"Redis did not answer saving {key}: {exc}") from exc
+        seq = int(results[0])
+        return None if seq < 0 else seq
+
+    def caller_of(self, call_sid: str) -> str | None:
+        """The caller key a call's session is stored under, from the CallSid index."""
+        try:
+            return _text(self.redis.get(self.keys.call(call_sid)))
+        except REDIS_DOWN as exc:
+            raise StoreUnavailable(f"Redis did not answer for call {call_sid}: {exc}") from exc
+
+    def discard(self, caller: str) -> None:
+        """Delete a caller's session (after it was found corrupt, for instance)."""
+        try:
+            self.redis.delete(self.keys.session(caller))
+        except REDIS_DOWN as exc:
+            raise StoreUnavailable(f"Redis did not answer deleting {caller}: {exc}") from exc
+
+
+def _text(value: Any) -> str | None:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _sequence(key: str, raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise SessionCorrupt(key, f"sequence number {raw!r} is not a number") from None
+
+
+def _decode(key: str, raw: Any) -> Session:
+    try:
+        return Session.from_dict(json.loads(raw))
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise SessionCorrupt(key, str(exc)) from None

@@ -1,0 +1,188 @@
+"""The flows a server can run: every ``*.yaml`` in a directory, reloaded when files change.
+
+A file that fails to load is reported and its last good version keeps serving; a flow that claims
+a number another flow already answers, or reuses another flow's id, is refused the same way.
+Every version loaded stays available by its content hash, so a call keeps running on the version
+it started with after the file changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ivr.errors import FlowLoadError, Problem
+from ivr.flow import Flow, load_flow_file
+
+log = logging.getLogger(__name__)
+
+FLOW_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class _Entry:
+    stamp: tuple[float, int]
+    flow: Flow | None
+    problems: list[Problem] = field(default_factory=list)
+
+
+class Catalog:
+    """The current flows of a directory, by id and by called number, plus every past version."""
+
+    def __init__(self, directory: str | Path, default_flow: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.default_flow = default_flow
+        self._entries: dict[Path, _Entry] = {}
+        self._by_id: dict[str, Flow] = {}
+        self._by_number: dict[str, Flow] = {}
+        self._versions: dict[str, Flow] = {}
+        self._lock = threading.Lock()
+        self._checked_at = 0.0
+
+    # ---- loading --------------------------------------------------------------------------
+    def refresh(self) -> list[Problem]:
+        """Reload changed files; return the problems of every file that is currently refused."""
+        with self._lock:
+            self._checked_at = time.monotonic()
+            files = self._files()
+            changed = False
+            for path in files:
+                stamp = _stamp(path)
+                entry = self._entries.get(path)
+                if entry is not None and entry.stamp == stamp:
+                    continue
+                changed = True
+                self._load(path, stamp, entry)
+            for gone in set(self._entries) - set(files):
+                changed = True
+                log.warning("flow file %s was removed; its calls finish on their version", gone)
+                del self._entries[gone]
+            if changed or not self._by_id:
+                self._index()
+            return [p for e in self._entries.values() for p in e.problems]
+
+    def refresh_every(self, seconds: float) -> None:
+        """Refresh at most once per ``seconds`` (cheap to call on every request)."""
+        if time.monotonic() - self._checked_at >= seconds:
+            self.refresh()
+
+    def _files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir() if p.suffix in FLOW_SUFFIXES)
+
+    def _load(self, path: Path, stamp: tuple[float, int], previous: _Entry | None) -> None:
+        try:
+            flow = load_flow_file(path)
+        except FlowLoadError as exc:
+            kept = previous.flow if previous else None
+            for problem in exc.problems:
+                log.error("%s", problem)
+            if kept is not None:
+                log.error("%s refused; still serving version %s", path, kept.version)
+            self._entries[path] = _Entry(stamp, kept, list(exc.problems))
+            return
+        except OSError as exc:
+            self._entries[path] = _Entry(
+                stamp,
+                previous.flow if previous else None,
+                [Problem(str(path), 1, 1, f"The file cannot be read: {exc.strerror}.")],
+            )
+            return
+        for warning in flow.warnings:
+            log.warning("%s", warning)
+        self._entries[path] = _Entry(stamp, flow)
+        self._versions[flow.version] = flow
+        log.info("loaded flow %s version %s from %s", flow.id, flow.version, path)
+
+    def _index(self) -> None:
+        """Rebuild the id and number maps; a clash refuses the later file (keeping its last good)."""
+        by_id: dict[str, Flow] = {}
+        by_number: dict[str, Flow] = {}
+        for _path, entry in sorted(self._entries.items()):
+            entry.problems = [p for p in entry.problems if not p.message.startswith("Clash:")]
+            flow = entry.flow
+            if flow is None:
+                continue
+            clashes = _clashes(flow, by_id, by_number)
+            if clashes:
+                entry.problems.extend(clashes)
+                for problem in clashes:
+                    log.error("%s", problem)
+                continue
+            by_id[flow.id] = flow
+            for number in flow.numbers:
+                by_number[number] = flow
+        self._by_id, self._by_number = by_id, by_number
+
+    # ---- lookups --------------------------------------------------------------------------
+    def flows(self) -> list[Flow]:
+        """The current version of every flow, by id."""
+        return [self._by_id[k] for k in sorted(self._by_id)]
+
+    def get(self, flow_id: str) -> Flow | None:
+        """The current version of flow ``flow_id``."""
+        return self._by_id.get(flow_id)
+
+    def version(self, version: str) -> Flow | None:
+        """Any version loaded since start-up (or :meth:`remember`-ed), by content hash."""
+        return self._versions.get(version)
+
+    def remember(self, flow: Flow) -> None:
+        """Keep ``flow`` available by version (a version loaded from the session store)."""
+        self._versions.setdefault(flow.version, flow)
+
+    def for_number(self, number: str | None) -> Flow | None:
+        """The flow that answers calls to ``number`` (E.164), else the default flow."""
+        if number and number in self._by_number:
+            return self._by_number[number]
+        return self.default()
+
+    def default(self) -> Flow | None:
+        """The default flow: the configured id, else the one marked default, else the only one."""
+        if self.default_flow and self.default_flow in self._by_id:
+            return self._by_id[self.default_flow]
+        marked = [f for f in self.flows() if f.spec.default]
+        if marked:
+            return marked[0]
+        flows = self.flows()
+        return flows[0] if len(flows) == 1 else None
+
+
+def _stamp(path: Path) -> tuple[float, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (0.0, -1)
+    return (info.st_mtime, info.st_size)
+
+
+def _clashes(flow: Flow, by_id: dict[str, Flow], by_number: dict[str, Flow]) -> list[Problem]:
+    problems = []
+    if flow.id in by_id:
+        other = by_id[flow.id]
+        problems.append(
+            Problem(flow.path, 1, 1, f"Clash: flow id {flow.id!r} is already used by {other.path}.")
+        )
+    for number, (line, col) in zip(flow.numbers, flow.number_positions, strict=True):
+        if number in by_number:
+            other = by_number[number]
+            problems.append(
+                Problem(
+                    flow.path,
+                    line,
+                    col,
+                    f"Clash: {number} is already answered by flow {other.id!r} ({other.path}).",
+                )
+            )
+    default_marked = [f for f in by_id.values() if f.spec.default]
+    if flow.spec.default and default_marked:
+        problems.append(
+            Problem(
+                flow.path, 1, 1, f"Clash: flow {default_marked[0].id!r} is already the default."
+            )
+        )
+    return problems

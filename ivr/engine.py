@@ -1,0 +1,350 @@
+"""The flow engine: a pure step function from (flow version, session, event) to a :class:`Turn`.
+
+:func:`start` begins a call at a node (the flow's start unless told otherwise); :func:`step`
+applies the caller's answer or a data dip's result. Nothing here performs I/O: a data dip is
+returned as ``Turn.fetch`` for the shell to run and report back with :class:`FetchResult`.
+
+Retries follow the VoiceXML model: each gather counts its no-input and no-match events; attempt
+*n* plays ``reprompts[n-1]`` (or ``reprompt``) and asks again, and once ``retries`` are used up the
+call goes to ``then`` (else the flow's ``fallback`` node, else a polite goodbye).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ivr import answers, templates
+from ivr.errors import EngineError, UnknownNodeError
+from ivr.flow import Flow
+from ivr.schema import GatherSpec, Node, PausePart, PlayPart, Prompt, RetrySpec, SayPart
+from ivr.session import ACTIVE, COMPLETED, TRANSFERRED, Session, Visit
+from ivr.turn import (
+    Action,
+    Answer,
+    Event,
+    FetchResult,
+    Gather,
+    Hangup,
+    HttpRequest,
+    Note,
+    Pause,
+    Play,
+    Say,
+    Speech,
+    Transfer,
+    Turn,
+)
+
+MAX_HOPS = 64
+NO_INPUT_TEXT = "Sorry, I didn't hear anything."
+NO_MATCH_TEXT = "Sorry, I didn't understand that."
+GIVE_UP_TEXT = "Sorry, we could not continue. Goodbye."
+DEFAULT_RETRY = RetrySpec()
+
+
+def start(
+    flow: Flow,
+    *,
+    caller: str,
+    call_sid: str,
+    at: float,
+    env: Mapping[str, Any] | None = None,
+    node: str | None = None,
+    session: Session | None = None,
+    lead: tuple[Action, ...] = (),
+) -> Turn:
+    """Begin a call at ``node`` (default: the flow's start).
+
+    With ``session`` the caller keeps its variables (a resumed call); otherwise a fresh session is
+    made. ``lead`` is spoken first (a welcome-back line, for instance).
+    """
+    if session is None:
+        session = Session(
+            caller=caller,
+            flow_id=flow.id,
+            flow_version=flow.version,
+            call_sid=call_sid,
+            started_at=at,
+            updated_at=at,
+        )
+    else:
+        session = session.evolve(call_sid=call_sid, status=ACTIVE, ended_reason=None, updated_at=at)
+    session = session.evolve(node=None, no_input_count=0, no_match_count=0)
+    runner = _Runner(flow, session, env or {})
+    runner.actions.extend(lead)
+    return runner.run(node or flow.spec.start)
+
+
+def step(flow: Flow, session: Session, event: Event, env: Mapping[str, Any] | None = None) -> Turn:
+    """Apply ``event`` to ``session`` (which must be waiting for it) on ``flow``."""
+    if session.status != ACTIVE or session.node is None:
+        raise EngineError(f"Session of {session.caller} is {session.status}; nothing is waiting.")
+    if session.node not in flow.spec.nodes:
+        raise UnknownNodeError(flow.id, session.node)
+    session = session.evolve(step=session.step + 1, updated_at=event.at)
+    runner = _Runner(flow, session, env or {})
+    if isinstance(event, Answer) and session.waiting == "input":
+        return runner.answer(event)
+    if isinstance(event, FetchResult) and session.waiting == "fetch":
+        return runner.fetched(event)
+    raise EngineError(f"Node {session.node!r} is waiting for {session.waiting}, not {event!r}.")
+
+
+class _Runner:
+    """Runs nodes for one turn, collecting actions and notes."""
+
+    def __init__(self, flow: Flow, session: Session, env: Mapping[str, Any]) -> None:
+        self.flow = flow
+        self.session = session
+        self.env = env
+        self.actions: list[Action] = []
+        self.notes: list[Note] = []
+
+    # ---- turn endings ---------------------------------------------------------------------
+    def turn(self, fetch: HttpRequest | None = None) -> Turn:
+        return Turn(self.session, tuple(self.actions), fetch, tuple(self.notes))
+
+    def end(self, status: str, reason: str) -> Turn:
+        self.session = self.session.evolve(status=status, ended_reason=reason, waiting=None)
+        self.notes.append(Note("session_ended", {"status": status, "reason": reason}))
+        return self.turn()
+
+    # ---- walking nodes --------------------------------------------------------------------
+    def run(self, name: str) -> Turn:
+        for _ in range(MAX_HOPS):
+            if name not in self.flow.spec.nodes:
+                raise UnknownNodeError(self.flow.id, name)
+            node = self.flow.node(name)
+            if name != self.session.node:
+                self.session = self.session.evolve(node=name, no_input_count=0, no_match_count=0)
+            self.session = self.session.visited(Visit(name))
+            if node.checkpoint:
+                self.session = self.session.evolve(checkpoint=name)
+            if node.set:
+                self.assign(node.set)
+            if node.http:
+                return self.turn(fetch=self.request(node))
+            following = self.finish(name, node)
+            if isinstance(following, Turn):
+                return following
+            name = following
+        self.notes.append(Note("loop_guard", {"node": name, "hops": MAX_HOPS}))
+        return self.give_up("loop")
+
+    def finish(self, name: str, node: Node) -> Turn | str:
+        """Speak the node's parts, then end the turn (a Turn) or name the next node."""
+        self.speak(node.say)
+        if node.play:
+            self.actions.append(Play(self.text(node.play)))
+        if node.pause:
+            self.actions.append(Pause(max(1, round(node.pause))))
+        if node.gather:
+            self.session = self.session.evolve(waiting="input", checkpoint=name)
+            self.actions.append(self.gather(node.gather, ()))
+            return self.turn()
+        if node.transfer:
+            spec = node.transfer
+            context = {key: _lookup(self.variables(), key) for key in spec.context}
+            self.actions.append(
+                Transfer(spec.queue, spec.number, spec.client, context, round(spec.timeout))
+            )
+            return self.end(TRANSFERRED, f"transfer at {name}")
+        for case in node.branch or []:
+            if templates.evaluate(self.flow.expression(case.when), self.variables()):
+                return case.then
+        if node.following and not node.hangup:
+            return node.following
+        self.actions.append(Hangup())
+        return self.end(COMPLETED, f"ended at {name}")
+
+    def give_up(self, reason: str) -> Turn:
+        fallback = self.flow.spec.fallback
+        if fallback and fallback != self.session.node and reason != "loop":
+            self.notes.append(Note("fallback", {"reason": reason, "node": fallback}))
+            return self.run(fallback)
+        self.actions.extend((Say(GIVE_UP_TEXT, *self.voice()), Hangup()))
+        return self.end(COMPLETED, f"gave up: {reason}")
+
+    # ---- events ---------------------------------------------------------------------------
+    def answer(self, event: Answer) -> Turn:
+        name = self.session.node or ""
+        node = self.flow.node(name)
+        spec = node.gather
+        if spec is None:
+            raise EngineError(f"Node {name!r} has no gather to answer.")
+        digits = (event.digits or "")[: answers.MAX_ANSWER] or None
+        speech = answers.clean_speech(event.speech or "") or None
+        if digits is None and speech is None:
+            return self.retry(name, node, "no_input")
+        if (
+            digits is None
+            and event.confidence is not None
+            and event.confidence < spec.min_confidence
+        ):
+            self.notes.append(
+                Note("low_confidence", {"node": name, "confidence": event.confidence})
+            )
+            return self.retry(name, node, "no_match")
+        target = answers.route(node.on or {}, digits, speech) if node.on else None
+        value: str | None = digits if digits is not None else speech
+        if target is None:
+            target = node.following
+            value = answers.accept(node.validation, value or "", spoken=digits is None)
+            if target is None or value is None:
+                return self.retry(name, node, "no_match")
+        self.session = self.session.evolve(trail=self.session.trail[:-1]).visited(
+            Visit(name, _masked(self.flow, node.save_as, value), "matched")
+        )
+        if node.save_as:
+            self.session = self.session.evolve(
+                variables={**self.session.variables, node.save_as: value}
+            )
+        self.session = self.session.evolve(waiting=None)
+        return self.run(target)
+
+    def retry(self, name: str, node: Node, kind: str) -> Turn:
+        defaults = getattr(self.flow.spec.defaults, kind)
+        spec: RetrySpec = getattr(node, kind) or defaults or DEFAULT_RETRY
+        count = getattr(self.session, f"{kind}_count") + 1
+        self.session = self.session.evolve(**{f"{kind}_count": count})
+        self.notes.append(Note(kind, {"node": name, "attempt": count}))
+        if count > spec.retries:
+            if spec.then:
+                self.session = self.session.evolve(waiting=None)
+                return self.run(spec.then)
+            return self.give_up(kind)
+        reprompt: Prompt = NO_INPUT_TEXT if kind == "no_input" else NO_MATCH_TEXT
+        if spec.reprompts:
+            reprompt = spec.reprompts[min(count, len(spec.reprompts)) - 1]
+        elif spec.reprompt is not None:
+            reprompt = spec.reprompt
+        assert node.gather is not None
+        self.actions.append(self.gather(node.gather, self.parts(reprompt)))
+        return self.turn()
+
+    def fetched(self, result: FetchResult) -> Turn:
+        name = self.session.node or ""
+        node = self.flow.node(name)
+        self.session = self.session.evolve(waiting=None)
+        if not result.ok:
+            self.notes.append(Note("http_error", {"node": name, "error": result.error}))
+            failure = {"status": result.status, "error": result.error}
+            self.session = self.session.evolve(
+                variables={**self.session.variables, "http_error": failure}
+            )
+            if node.on_error:
+                return self.run(node.on_error)
+            return self.give_up("http_error")
+        if node.http and node.http.save_as:
+            variables = {**self.session.variables, node.http.save_as: result.data}
+            self.session = self.session.evolve(variables=variables)
+        following = self.finish(name, node)
+        return following if isinstance(following, Turn) else self.run(following)
+
+    # ---- helpers --------------------------------------------------------------------------
+    def variables(self) -> dict[str, Any]:
+        return {**self.session.variables, "caller": self.session.caller, "env": self.env}
+
+    def text(self, source: str) -> str:
+        if templates.is_static(source):
+            return source
+        return templates.render(self.flow.template(source), self.variables())
+
+    def voice(self) -> tuple[str | None, str | None]:
+        return self.flow.spec.voice, self.flow.spec.language
+
+    def parts(self, prompt: Prompt | None) -> tuple[Speech, ...]:
+        if prompt is None:
+            return ()
+        items = prompt if isinstance(prompt, list) else [prompt]
+        voice, language = self.voice()
+        out: list[Speech] = []
+        for item in items:
+            if isinstance(item, str):
+                out.append(Say(self.text(item), voice, language))
+            elif isinstance(item, SayPart):
+                out.append(
+                    Say(
+                        self.text(item.say),
+                        item.voice or voice,
+                        item.language or language,
+                        item.loop,
+                    )
+                )
+            elif isinstance(item, PlayPart):
+                out.append(Play(self.text(item.play), item.loop))
+            elif isinstance(item, PausePart):
+                out.append(Pause(max(1, round(item.pause))))
+        return tuple(p for p in out if not isinstance(p, Say) or p.text)
+
+    def speak(self, prompt: Prompt | None) -> None:
+        self.actions.extend(self.parts(prompt))
+
+    def gather(self, spec: GatherSpec, lead: tuple[Speech, ...]) -> Gather:
+        speech_timeout = spec.speech_timeout
+        return Gather(
+            prompt=lead + self.parts(spec.prompt),
+            input=tuple(spec.input),
+            num_digits=spec.num_digits,
+            finish_on_key=spec.finish_on_key,
+            timeout=round(spec.timeout),
+            speech_timeout=speech_timeout
+            if isinstance(speech_timeout, str) or speech_timeout is None
+            else str(round(speech_timeout)),
+            hints=tuple(spec.hints),
+            language=spec.language or self.flow.spec.language,
+        )
+
+    def assign(self, values: dict[str, Any]) -> None:
+        variables = dict(self.session.variables)
+        for key, value in values.items():
+            scope = {**variables, "caller": self.session.caller, "env": self.env}
+            variables[key] = self.value(value, scope)
+        self.session = self.session.evolve(variables=variables)
+
+    def value(self, value: Any, scope: dict[str, Any]) -> Any:
+        if not isinstance(value, str) or templates.is_static(value):
+            return value
+        inner = value.strip()
+        if inner.startswith("{{") and inner.endswith("}}") and inner.count("{{") == 1:
+            return templates.evaluate(self.flow.expression(inner[2:-2].strip()), scope)
+        return templates.render(self.flow.template(value), scope)
+
+    def request(self, node: Node) -> HttpRequest:
+        assert node.http is not None
+        spec = node.http
+        scope = self.variables()
+        self.session = self.session.evolve(waiting="fetch")
+        return HttpRequest(
+            url=self.text(spec.url),
+            method=spec.method,
+            json=_render_json(self, spec.json_body, scope),
+            headers={k: self.text(v) for k, v in spec.headers.items()},
+            timeout=spec.timeout,
+        )
+
+
+def _render_json(runner: _Runner, value: Any, scope: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _render_json(runner, v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_json(runner, v, scope) for v in value]
+    return runner.value(value, scope)
+
+
+def _lookup(variables: Mapping[str, Any], dotted: str) -> Any:
+    current: Any = variables
+    for part in dotted.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        else:
+            return None
+    return current
+
+
+def _masked(flow: Flow, save_as: str | None, value: str | None) -> str | None:
+    """Answers saved into sensitive variables are not copied into the trail."""
+    if save_as and save_as in flow.spec.sensitive:
+        return "***"
+    return value

@@ -1,0 +1,89 @@
+"""The one exception hierarchy of Omnivoice.
+
+::
+
+    OmnivoiceError
+    ├── FlowError                 a flow definition is unusable
+    │   └── FlowLoadError         YAML or schema problems, each with file:line:col
+    ├── EngineError               a flow could not be stepped (loop guard, bad state)
+    │   └── UnknownNodeError      a session points at a node the flow version lacks
+    └── StoreError                session storage failed          (raised by ``context``)
+        ├── StoreUnavailable      Redis did not answer in time
+        ├── SessionCorrupt        a stored session document could not be decoded
+        └── SessionContention     concurrent requests kept winning the race for a session
+
+Every exception carries the context needed to act on it; webhooks turn any of them into a short
+apology for the caller and a route to a person, never an HTTP 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class OmnivoiceError(Exception):
+    """Base class of every error Omnivoice raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a flow file, located at ``path:line:col`` (1-based)."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+
+class FlowError(OmnivoiceError):
+    """A flow definition cannot be used."""
+
+
+class FlowLoadError(FlowError):
+    """A flow file failed to parse or validate; ``problems`` lists every error found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class EngineError(OmnivoiceError):
+    """A flow could not be stepped."""
+
+
+class UnknownNodeError(EngineError):
+    """A session refers to a node that the flow version does not have."""
+
+    def __init__(self, flow_id: str, node: str) -> None:
+        self.flow_id = flow_id
+        self.node = node
+        super().__init__(f"Flow {flow_id!r} has no node named {node!r}.")
+
+
+class StoreError(OmnivoiceError):
+    """Session storage failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The session store (Redis) did not answer in time."""
+
+
+class SessionCorrupt(StoreError):
+    """A stored session document could not be decoded."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"Session {key!r} is corrupt: {reason}")
+
+
+class SessionContention(StoreError):
+    """Concurrent requests kept saving one session first; this request gave up."""
+
+    def __init__(self, call_sid: str) -> None:
+        self.call_sid = call_sid
+        super().__init__(f"Call {call_sid} lost the race for its session several times.")

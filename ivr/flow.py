@@ -1,0 +1,289 @@
+"""A loaded flow version: the validated spec, its content hash and its compiled templates.
+
+:func:`load_flow_text` turns YAML text into a :class:`Flow` or raises :class:`FlowLoadError`
+listing every problem at ``file:line:col``. Warnings (unreachable nodes, dead ends) do not stop a
+flow from loading; they are kept on :attr:`Flow.warnings` for ``flows validate`` to print.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+from jinja2 import Template
+from pydantic import ValidationError
+
+from ivr import templates
+from ivr.errors import FlowLoadError, Problem
+from ivr.schema import FlowSpec, Node, PausePart, PlayPart, SayPart
+from ivr.yamlsource import Positions, parse
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One immutable version of a flow."""
+
+    id: str
+    version: str
+    path: str
+    source: str
+    spec: FlowSpec
+    numbers: tuple[str, ...]
+    compiled_templates: dict[str, Template] = field(repr=False)
+    compiled_expressions: dict[str, templates.Expression] = field(repr=False)
+    warnings: tuple[Problem, ...] = ()
+    number_positions: tuple[tuple[int, int], ...] = ()
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; ``KeyError`` if the version has none."""
+        return self.spec.nodes[name]
+
+    def template(self, text: str) -> Template:
+        """The compiled template for ``text`` (compiled at load, or now for engine-made text)."""
+        found = self.compiled_templates.get(text)
+        return found if found is not None else templates.compile_template(text)
+
+    def expression(self, text: str) -> templates.Expression:
+        """The compiled expression for ``text``."""
+        found = self.compiled_expressions.get(text)
+        return found if found is not None else templates.compile_expression(text)
+
+
+def content_version(source: str) -> str:
+    """The version id of a flow: a short hash of its exact YAML text."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def load_flow_file(path: str | Path) -> Flow:
+    """Read and load one flow file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FlowLoadError([Problem(str(path), 1, 1, "The file is not UTF-8 text.")]) from None
+    return load_flow_text(text, str(path), default_id=path.stem)
+
+
+def load_flow_text(text: str, path: str, default_id: str) -> Flow:
+    """Validate YAML ``text`` (named ``path`` in messages) into a :class:`Flow`."""
+    data, positions = parse(text, path)
+    if not isinstance(data, dict):
+        raise FlowLoadError(
+            [Problem(path, 1, 1, "A flow file must be a map with start and nodes.")]
+        )
+    try:
+        spec = FlowSpec.model_validate(data)
+    except ValidationError as exc:
+        raise FlowLoadError(_schema_problems(exc, positions)) from None
+    problems: list[Problem] = []
+    numbers = _normalised_numbers(spec, positions, problems)
+    compiled_templates, compiled_expressions = _compile(spec, positions, problems)
+    problems.extend(_reference_problems(spec, positions))
+    if problems:
+        raise FlowLoadError(problems)
+    return Flow(
+        id=spec.id or default_id,
+        version=content_version(text),
+        path=path,
+        source=text,
+        spec=spec,
+        numbers=numbers,
+        compiled_templates=compiled_templates,
+        compiled_expressions=compiled_expressions,
+        warnings=tuple(_graph_warnings(spec, positions)),
+        number_positions=tuple(positions.locate(("numbers", i)) for i in range(len(numbers))),
+    )
+
+
+def _schema_problems(exc: ValidationError, positions: Positions) -> list[Problem]:
+    seen: dict[tuple[int, int], Problem] = {}
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        message = _sentence(error, loc)
+        problem = positions.problem(loc, message, at_key=error["type"] == "extra_forbidden")
+        seen.setdefault((problem.line, problem.col), problem)
+    return sorted(seen.values(), key=lambda p: (p.line, p.col))
+
+
+_KNOWN_KEYS = {
+    "flow": set(FlowSpec.model_fields) | {"validate", "json"},
+    "node": {f.alias or name for name, f in Node.model_fields.items()},
+}
+
+
+def _sentence(error: Any, loc: tuple[Any, ...]) -> str:
+    where = ".".join(str(part) for part in loc if not str(part).startswith(("function-", "list[")))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        known = _KNOWN_KEYS["node"] if len(loc) == 3 and loc[0] == "nodes" else set()
+        hint = difflib.get_close_matches(key, sorted(known), n=1)
+        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+        return f"Unknown key {key!r}.{suggestion}"
+    if kind == "missing":
+        return f"{where} is required."
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _normalised_numbers(
+    spec: FlowSpec, positions: Positions, problems: list[Problem]
+) -> tuple[str, ...]:
+    numbers = []
+    for i, raw in enumerate(spec.numbers):
+        try:
+            parsed = phonenumbers.parse(raw, None)
+            if not phonenumbers.is_possible_number(parsed):
+                raise phonenumbers.NumberParseException(0, "impossible number")
+        except phonenumbers.NumberParseException:
+            problems.append(
+                positions.problem(
+                    ("numbers", i), f"{raw!r} is not a phone number in E.164 form (+14155550100)."
+                )
+            )
+            continue
+        numbers.append(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    return tuple(numbers)
+
+
+def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every template string of a node, with its path inside the node."""
+
+    def prompt(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:
+        if isinstance(value, str):
+            yield path, value
+        elif isinstance(value, SayPart):
+            yield path, value.say
+        elif isinstance(value, PlayPart):
+            yield path, value.play
+        elif isinstance(value, list):
+            for i, part in enumerate(value):
+                yield from prompt(part, (*path, i))
+        elif value is not None and not isinstance(value, PausePart):
+            raise TypeError(value)  # pragma: no cover
+
+    yield from prompt(node.say, ("say",))
+    if node.play:
+        yield ("play",), node.play
+    if node.gather:
+        yield from prompt(node.gather.prompt, ("gather", "prompt"))
+    for key in ("no_input", "no_match"):
+        retry = getattr(node, key)
+        if retry is not None:
+            yield from prompt(retry.reprompt, (key, "reprompt"))
+            for i, item in enumerate(retry.reprompts or []):
+                yield from prompt(item, (key, "reprompts", i))
+    if node.http:
+        yield ("http", "url"), node.http.url
+        for name, value in node.http.headers.items():
+            yield ("http", "headers", name), value
+        yield from _json_strings(node.http.json_body, ("http", "json"))
+    for name, value in (node.set or {}).items():
+        if isinstance(value, str):
+            yield ("set", name), value
+
+
+def _json_strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _json_strings(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _json_strings(item, (*path, i))
+
+
+def _compile(
+    spec: FlowSpec, positions: Positions, problems: list[Problem]
+) -> tuple[dict[str, Template], dict[str, templates.Expression]]:
+    compiled: dict[str, Template] = {}
+    expressions: dict[str, templates.Expression] = {}
+    prompt_text = spec.resume.prompt
+    sources: list[tuple[tuple[str | int, ...], str]] = []
+    if prompt_text:
+        sources.append((("resume", "prompt"), prompt_text))
+    for name, node in spec.nodes.items():
+        sources.extend((("nodes", name, *path), text) for path, text in _texts(node))
+        for i, case in enumerate(node.branch or []):
+            loc: tuple[str | int, ...] = ("nodes", name, "branch", i, "if")
+            try:
+                expressions.setdefault(case.when, templates.compile_expression(case.when))
+            except ValueError as exc:
+                problems.append(positions.problem(loc, _capital(exc)))
+    for loc, text in sources:
+        if text in compiled:
+            continue
+        try:
+            compiled[text] = templates.compile_template(text)
+        except ValueError as exc:
+            problems.append(positions.problem(loc, _capital(exc)))
+    return compiled, expressions
+
+
+def _capital(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:]
+
+
+def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
+    problems = []
+    names = spec.nodes
+
+    def check(loc: tuple[str | int, ...], target: str) -> None:
+        if target not in names:
+            hint = difflib.get_close_matches(target, list(names), n=1)
+            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+            problems.append(
+                positions.problem(loc, f"There is no node named {target!r}.{suggestion}")
+            )
+
+    check(("start",), spec.start)
+    if spec.fallback:
+        check(("fallback",), spec.fallback)
+    for key in ("no_input", "no_match"):
+        retry = getattr(spec.defaults, key)
+        if retry is not None and retry.then:
+            check(("defaults", key, "then"), retry.then)
+    for name, node in names.items():
+        for path, target in node.targets():
+            check(("nodes", name, *path), target)
+        if node.gather and not node.on and not node.following:
+            problems.append(
+                positions.problem(
+                    ("nodes", name, "gather"),
+                    "A gather needs 'on' routes or a 'next' node for the answer to go to.",
+                )
+            )
+    return problems
+
+
+def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
+    roots = [spec.start, *(x for x in (spec.fallback,) if x)]
+    roots += [r.then for r in (spec.defaults.no_input, spec.defaults.no_match) if r and r.then]
+    reachable: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in reachable:
+            continue
+        reachable.add(name)
+        pending.extend(target for _, target in spec.nodes[name].targets())
+    for name, node in spec.nodes.items():
+        if name not in reachable:
+            yield positions.problem(
+                ("nodes", name), f"Node {name!r} can never be reached from start.", "warning"
+            )
+        ends = node.gather or node.transfer or node.hangup or node.following
+        if not ends:
+            yield positions.problem(
+                ("nodes", name),
+                f"Node {name!r} leads nowhere: the call hangs up after it. "
+                "Add next, or hangup: true to say so.",
+                "warning",
+            )

@@ -1,0 +1,300 @@
+"""The flow schema: typed, frozen pydantic models of what a designer may write in ``flows/*.yaml``.
+
+A flow is a map of named nodes. A node does its parts in a fixed order: ``set`` variables, run an
+``http`` data dip, speak (``say``/``play``/``pause``), then one of ``gather`` (wait for the caller),
+``transfer``, ``hangup``, ``branch`` or move on with ``next``/``goto``. The models reject unknown
+keys, so a typo is an error with its position rather than a silently ignored line.
+:func:`flow_json_schema` exports the same models as JSON Schema for editor autocompletion.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from ivr.durations import DURATION_PATTERN, parse_duration
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": DURATION_PATTERN},
+            ],
+            "description": "Seconds, or a duration such as 5s, 500ms, 30m.",
+        }
+    ),
+]
+NodeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
+VarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+
+class Model(BaseModel):
+    """Base of every schema model: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SayPart(Model):
+    """Speak text with Twilio's text-to-speech; ``text`` may use ``{{ variables }}``."""
+
+    say: str = Field(min_length=1)
+    voice: str | None = None
+    language: str | None = None
+    loop: int = Field(default=1, ge=1, le=10)
+
+
+class PlayPart(Model):
+    """Play an audio file by URL."""
+
+    play: str = Field(min_length=1)
+    loop: int = Field(default=1, ge=1, le=10)
+
+
+class PausePart(Model):
+    """Stay silent for a while."""
+
+    pause: Duration
+
+
+PromptPart = str | SayPart | PlayPart | PausePart
+Prompt = PromptPart | list[PromptPart]
+
+
+class GatherSpec(Model):
+    """Ask the caller something and wait for keypad digits and/or speech."""
+
+    prompt: Prompt | None = None
+    input: list[Literal["dtmf", "speech"]] = Field(
+        default_factory=lambda: ["dtmf"],  # type: ignore[arg-type]
+        min_length=1,
+    )
+    num_digits: int | None = Field(default=None, ge=1, le=64)
+    finish_on_key: str | None = Field(default=None, pattern=r"^[0-9#*]?$")
+    timeout: Duration = 5.0
+    speech_timeout: Literal["auto"] | Duration | None = None
+    hints: list[str] = Field(default_factory=list)
+    language: str | None = None
+    min_confidence: float = Field(default=0.4, ge=0.0, le=1.0)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _split_input(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(",", " ").split()
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_range(cls, value: float) -> float:
+        if not 1 <= value <= 60:
+            raise ValueError("gather timeout must be between 1s and 60s.")
+        return value
+
+
+class ValidateSpec(Model):
+    """Checks an answer must pass before it is accepted; a failure is a no-match."""
+
+    pattern: str | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=1)
+    choices: list[str] | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(
+                    f"the pattern {value!r} is not a valid regular expression: {exc}"
+                ) from None
+        return value
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _choices_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(item) for item in value]
+        return value
+
+
+class RetrySpec(Model):
+    """What happens when the caller says nothing (no_input) or nothing usable (no_match).
+
+    The caller hears ``reprompts[attempt]`` (or ``reprompt``) and is asked again, up to ``retries``
+    times; after that the call goes to ``then``.
+    """
+
+    retries: int = Field(default=2, ge=0, le=10)
+    reprompt: Prompt | None = None
+    reprompts: list[Prompt] | None = None
+    then: NodeName | None = None
+
+
+class HttpSpec(Model):
+    """A data dip: call an HTTP JSON API and keep the answer in a variable."""
+
+    url: str = Field(min_length=1)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    json_body: Any = Field(default=None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 3.0
+    save_as: VarName | None = None
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_range(cls, value: float) -> float:
+        if not 0 < value <= 10:
+            raise ValueError(
+                "http timeout must be more than 0 and at most 10s: Twilio gives a webhook 15s."
+            )
+        return value
+
+
+class BranchCase(Model):
+    """One case of a branch: go to ``then`` when the expression ``if`` is true."""
+
+    when: str = Field(alias="if", min_length=1)
+    then: NodeName
+
+
+class TransferSpec(Model):
+    """Hand the caller to a person: a queue, a phone number or a client (agent app) identity."""
+
+    queue: str | None = Field(default=None, max_length=64)
+    number: str | None = None
+    client: str | None = None
+    context: list[str] = Field(default_factory=list)
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferSpec:
+        if sum(x is not None for x in (self.queue, self.number, self.client)) != 1:
+            raise ValueError("a transfer needs exactly one of queue, number or client.")
+        return self
+
+
+class Node(Model):
+    """One step of a call flow."""
+
+    description: str | None = None
+    checkpoint: bool = False
+    set: dict[VarName, Any] | None = None
+    http: HttpSpec | None = None
+    on_error: NodeName | None = None
+    say: Prompt | None = None
+    play: str | None = None
+    pause: Duration | None = None
+    gather: GatherSpec | None = None
+    on: dict[str, NodeName] | None = None
+    validation: ValidateSpec | None = Field(default=None, alias="validate")
+    save_as: VarName | None = None
+    no_input: RetrySpec | None = None
+    no_match: RetrySpec | None = None
+    branch: list[BranchCase] | None = None
+    transfer: TransferSpec | None = None
+    hangup: bool | None = None
+    goto: NodeName | None = None
+    next: NodeName | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Node:
+        endings = [k for k in ("gather", "transfer", "hangup") if getattr(self, k)]
+        if len(endings) > 1:
+            raise ValueError(f"a node can do only one of gather, transfer, hangup, not {endings}.")
+        if self.goto and self.next:
+            raise ValueError("use either goto or next, not both.")
+        if not self.gather:
+            for key in ("on", "validation", "save_as", "no_input", "no_match"):
+                if getattr(self, key) is not None:
+                    name = "validate" if key == "validation" else key
+                    raise ValueError(f"{name} only makes sense on a node with a gather.")
+        if self.on_error and not self.http:
+            raise ValueError("on_error only makes sense on a node with an http data dip.")
+        if (self.transfer or self.hangup) and (self.next or self.goto or self.branch):
+            raise ValueError("a node that transfers or hangs up cannot also go to another node.")
+        if self.gather and self.branch:
+            raise ValueError("a gather node routes with on/next; put the branch in its own node.")
+        return self
+
+    @property
+    def following(self) -> str | None:
+        """The node after this one when nothing else decides (``next`` or ``goto``)."""
+        return self.next or self.goto
+
+    def targets(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every node name this node can lead to, with the path of the key that names it."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for key in ("next", "goto", "on_error"):
+            if value := getattr(self, key):
+                found.append(((key,), value))
+        for key, target in (self.on or {}).items():
+            found.append((("on", key), target))
+        for key in ("no_input", "no_match"):
+            retry = getattr(self, key)
+            if retry is not None and retry.then:
+                found.append(((key, "then"), retry.then))
+        for i, case in enumerate(self.branch or []):
+            found.append((("branch", i, "then"), case.then))
+        return found
+
+
+class ResumeSpec(Model):
+    """How a dropped call is resumed when the same caller calls back."""
+
+    within: Duration = 1800.0
+    ask: bool = True
+    prompt: str | None = None
+
+
+class Defaults(Model):
+    """Flow-wide defaults for every gather that does not set its own."""
+
+    no_input: RetrySpec | None = None
+    no_match: RetrySpec | None = None
+
+
+class FlowSpec(Model):
+    """A whole call flow, as written in one YAML file."""
+
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$", max_length=64)
+    description: str | None = None
+    numbers: list[str] = Field(default_factory=list)
+    default: bool = False
+    language: str = "en-US"
+    voice: str | None = None
+    resume: ResumeSpec = Field(default_factory=ResumeSpec)
+    sensitive: list[VarName] = Field(default_factory=list)
+    defaults: Defaults = Field(default_factory=Defaults)
+    fallback: NodeName | None = None
+    start: NodeName
+    nodes: dict[NodeName, Node] = Field(min_length=1)
+
+    @field_validator("numbers", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(item) for item in value]
+        return value
+
+
+def flow_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a flow file, for editors (YAML language servers) and CI checks."""
+    schema = FlowSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Omnivoice flow"
+    return schema

@@ -1,0 +1,98 @@
+"""The state of one caller's progress through a flow, as the engine sees it.
+
+A :class:`Session` is an immutable value. The engine returns a new one with every turn; the
+``context`` package stores it in Redis as a small JSON document (see :meth:`Session.to_dict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# A session's life: it is active while the caller is in self-service, then ends in one of these.
+ACTIVE = "active"
+COMPLETED = "completed"
+TRANSFERRED = "transferred"
+INTERRUPTED = "interrupted"
+STATUSES = (ACTIVE, COMPLETED, TRANSFERRED, INTERRUPTED)
+
+TRAIL_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One node the caller went through, with what they answered there (if anything)."""
+
+    node: str
+    answer: str | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    """One caller's progress: where they are, what they entered, how the call is going."""
+
+    caller: str
+    flow_id: str
+    flow_version: str
+    call_sid: str
+    node: str | None = None
+    waiting: str | None = None  # "input" at a gather, "fetch" at an http node, None when ended
+    checkpoint: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    no_input_count: int = 0
+    no_match_count: int = 0
+    step: int = 0
+    status: str = ACTIVE
+    ended_reason: str | None = None
+    trail: tuple[Visit, ...] = ()
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    call_status: str | None = None
+    ended_at: float | None = None
+
+    def evolve(self, **changes: Any) -> Session:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    def visited(self, visit: Visit) -> Session:
+        """Return a copy with ``visit`` appended to the (bounded) trail."""
+        return replace(self, trail=(*self.trail, visit)[-TRAIL_LIMIT:])
+
+    def call_ended(self, call_status: str, at: float) -> Session:
+        """Record that the call ended; a session still in self-service becomes interrupted."""
+        if self.status == ACTIVE:
+            where = self.node or "the start"
+            return replace(
+                self,
+                status=INTERRUPTED,
+                ended_reason=f"call {call_status} at {where}",
+                call_status=call_status,
+                ended_at=at,
+            )
+        return replace(self, call_status=call_status, ended_at=self.ended_at or at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; short keys are not worth the unreadability here."""
+        data = asdict(self)
+        data["trail"] = [[v.node, v.answer, v.outcome] for v in self.trail]
+        data["schema"] = SCHEMA_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Session:
+        """Rebuild a session from :meth:`to_dict` output; raises ``ValueError`` if it is not one."""
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+            raise ValueError("not a session document of a known schema version")
+        fields = dict(data)
+        fields.pop("schema")
+        try:
+            fields["trail"] = tuple(Visit(*item) for item in fields.get("trail", []))
+            session = cls(**fields)
+        except TypeError as exc:
+            raise ValueError(f"session fields do not match: {exc}") from None
+        if session.status not in STATUSES or not isinstance(session.variables, dict):
+            raise ValueError("session has an unknown status or malformed variables")
+        return session

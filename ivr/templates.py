@@ -1,0 +1,64 @@
+"""Prompt templates and expressions, run in Jinja2's immutable sandbox (never ``eval``).
+
+Prompts are Jinja2 templates (``"Your flight {{ flight.number }} is {{ flight.status }}"``);
+``set`` values and branch conditions are Jinja2 expressions (``attempts > 2 and not vip``).
+Everything is compiled once when a flow loads, so a syntax error is a load error with its line,
+and a prompt with no template syntax is known to be static (the same for every caller).
+A missing variable renders as nothing and is false in a condition, instead of failing the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+
+Expression = Callable[..., Any]
+
+
+def is_static(text: str) -> bool:
+    """True when ``text`` has no template syntax, so it renders the same for everyone."""
+    return "{{" not in text and "{%" not in text and "{#" not in text
+
+
+def compile_template(text: str) -> Template:
+    """Compile a prompt template; raises ``ValueError`` with a readable reason."""
+    try:
+        return _ENV.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"the template {text!r} has a syntax error: {exc.message}") from None
+
+
+def compile_expression(text: str) -> Expression:
+    """Compile a condition or value expression; raises ``ValueError`` with a readable reason."""
+    try:
+        return _ENV.compile_expression(text, undefined_to_none=True)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"the expression {text!r} has a syntax error: {exc.message}") from None
+
+
+def render(template: Template, variables: Mapping[str, Any]) -> str:
+    """Render a prompt; any runtime error (sandbox refusal included) renders as empty text."""
+    try:
+        return template.render(variables).strip()
+    except Exception:  # a prompt must never crash a call; the engine logs through its Turn
+        return ""
+
+
+def evaluate(expression: Expression, variables: Mapping[str, Any]) -> Any:
+    """Evaluate an expression; a runtime error yields ``None`` (false in a branch)."""
+    try:
+        return _plain(expression(**variables))
+    except Exception:
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """Turn Jinja's undefined values into ``None`` so results are JSON-serialisable."""
+    if isinstance(value, ChainableUndefined):
+        return None
+    return value

@@ -1,0 +1,61 @@
+"""``flask --app app flows ...``: designer tooling on the command line.
+
+``flows validate [PATH]`` checks one file or a directory (default ``FLOWS_DIR``) and prints every
+problem as ``file:line:col: severity: sentence``; it exits 1 if any error was found.
+``flows schema`` prints the flow JSON Schema for editors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ivr.catalog import Catalog
+from ivr.errors import FlowLoadError, Problem
+from ivr.flow import Flow, load_flow_file
+from ivr.schema import flow_json_schema
+
+flows = AppGroup("flows", help="Validate call flows and export their JSON Schema.")
+
+
+@flows.command("validate")
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+def validate(path: Path | None) -> None:
+    """Validate the flow file or directory PATH (default: FLOWS_DIR)."""
+    target = path or Path(current_app.config["FLOWS_DIR"])
+    problems, loaded = _check(target)
+    for problem in problems:
+        click.echo(str(problem), err=problem.severity == "error")
+    for flow in loaded:
+        click.echo(
+            f"ok: {flow.id} (version {flow.version}, {len(flow.spec.nodes)} nodes) {flow.path}"
+        )
+    errors = sum(p.severity == "error" for p in problems)
+    if errors or not loaded:
+        raise SystemExit(
+            f"{errors} error(s); no flow loaded." if not loaded else f"{errors} error(s)."
+        )
+
+
+def _check(target: Path) -> tuple[list[Problem], list[Flow]]:
+    if target.is_file():
+        try:
+            flow = load_flow_file(target)
+        except FlowLoadError as exc:
+            return list(exc.problems), []
+        return list(flow.warnings), [flow]
+    catalog = Catalog(target)
+    problems = catalog.refresh()
+    loaded = catalog.flows()
+    warnings = [w for flow in loaded for w in flow.warnings]
+    return problems + warnings, loaded
+
+
+@flows.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of flow files."""
+    click.echo(json.dumps(flow_json_schema(), indent=2, sort_keys=True))

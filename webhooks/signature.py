@@ -1,0 +1,68 @@
+"""Twilio request validation: every Twilio-facing view is wrapped in :func:`twilio_signed`.
+
+The signature covers the exact public URL Twilio requested, so behind a proxy or tunnel the URL is
+rebuilt from ``PUBLIC_BASE_URL`` (or from proxy headers when ``TRUST_PROXY`` enables werkzeug's
+ProxyFix). Only the explicit dev mode skips the check, and it says so on every request.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Response, current_app, request
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+log = logging.getLogger(__name__)
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def public_url() -> str:
+    """The URL Twilio requested, as Twilio saw it."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        path = request.full_path if request.query_string else request.path
+        return base.rstrip("/") + path
+    return request.url
+
+
+def is_signed() -> bool:
+    """True when the current request carries a valid ``X-Twilio-Signature``."""
+    token = current_app.config.get("TWILIO_AUTH_TOKEN")
+    signature = request.headers.get("X-Twilio-Signature")
+    if not token or not signature:
+        return False
+    algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+    params: Any = (
+        request.form
+        if request.mimetype == "application/x-www-form-urlencoded"
+        else (request.get_data(as_text=True))
+    )
+    return RequestValidator(token).validate(public_url(), params, signature, algorithm=algorithm)
+
+
+def twilio_signed(view: View) -> View:
+    """Answer 403 unless the request is signed by Twilio (or the app runs in dev mode)."""
+
+    @functools.wraps(view)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if current_app.config.get("DEV_MODE"):
+            log.warning("DEV MODE: Twilio signature not checked for %s", request.path)
+            return view(*args, **kwargs)
+        if not current_app.config.get("TWILIO_AUTH_TOKEN"):
+            log.error(
+                "TWILIO_AUTH_TOKEN is not set: refusing %s (set it, or OMNIVOICE_DEV=1)",
+                request.path,
+            )
+            return Response(
+                "Forbidden: this server has no Twilio auth token.\n", 403, mimetype="text/plain"
+            )
+        if not is_signed():
+            log.warning("rejected %s: missing or invalid X-Twilio-Signature", request.path)
+            return Response("Forbidden: invalid Twilio signature.\n", 403, mimetype="text/plain")
+        return view(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]

@@ -1,0 +1,107 @@
+"""The one place TwiML is built, with ``twilio.twiml.voice_response`` (never by string building).
+
+:func:`render` turns the engine's channel-neutral actions into a ``<Response>``. A ``<Gather>`` is
+followed by a ``<Redirect>`` to the same answer URL, so silence reaches the flow as a no-input
+event instead of falling off the end of the document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from twilio.twiml.voice_response import Gather as GatherVerb
+from twilio.twiml.voice_response import VoiceResponse
+
+from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Speech, Transfer
+
+APOLOGY = "Sorry, we are having trouble right now."
+CONNECTING = "Please hold while I connect you to someone who can help."
+GOODBYE = "Please call again later. Goodbye."
+
+
+def render(actions: Iterable[Action], answer_url: str) -> str:
+    """TwiML for ``actions``; gathers post their answer to ``answer_url``."""
+    response = VoiceResponse()
+    for action in actions:
+        if isinstance(action, Gather):
+            _gather(response, action, answer_url)
+        elif isinstance(action, Transfer):
+            _transfer(response, action)
+        elif isinstance(action, Hangup):
+            response.hangup()
+        else:
+            _speak(response, action)
+    return str(response)
+
+
+def _speak(target: VoiceResponse | GatherVerb, part: Speech) -> None:
+    if isinstance(part, Say):
+        target.say(part.text, voice=part.voice, language=part.language, loop=_loop(part.loop))
+    elif isinstance(part, Play):
+        target.play(part.url, loop=_loop(part.loop))
+    elif isinstance(part, Pause):
+        target.pause(length=part.seconds)
+
+
+def _loop(count: int) -> int | None:
+    return count if count != 1 else None
+
+
+def _gather(response: VoiceResponse, gather: Gather, answer_url: str) -> None:
+    speech = "speech" in gather.input
+    verb = response.gather(
+        input=" ".join(gather.input),  # a list would be stringified wrongly by the SDK
+        action=answer_url,
+        method="POST",
+        timeout=gather.timeout,
+        num_digits=gather.num_digits,
+        finish_on_key=gather.finish_on_key,
+        speech_timeout=gather.speech_timeout if speech else None,
+        hints=",".join(gather.hints) if speech and gather.hints else None,
+        language=gather.language if speech else None,
+    )
+    for part in gather.prompt:
+        _speak(verb, part)
+    response.redirect(answer_url, method="POST")
+
+
+def _transfer(response: VoiceResponse, transfer: Transfer) -> None:
+    if transfer.queue is not None:
+        # Plain <Enqueue>: the agent side reads the handoff context from the session store.
+        response.enqueue(transfer.queue)
+        return
+    dial = response.dial(timeout=transfer.timeout)
+    if transfer.number is not None:
+        dial.number(transfer.number)
+    elif transfer.client is not None:
+        client = dial.client()
+        client.identity(transfer.client)
+        for name, value in transfer.context.items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            client.parameter(name=name, value=text[:256])
+
+
+def fallback(number: str | None = None, queue: str | None = None, reason: str = APOLOGY) -> str:
+    """What a caller hears when something failed: an apology, then a person, else goodbye."""
+    response = VoiceResponse()
+    response.say(reason)
+    if number:
+        response.say(CONNECTING)
+        response.dial(number)
+    elif queue:
+        response.say(CONNECTING)
+        response.enqueue(queue)
+    else:
+        response.say(GOODBYE)
+        response.hangup()
+    return str(response)
+
+
+def hangup(text: str | None = None) -> str:
+    """A short goodbye (or nothing) and a hang-up."""
+    response = VoiceResponse()
+    if text:
+        response.say(text)
+    response.hangup()
+    return str(response)
