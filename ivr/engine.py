@@ -37,6 +37,7 @@ from ivr.turn import (
 )
 
 MAX_HOPS = 64
+KEYPAD = set("0123456789*#")
 NO_INPUT_TEXT = "Sorry, I didn't hear anything."
 NO_MATCH_TEXT = "Sorry, I didn't understand that."
 GIVE_UP_TEXT = "Sorry, we could not continue. Goodbye."
@@ -177,6 +178,9 @@ class _Runner:
         speech = answers.clean_speech(event.speech or "") or None
         if digits is None and speech is None:
             return self.retry(name, node, "no_input")
+        if digits is not None and not set(digits) <= KEYPAD:
+            self.notes.append(Note("not_keypad_digits", {"node": name}))
+            return self.retry(name, node, "no_match")
         if (
             digits is None
             and event.confidence is not None
