@@ -11,6 +11,7 @@ Every write sets a TTL.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,11 +91,15 @@ class SessionStore:
         reply: str | None = None,
         reply_step: int | None = None,
         index_call: bool = False,
+        also_set: Sequence[tuple[str, str, int]] = (),
+        also_delete: Sequence[str] = (),
     ) -> int | None:
         """Store ``session`` if nobody saved since ``expected_seq``; return the new seq or ``None``.
 
         ``reply`` is cached under the session's call and ``reply_step`` (the step named in the
-        request being answered) so a retried webhook gets the same answer; ``index_call`` also records CallSid → caller (once per call is enough).
+        request being answered) so a retried webhook gets the same answer; ``index_call`` also records
+        CallSid → caller (once per call is enough); ``also_set`` (key, value, ttl) and
+        ``also_delete`` ride in the same round trip.
         """
         key = self.keys.session(session.caller)
         doc = json.dumps(session.to_dict(), separators=(",", ":"), default=str)
@@ -116,6 +121,10 @@ class SessionStore:
                 )
                 if index_call:
                     pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
+                for extra_key, value, ttl in also_set:
+                    pipe.set(extra_key, value, ex=ttl)
+                if also_delete:
+                    pipe.delete(*also_delete)
                 results = pipe.execute()
         except REDIS_DOWN as exc:
             raise StoreUnavailable(f"Redis did not answer saving {key}: {exc}") from exc
@@ -124,10 +133,23 @@ class SessionStore:
 
     def caller_of(self, call_sid: str) -> str | None:
         """The caller key a call's session is stored under, from the CallSid index."""
+        return self._get(self.keys.call(call_sid))
+
+    def caller_by_code(self, code: str) -> str | None:
+        """The caller key a resume code was issued to."""
+        return self._get(self.keys.resume_code(code))
+
+    def flow_source(self, version: str) -> str | None:
+        """The YAML text of a flow version published with :meth:`save` (``also_set``)."""
+        return self._get(self.keys.flow_version(version))
+
+    def _get(self, key: str) -> str | None:
         try:
-            return _text(self.redis.get(self.keys.call(call_sid)))
+            return _text(self.redis.get(key))
         except REDIS_DOWN as exc:
-            raise StoreUnavailable(f"Redis did not answer for call {call_sid}: {exc}") from exc
+            raise StoreUnavailable(f"Redis did not answer reading {key}: {exc}") from exc
+        except redis.ResponseError:
+            return None
 
     def discard(self, caller: str) -> None:
         """Delete a caller's session (after it was found corrupt, for instance)."""

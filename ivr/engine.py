@@ -89,6 +89,10 @@ def step(flow: Flow, session: Session, event: Event, env: Mapping[str, Any] | No
         return runner.answer(event)
     if isinstance(event, FetchResult) and session.waiting == "fetch":
         return runner.fetched(event)
+    if isinstance(event, Answer) and session.waiting == "resume":
+        from ivr import resume  # resume builds on this module
+
+        return resume.answer_offer(flow, session, event, env)
     raise EngineError(f"Node {session.node!r} is waiting for {session.waiting}, not {event!r}.")
 
 
@@ -124,6 +128,10 @@ class _Runner:
                 self.session = self.session.evolve(checkpoint=name)
             if node.set:
                 self.assign(node.set)
+            if node.verified and (back := self.verification_passed()):
+                self.speak(node.say)
+                name = back
+                continue
             if node.http:
                 return self.turn(fetch=self.request(node))
             following = self.finish(name, node)
@@ -205,7 +213,7 @@ class _Runner:
                 variables={**self.session.variables, node.save_as: value}
             )
         self.session = self.session.evolve(waiting=None)
-        return self.run(target)
+        return self.run(self.back_to_checkpoint() or target)
 
     def retry(self, name: str, node: Node, kind: str) -> Turn:
         defaults = getattr(self.flow.spec.defaults, kind)
@@ -243,8 +251,34 @@ class _Runner:
         if node.http and node.http.save_as:
             variables = {**self.session.variables, node.http.save_as: result.data}
             self.session = self.session.evolve(variables=variables)
+        if back := self.back_to_checkpoint():
+            return self.run(back)
         following = self.finish(name, node)
         return following if isinstance(following, Turn) else self.run(following)
+
+    # ---- resumed callers ------------------------------------------------------------------
+    def back_to_checkpoint(self) -> str | None:
+        """Once a resumed caller has given their sensitive data again, return to the checkpoint."""
+        session = self.session
+        missing = session.resume_missing
+        if not (session.resume_return and missing):
+            return None
+        if not all(name in session.variables for name in missing):
+            return None
+        self.session = session.evolve(resume_return=None, resume_missing=())
+        self.notes.append(Note("sensitive_recollected", {"checkpoint": session.resume_return}))
+        return session.resume_return
+
+    def verification_passed(self) -> str | None:
+        """At a ``verified: true`` node: restore held sensitive data, return to the checkpoint."""
+        session = self.session
+        if not session.held or not session.resume_return:
+            return None
+        self.session = session.evolve(
+            variables={**session.variables, **session.held}, held={}, resume_return=None
+        )
+        self.notes.append(Note("caller_verified", {"checkpoint": session.resume_return}))
+        return session.resume_return
 
     # ---- helpers --------------------------------------------------------------------------
     def variables(self) -> dict[str, Any]:

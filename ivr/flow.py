@@ -167,6 +167,8 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
         elif value is not None and not isinstance(value, PausePart):
             raise TypeError(value)  # pragma: no cover
 
+    if node.description:
+        yield ("description",), node.description
     yield from prompt(node.say, ("say",))
     if node.play:
         yield ("play",), node.play
@@ -244,6 +246,9 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
             )
 
     check(("start",), spec.start)
+    for key in ("transferred", "verify"):
+        if target := getattr(spec.resume, key):
+            check(("resume", key), target)
     if spec.fallback:
         check(("fallback",), spec.fallback)
     for key in ("no_input", "no_match"):
@@ -264,7 +269,8 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
 
 
 def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
-    roots = [spec.start, *(x for x in (spec.fallback,) if x)]
+    optional = (spec.fallback, spec.resume.transferred, spec.resume.verify)
+    roots = [spec.start, *(x for x in optional if x)]
     roots += [r.then for r in (spec.defaults.no_input, spec.defaults.no_match) if r and r.then]
     reachable: set[str] = set()
     pending = list(roots)

@@ -193,6 +193,7 @@ class Node(Model):
 
     description: str | None = None
     checkpoint: bool = False
+    verified: bool = False
     set: dict[VarName, Any] | None = None
     http: HttpSpec | None = None
     on_error: NodeName | None = None
@@ -254,11 +255,21 @@ class Node(Model):
 
 
 class ResumeSpec(Model):
-    """How a dropped call is resumed when the same caller calls back."""
+    """How a dropped call is resumed when the same caller calls back.
+
+    Within ``within`` of the drop, the caller continues at the last checkpoint (after a "welcome
+    back" question when ``ask`` is true; ``prompt`` may use ``{{ where }}``). A caller who was
+    transferred goes to ``transferred`` if set. ``codes`` offers callers without caller ID a
+    six-digit resume code. ``verify`` names the node that checks a caller whose number is not
+    fully attested before sensitive variables come back (reaching a ``verified: true`` node).
+    """
 
     within: Duration = 1800.0
     ask: bool = True
     prompt: str | None = None
+    transferred: NodeName | None = None
+    codes: bool = False
+    verify: NodeName | None = None
 
 
 class Defaults(Model):

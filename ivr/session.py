@@ -52,6 +52,11 @@ class Session:
     updated_at: float = 0.0
     call_status: str | None = None
     ended_at: float | None = None
+    attested: bool = False  # this call's caller ID passed STIR/SHAKEN full attestation
+    resume_code: str | None = None
+    resume_return: str | None = None  # checkpoint to go back to once sensitive data is back
+    resume_missing: tuple[str, ...] = ()  # sensitive variables the caller must give again
+    held: dict[str, Any] = field(default_factory=dict)  # sensitive values awaiting verification
 
     def evolve(self, **changes: Any) -> Session:
         """Return a copy with ``changes`` applied."""
@@ -75,9 +80,10 @@ class Session:
         return replace(self, call_status=call_status, ended_at=self.ended_at or at)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; short keys are not worth the unreadability here."""
-        data = asdict(self)
-        data["trail"] = [[v.node, v.answer, v.outcome] for v in self.trail]
+        """A JSON-ready dict without fields at their defaults (sessions stay well under 2 KB)."""
+        data = {k: v for k, v in asdict(self).items() if k in _REQUIRED or v != _DEFAULTS.get(k)}
+        if self.trail:
+            data["trail"] = [_compact_visit(v) for v in self.trail]
         data["schema"] = SCHEMA_VERSION
         return data
 
@@ -90,9 +96,27 @@ class Session:
         fields.pop("schema")
         try:
             fields["trail"] = tuple(Visit(*item) for item in fields.get("trail", []))
+            fields["resume_missing"] = tuple(fields.get("resume_missing", ()))
             session = cls(**fields)
         except TypeError as exc:
             raise ValueError(f"session fields do not match: {exc}") from None
         if session.status not in STATUSES or not isinstance(session.variables, dict):
             raise ValueError("session has an unknown status or malformed variables")
         return session
+
+
+_REQUIRED = {"caller", "flow_id", "flow_version", "call_sid"}
+_DEFAULTS: dict[str, Any] = {
+    "node": None, "waiting": None, "checkpoint": None, "variables": {}, "no_input_count": 0,
+    "no_match_count": 0, "step": 0, "status": ACTIVE, "ended_reason": None, "trail": (),
+    "started_at": 0.0, "updated_at": 0.0, "call_status": None, "ended_at": None,
+    "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
+    "held": {},
+}  # fmt: skip
+
+
+def _compact_visit(visit: Visit) -> list[str | None]:
+    items = [visit.node, visit.answer, visit.outcome]
+    while items[-1] is None:
+        items.pop()
+    return items

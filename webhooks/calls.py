@@ -1,28 +1,30 @@
-"""The imperative shell around the engine: load the session, step, run data dips, save, render.
+"""The imperative shell around the engine: load the session, decide, step, run data dips, save.
 
-One webhook is one :class:`CallService` method. Each makes one load and one save (two Redis round
-trips); a save that loses a race reloads and tries again, and then usually finds the reply the
-winner cached. A retried webhook (same CallSid and step) gets the cached reply, so the flow never
-advances twice. Failures become a caller-friendly fallback in the views, never an HTTP 500.
+One webhook is one :class:`CallService` method, and each is one *exchange*: load (one Redis round
+trip), decide what the caller gets, settle data dips, render, save with a compare-and-set (one
+round trip). A save that loses a race reloads and decides again, and then usually finds the reply
+the winner cached. A retried webhook (same CallSid and step) gets the cached reply, so the flow
+never advances twice. Resume (see :mod:`ivr.resume`) is decided when a call begins.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from channels.http import Fetcher
 from context.callers import Caller, identify, masked, to_e164
 from context.sessions import Loaded, SessionStore
-from ivr import engine
+from ivr import engine, resume
 from ivr.catalog import Catalog
-from ivr.errors import SessionContention, SessionCorrupt
-from ivr.flow import Flow
+from ivr.errors import FlowLoadError, SessionContention, SessionCorrupt
+from ivr.flow import Flow, load_flow_text
 from ivr.session import ACTIVE, Session
-from ivr.turn import Action, Answer, FetchResult, Turn
+from ivr.turn import Action, Answer, FetchResult, Note, Say, Turn
 from webhooks import twiml
 
 log = logging.getLogger("omnivoice.calls")
@@ -31,6 +33,9 @@ INCOMING_STEP = -1
 SAVE_ATTEMPTS = 3
 MAX_FETCHES = 5
 TERMINAL_CALL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
+FULL_ATTESTATION = "TN-Validation-Passed-A"
+SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
+CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class CallParams:
     speech: str | None = None
     confidence: float | None = None
     call_status: str | None = None
+    attested: bool = False
 
     @classmethod
     def parse(cls, form: Mapping[str, str], default_region: str = "US") -> CallParams:
@@ -57,7 +63,21 @@ class CallParams:
             speech=(form.get("SpeechResult") or "").strip()[:512] or None,
             confidence=_float(form.get("Confidence")),
             call_status=(form.get("CallStatus") or "").strip().lower() or None,
+            attested=(form.get("StirVerstat") or "").strip() == FULL_ATTESTATION,
         )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one exchange decided: a ready reply, or a turn to settle, render and save."""
+
+    reply: str | None = None
+    flow: Flow | None = None
+    turn: Turn | None = None
+    also_delete: tuple[str, ...] = ()
+
+
+NO_FLOW = Outcome()
 
 
 class CallService:
@@ -78,56 +98,47 @@ class CallService:
         self.answer_url = answer_url
         self.env = dict(env or {})
         self.clock = clock
+        self._published: dict[str, float] = {}
 
     # ---- webhooks -------------------------------------------------------------------------
     def incoming(self, params: CallParams) -> str | None:
-        """A new call: start the flow for the called number. ``None`` means no flow to run."""
-        for _ in range(SAVE_ATTEMPTS):
-            loaded = self._load(params.caller.key, params.call_sid, INCOMING_STEP)
+        """A new call: start (or resume) the flow for the called number; ``None``: no flow."""
+
+        def decide(loaded: Loaded) -> Outcome:
             if loaded.reply and _owned(loaded.session, params):
-                return loaded.reply
-            flow = self.catalog.for_number(params.to)
-            if flow is None:
-                log.error("no flow answers %s and there is no default flow", params.to)
-                return None
-            turn = self._settle(flow, self._begin(flow, params, loaded))
-            reply = self._render(turn)
-            if self._save(turn, loaded, reply, INCOMING_STEP, params, index_call=True):
-                return reply
-        raise SessionContention(params.call_sid)
+                return Outcome(reply=loaded.reply)
+            return self._begin(params, loaded)
+
+        return self._exchange(params, INCOMING_STEP, decide)
 
     def answer(self, params: CallParams, step: int) -> str | None:
         """The caller's answer to the gather asked at ``step``."""
-        for _ in range(SAVE_ATTEMPTS):
-            loaded = self._load(params.caller.key, params.call_sid, step)
+
+        def decide(loaded: Loaded) -> Outcome:
             session = loaded.session
             if session is None or not _owned(session, params):
                 if session is None or self.store.caller_of(params.call_sid) is None:
                     self._note(params, "unknown_call_restarted", step=step)
-                    return self.incoming(params)
-                self._note(params, "superseded_call", step=step)
-                return twiml.hangup()
+                    return self._begin(params, loaded)
+                self._note(params, "superseded_call_fenced", step=step)
+                return Outcome(reply=twiml.hangup(SUPERSEDED_TEXT))
             if loaded.reply:
                 self._note(params, "duplicate_webhook", step=step)
-                return loaded.reply
-            flow = self._flow_for(session)
+                return Outcome(reply=loaded.reply)
             if session.status != ACTIVE:
-                return twiml.hangup()
+                return Outcome(reply=twiml.hangup())
+            flow = self._flow_for(session)
             if flow is None:
                 self._note(params, "flow_version_gone", version=session.flow_version)
-                return self.incoming(params)
-            if session.step != step or session.waiting != "input":
-                turn = engine.start(flow, caller=session.caller, call_sid=params.call_sid,
-                                    at=self.clock(), env=self.env, node=session.node,
-                                    session=session)  # fmt: skip
-            else:
-                event = Answer(params.digits, params.speech, params.confidence, at=self.clock())
-                turn = engine.step(flow, session, event, self.env)
-            turn = self._settle(flow, turn)
-            reply = self._render(turn)
-            if self._save(turn, loaded, reply, step, params):
-                return reply
-        raise SessionContention(params.call_sid)
+                return self._restart(params, session)
+            if session.waiting == "resume_code":
+                return self._code_answer(flow, session, params)
+            if session.step != step or session.waiting not in ("input", "resume"):
+                return Outcome(flow=flow, turn=self._ask_again(flow, session))
+            event = Answer(params.digits, params.speech, params.confidence, at=self.clock())
+            return Outcome(flow=flow, turn=engine.step(flow, session, event, self.env))
+
+        return self._exchange(params, step, decide)
 
     def status(self, params: CallParams) -> bool:
         """Record a call status callback; ``False`` when the call is unknown or already recorded."""
@@ -146,13 +157,158 @@ class CallService:
                 return True
         return False
 
-    # ---- pieces ---------------------------------------------------------------------------
-    def _begin(self, flow: Flow, params: CallParams, loaded: Loaded) -> Turn:
-        """The first turn of a call (the resume policy decides here once it exists)."""
-        return engine.start(
-            flow, caller=params.caller.key, call_sid=params.call_sid, at=self.clock(), env=self.env
-        )
+    # ---- the exchange ---------------------------------------------------------------------
+    def _exchange(
+        self, params: CallParams, step: int, decide: Callable[[Loaded], Outcome]
+    ) -> str | None:
+        for _ in range(SAVE_ATTEMPTS):
+            loaded = self._load(params.caller.key, params.call_sid, step)
+            outcome = decide(loaded)
+            if outcome.turn is None or outcome.flow is None:
+                return outcome.reply
+            flow = outcome.flow
+            turn = self._settle(flow, outcome.turn)
+            if turn.session.step <= step:  # every answered request moves the step on
+                turn = Turn(turn.session.evolve(step=step + 1), turn.actions, None, turn.notes)
+            turn, code_keys = self._issue_code(flow, params, turn)
+            reply = self._render(turn)
+            saved = self.store.save(
+                turn.session,
+                loaded.seq,
+                reply,
+                reply_step=step,
+                index_call=step == INCOMING_STEP or loaded.session is None,
+                also_set=(*code_keys, *self._publication(flow)),
+                also_delete=outcome.also_delete,
+            )
+            if saved is None:
+                self._note(params, "save_conflict", step=step)
+                continue
+            self._published.setdefault(flow.version, time.monotonic())
+            for note in turn.notes:
+                self._note(params, note.name, **note.data)
+            return reply
+        raise SessionContention(params.call_sid)
 
+    def _begin(self, params: CallParams, loaded: Loaded) -> Outcome:
+        """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`."""
+        flow = self.catalog.for_number(params.to)
+        if flow is None:
+            log.error("no flow answers %s and there is no default flow", params.to)
+            return NO_FLOW
+        now = self.clock()
+        previous = loaded.session
+        if (
+            previous is not None
+            and previous.status == ACTIVE
+            and previous.call_sid != params.call_sid
+        ):
+            self._note(params, "call_superseded", previous_call=previous.call_sid)
+        pinned = self._flow_for(previous) if previous and previous.flow_id == flow.id else None
+        plan = resume.plan(pinned or flow, previous, now, params.caller.recognised)
+        self._note(params, f"resume_{plan.kind}", reason=plan.reason)
+        if plan.kind == resume.FRESH:
+            return Outcome(flow=flow, turn=self._fresh(flow, params))
+        if plan.kind == resume.ASK_CODE:
+            return Outcome(flow=flow, turn=resume.ask_code(flow, self._fresh(flow, params).session))
+        if pinned is None or previous is None:
+            self._note(params, "flow_version_gone")
+            return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
+        carried = resume.carried_over(previous, params.call_sid, now, params.attested)
+        if plan.kind == resume.OFFER:
+            return Outcome(flow=pinned, turn=resume.offer(pinned, carried, self.env))
+        if plan.kind == resume.TRANSFERRED_ROUTE:
+            return Outcome(
+                flow=pinned, turn=resume.transferred_route(pinned, carried, now, self.env)
+            )
+        return Outcome(flow=pinned, turn=resume.restore(pinned, carried, now, self.env))
+
+    def _fresh(self, flow: Flow, params: CallParams, apology: str | None = None) -> Turn:
+        lead = (Say(apology, flow.spec.voice, flow.spec.language),) if apology else ()
+        turn = engine.start(
+            flow, caller=params.caller.key, call_sid=params.call_sid, at=self.clock(),
+            env=self.env, lead=lead,
+        )  # fmt: skip
+        session = turn.session.evolve(attested=params.attested)
+        return Turn(session, turn.actions, turn.fetch, turn.notes)
+
+    def _restart(self, params: CallParams, session: Session) -> Outcome:
+        """The session's flow version cannot be served: apologise and start the current flow."""
+        flow = self.catalog.for_number(params.to) or self.catalog.get(session.flow_id)
+        if flow is None:
+            return NO_FLOW
+        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
+
+    def _ask_again(self, flow: Flow, session: Session) -> Turn:
+        """A request for a step that is not the current one: ask the current question again."""
+        if session.waiting == "resume":
+            return resume.offer(flow, session, self.env)
+        return engine.start(
+            flow, caller=session.caller, call_sid=session.call_sid, at=self.clock(),
+            env=self.env, node=session.node, session=session,
+        )  # fmt: skip
+
+    # ---- resume codes ---------------------------------------------------------------------
+    def _code_answer(self, flow: Flow, session: Session, params: CallParams) -> Outcome:
+        code = (params.digits or "").rstrip("#")
+        if not code:
+            self._note(params, "resume_code_skipped")
+            return Outcome(flow=flow, turn=self._fresh(flow, params))
+        if resume.is_code(code):
+            found = self._resume_by_code(code, session, params)
+            if found is not None:
+                return found
+        attempts = session.no_match_count + 1
+        self._note(params, "resume_code_wrong", attempt=attempts)
+        if attempts >= resume.CODE_ATTEMPTS:
+            self._note(params, "resume_code_failed")
+            return Outcome(flow=flow, turn=self._fresh(flow, params, resume.CODE_RETRY))
+        retry = session.evolve(no_match_count=attempts, step=session.step + 1)
+        return Outcome(flow=flow, turn=resume.ask_code(flow, retry, retry=True))
+
+    def _resume_by_code(self, code: str, session: Session, params: CallParams) -> Outcome | None:
+        owner = self.store.caller_by_code(code)
+        if owner is None or owner == session.caller:
+            return None
+        previous = self._load(owner).session
+        if previous is None or previous.resume_code != code:
+            return None
+        pinned = self._flow_for(previous)
+        if pinned is None:
+            return None
+        now = self.clock()
+        if resume.plan(pinned, previous, now).kind not in (resume.OFFER, resume.CONTINUE):
+            return None
+        moved = resume.carried_over(previous, params.call_sid, now, params.attested).evolve(
+            caller=session.caller, resume_code=None, step=session.step + 1
+        )
+        turn = resume.restore(pinned, moved, now, self.env)
+        gone = (self.store.keys.session(owner), self.store.keys.resume_code(code))
+        return Outcome(flow=pinned, turn=turn, also_delete=gone)
+
+    def _issue_code(
+        self, flow: Flow, params: CallParams, turn: Turn
+    ) -> tuple[Turn, list[tuple[str, str, int]]]:
+        """Give a caller without caller ID a resume code at their first checkpoint, once."""
+        session = turn.session
+        if (
+            params.caller.recognised
+            or not flow.spec.resume.codes
+            or session.status != ACTIVE
+            or session.waiting != "input"
+            or session.resume_code
+        ):
+            return turn, []
+        code = f"{secrets.randbelow(10**resume.CODE_LENGTH):0{resume.CODE_LENGTH}d}"
+        issued = Turn(
+            session.evolve(resume_code=code),
+            (resume.announce_code(flow, code), *turn.actions),
+            None,
+            (*turn.notes, Note("resume_code_issued")),
+        )
+        return issued, [(self.store.keys.resume_code(code), session.caller, self.store.ttl)]
+
+    # ---- pieces ---------------------------------------------------------------------------
     def _load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
         try:
             return self.store.load(caller, call_sid, step)
@@ -162,7 +318,32 @@ class CallService:
             return Loaded(None, 0)
 
     def _flow_for(self, session: Session) -> Flow | None:
-        return self.catalog.version(session.flow_version)
+        """The flow version a session runs on: in memory, else published in Redis."""
+        flow = self.catalog.version(session.flow_version)
+        if flow is not None:
+            return flow
+        source = self.store.flow_source(session.flow_version)
+        if source is None:
+            return None
+        try:
+            flow = load_flow_text(
+                source, f"{session.flow_id}@{session.flow_version}", session.flow_id
+            )
+        except FlowLoadError as exc:
+            log.error("stored flow version %s no longer loads: %s", session.flow_version, exc)
+            return None
+        if flow.version != session.flow_version:
+            return None
+        self.catalog.remember(flow)
+        return flow
+
+    def _publication(self, flow: Flow) -> Sequence[tuple[str, str, int]]:
+        """Publish a flow version's text to Redis (once per half TTL) so restarts keep it."""
+        published = self._published.get(flow.version)
+        if published is not None and time.monotonic() - published < self.store.ttl / 2:
+            return ()
+        self._published.pop(flow.version, None)
+        return ((self.store.keys.flow_version(flow.version), flow.source, self.store.ttl * 2),)
 
     def _settle(self, flow: Flow, turn: Turn) -> Turn:
         """Run the data dips a turn asks for, feeding results back, until the turn is final."""
@@ -185,25 +366,6 @@ class CallService:
     def _render(self, turn: Turn) -> str:
         return twiml.render(turn.actions, self.answer_url(turn.session.step))
 
-    def _save(
-        self,
-        turn: Turn,
-        loaded: Loaded,
-        reply: str,
-        step: int,
-        params: CallParams,
-        index_call: bool = False,
-    ) -> bool:
-        saved = self.store.save(
-            turn.session, loaded.seq, reply, reply_step=step, index_call=index_call
-        )
-        if saved is None:
-            self._note(params, "save_conflict", step=step)
-            return False
-        for note in turn.notes:
-            self._note(params, note.name, **note.data)
-        return True
-
     def _note(self, params: CallParams, name: str, **data: Any) -> None:
         log.info(
             name,
@@ -216,9 +378,9 @@ def _owned(session: Session | None, params: CallParams) -> bool:
 
 
 def _digits(raw: str | None) -> str | None:
+    # Keep odd characters: they match no route and fail validation, so they reach no_match.
     if not raw:
         return None
-    # Keep odd characters: they match no route and fail validation, so they reach no_match.
     return raw.strip()[:64] or None
 
 

@@ -1,0 +1,232 @@
+"""Resume: a caller whose call dropped picks up where they left off (pure decisions and turns).
+
+:func:`plan` decides what a new call from a known caller should get; :func:`offer` asks "continue
+or start over?"; :func:`answer_offer` applies the reply; :func:`restore` puts the caller back at
+their checkpoint with their variables, except sensitive ones when the caller ID is not fully
+attested (those wait for the flow's ``verify`` node, or are asked again).
+
+The shell (``webhooks.calls``) does the I/O: it loads the previous session, looks up resume
+codes, and stores what these functions return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ivr import answers, engine, templates
+from ivr.flow import Flow
+from ivr.session import ACTIVE, COMPLETED, TRANSFERRED, Session
+from ivr.turn import Answer, Gather, Note, Say, Turn
+
+DEFAULT_PROMPT = (
+    "Welcome back. Last time you were {{ where }}. To pick up where you left off, press 1 or say "
+    "continue. To start over, press 2 or say start over."
+)
+CODE_PROMPT = (
+    "If you have a resume code, enter it now, then press pound. Otherwise, just press pound."
+)
+CODE_RETRY = "Sorry, that code didn't match."
+CODE_ANNOUNCEMENT = (
+    "If we get cut off, call back and enter your resume code: {code}. Again, {code}."
+)
+CONTINUE_KEYS = "1|continue|yes|resume|pick up"
+START_OVER_KEYS = "2|start over|restart|new|no"
+OFFER_RETRIES = 1
+CODE_ATTEMPTS = 3
+CODE_LENGTH = 6
+
+FRESH = "fresh"
+OFFER = "offer"
+CONTINUE = "continue"
+TRANSFERRED_ROUTE = "transferred"
+ASK_CODE = "ask_code"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a new call should get, and why (the reason is logged as an event)."""
+
+    kind: str
+    reason: str
+
+
+def plan(flow: Flow, previous: Session | None, now: float, recognised: bool = True) -> Plan:
+    """Decide how a new call on ``flow`` starts, given the caller's previous session."""
+    policy = flow.spec.resume
+    if previous is None:
+        if not recognised and policy.codes:
+            return Plan(ASK_CODE, "caller ID withheld")
+        return Plan(FRESH, "no previous session")
+    if previous.flow_id != flow.id:
+        return Plan(FRESH, f"previous session was in flow {previous.flow_id}")
+    if previous.status == COMPLETED:
+        return Plan(FRESH, "previous call completed")
+    age = now - (previous.ended_at or previous.updated_at)
+    if policy.within <= 0 or age > policy.within:
+        return Plan(FRESH, f"resume window expired ({age:.0f}s > {policy.within:.0f}s)")
+    if previous.status == TRANSFERRED:
+        if policy.transferred:
+            return Plan(TRANSFERRED_ROUTE, "caller was transferred")
+        return Plan(FRESH, "caller was transferred")
+    if previous.checkpoint is None or previous.checkpoint not in flow.spec.nodes:
+        return Plan(FRESH, "no checkpoint to resume at")
+    reason = "superseded a live call" if previous.status == ACTIVE else "call was interrupted"
+    return Plan(OFFER if policy.ask else CONTINUE, reason)
+
+
+def where(flow: Flow, node: str) -> str:
+    """How the welcome-back prompt names a checkpoint: its description, else its name."""
+    spec = flow.spec.nodes.get(node)
+    if spec is not None and spec.description:
+        return spec.description
+    return node.replace("_", " ").replace("-", " ")
+
+
+def carried_over(previous: Session, call_sid: str, at: float, attested: bool) -> Session:
+    """The previous session, handed to a new call: active again, counters reset."""
+    return previous.evolve(
+        call_sid=call_sid,
+        status=ACTIVE,
+        ended_reason=None,
+        call_status=None,
+        ended_at=None,
+        attested=attested,
+        no_input_count=0,
+        no_match_count=0,
+        updated_at=at,
+    )
+
+
+def offer(flow: Flow, session: Session, env: Mapping[str, Any] | None = None) -> Turn:
+    """Ask a returning caller whether to continue at their checkpoint or start over."""
+    checkpoint = session.checkpoint or flow.spec.start
+    text = flow.spec.resume.prompt or DEFAULT_PROMPT
+    scope: dict[str, Any] = {**session.variables, "caller": session.caller, "env": env or {}}
+    scope["where"] = templates.render(flow.template(where(flow, checkpoint)), scope)
+    spoken = templates.render(flow.template(text), scope)
+    session = session.evolve(node=checkpoint, waiting="resume")
+    return Turn(
+        session,
+        (_offer_gather(flow, spoken),),
+        notes=(Note("resume_offered", {"checkpoint": checkpoint}),),
+    )
+
+
+def _offer_gather(flow: Flow, spoken: str, lead: str | None = None) -> Gather:
+    voice, language = flow.spec.voice, flow.spec.language
+    prompt = tuple(Say(t, voice, language) for t in (lead, spoken) if t)
+    return Gather(
+        prompt=prompt,
+        input=("dtmf", "speech"),
+        num_digits=1,
+        hints=("continue", "start over"),
+        language=language,
+    )
+
+
+def answer_offer(
+    flow: Flow, session: Session, event: Answer, env: Mapping[str, Any] | None = None
+) -> Turn:
+    """Continue or start over, by what the caller keyed or said."""
+    choice = answers.route(
+        {CONTINUE_KEYS: "continue", START_OVER_KEYS: "start_over"}, event.digits, event.speech
+    )
+    if choice is None and session.no_match_count + session.no_input_count < OFFER_RETRIES:
+        kind = "no_input" if not (event.digits or event.speech) else "no_match"
+        session = session.evolve(**{f"{kind}_count": getattr(session, f"{kind}_count") + 1})
+        retry = offer(flow, session, env)
+        lead = engine.NO_INPUT_TEXT if kind == "no_input" else engine.NO_MATCH_TEXT
+        gather = retry.actions[0]
+        assert isinstance(gather, Gather)
+        return Turn(retry.session, (replace(gather, prompt=(Say(lead), *gather.prompt)),))
+    if choice == "start_over":
+        fresh = engine.start(
+            flow, caller=session.caller, call_sid=session.call_sid, at=event.at, env=env
+        )
+        fresh_session = fresh.session.evolve(attested=session.attested, step=session.step)
+        return Turn(
+            fresh_session, fresh.actions, fresh.fetch, (Note("resume_declined"), *fresh.notes)
+        )
+    return restore(flow, session, at=event.at, env=env)
+
+
+def restore(flow: Flow, session: Session, at: float, env: Mapping[str, Any] | None = None) -> Turn:
+    """Put the caller back at their checkpoint; sensitive variables only if they can be trusted."""
+    checkpoint = session.checkpoint or flow.spec.start
+    sensitive = [name for name in flow.spec.sensitive if name in session.variables]
+    notes = [Note("resumed", {"checkpoint": checkpoint, "attested": session.attested})]
+    node = checkpoint
+    if sensitive and not session.attested:
+        held = {name: session.variables[name] for name in sensitive}
+        kept = {k: v for k, v in session.variables.items() if k not in held}
+        notes.append(Note("sensitive_withheld", {"variables": sensitive}))
+        verify = flow.spec.resume.verify
+        if verify:
+            session = session.evolve(variables=kept, held=held, resume_return=checkpoint)
+            node = verify
+        else:
+            collector = _collector(flow, sensitive[0])
+            session = session.evolve(
+                variables=kept,
+                resume_return=checkpoint if collector else None,
+                resume_missing=tuple(sensitive) if collector else (),
+            )
+            node = collector or checkpoint
+    turn = engine.start(
+        flow, caller=session.caller, call_sid=session.call_sid, at=at, env=env,
+        node=node, session=session,
+    )  # fmt: skip
+    return Turn(turn.session, turn.actions, turn.fetch, (*notes, *turn.notes))
+
+
+def transferred_route(
+    flow: Flow, session: Session, at: float, env: Mapping[str, Any] | None = None
+) -> Turn:
+    """Send a caller who was with an agent straight back to the flow's ``transferred`` node."""
+    node = flow.spec.resume.transferred or flow.spec.start
+    turn = engine.start(
+        flow, caller=session.caller, call_sid=session.call_sid, at=at, env=env,
+        node=node, session=session,
+    )  # fmt: skip
+    return Turn(
+        turn.session, turn.actions, turn.fetch, (Note("transferred_caller_back"), *turn.notes)
+    )
+
+
+def _collector(flow: Flow, variable: str) -> str | None:
+    """The node that collects ``variable`` (a gather or http node that saves it)."""
+    for name, node in flow.spec.nodes.items():
+        if node.save_as == variable or (node.http and node.http.save_as == variable):
+            return name
+    return None
+
+
+# ---- resume codes for callers without caller ID ------------------------------------------
+def ask_code(flow: Flow, session: Session, retry: bool = False) -> Turn:
+    """Ask a caller without caller ID for a resume code (pound to skip)."""
+    voice, language = flow.spec.voice, flow.spec.language
+    prompt = tuple(
+        Say(t, voice, language) for t in ((CODE_RETRY,) if retry else ()) + (CODE_PROMPT,)
+    )
+    gather = Gather(prompt=prompt, num_digits=CODE_LENGTH, finish_on_key="#", timeout=6)
+    return Turn(session.evolve(waiting="resume_code", node=None), (gather,))
+
+
+def spoken_code(code: str) -> str:
+    """A code read out digit by digit, in two groups: "1 2 3, 4 5 6"."""
+    half = len(code) // 2
+    return f"{' '.join(code[:half])}, {' '.join(code[half:])}"
+
+
+def announce_code(flow: Flow, code: str) -> Say:
+    """The line that gives the caller their resume code."""
+    return Say(
+        CODE_ANNOUNCEMENT.format(code=spoken_code(code)), flow.spec.voice, flow.spec.language
+    )
+
+
+def is_code(digits: str | None) -> bool:
+    """True when ``digits`` has the shape of a resume code."""
+    return digits is not None and len(digits) == CODE_LENGTH and digits.isdigit()
