@@ -54,10 +54,17 @@ def test_rebooking_by_speech(call: Callable[..., Call], redis_client: redis.Redi
     assert "You are now on flight OV 109, departing at 5:45 PM" in c.last_heard
     doc = session_doc(redis_client, "+14155550123")
     assert doc["variables"]["option"] == "2"
-    assert doc["variables"]["rebooked"] == {"code": "ABC123", "rebooked": True, "flight": "OV 109", "departs": "5:45 PM"}
+    assert doc["variables"]["rebooked"] == {
+        "code": "ABC123",
+        "rebooked": True,
+        "flight": "OV 109",
+        "departs": "5:45 PM",
+    }
 
 
-def test_agent_transfer_carries_context(call: Callable[..., Call], redis_client: redis.Redis) -> None:
+def test_agent_transfer_carries_context(
+    call: Callable[..., Call], redis_client: redis.Redis
+) -> None:
     c = call().dial()
     c.press("1")
     c.press("ABC123")  # not keyable: garbage for a DTMF gather, so a no-match...
