@@ -24,7 +24,7 @@ from ivr.catalog import Catalog
 from ivr.errors import FlowLoadError, SessionContention, SessionCorrupt
 from ivr.flow import Flow, load_flow_text
 from ivr.session import ACTIVE, Session
-from ivr.turn import Action, Answer, FetchResult, Note, Say, Turn
+from ivr.turn import Action, Answer, FetchResult, Gather, Note, Say, Turn
 from webhooks import twiml
 
 log = logging.getLogger("omnivoice.calls")
@@ -300,9 +300,10 @@ class CallService:
         ):
             return turn, []
         code = f"{secrets.randbelow(10**resume.CODE_LENGTH):0{resume.CODE_LENGTH}d}"
+        at = next(i for i, a in enumerate(turn.actions) if isinstance(a, Gather))
         issued = Turn(
             session.evolve(resume_code=code),
-            (resume.announce_code(flow, code), *turn.actions),
+            (*turn.actions[:at], resume.announce_code(flow, code), *turn.actions[at:]),
             None,
             (*turn.notes, Note("resume_code_issued")),
         )

@@ -1,0 +1,534 @@
+"""Resume: dropped, repeated and anonymous calls pick up where they left off (real Redis, HTTP)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+
+from ivr.session import Session
+from simulator import Call, FlaskTransport
+from tests.conftest import AUTH_TOKEN
+
+CALLER = "+14155550123"
+
+
+def doc(redis_client: redis.Redis, caller: str = CALLER) -> dict[str, Any]:
+    """The stored session of ``caller``, with every field (defaults included)."""
+    key = f"{redis_client.test_prefix}:{{{caller}}}:session"  # type: ignore[attr-defined]
+    return asdict(Session.from_dict(json.loads(redis_client.hget(key, "doc"))))
+
+
+def seq(redis_client: redis.Redis, caller: str = CALLER) -> int:
+    key = f"{redis_client.test_prefix}:{{{caller}}}:session"  # type: ignore[attr-defined]
+    return int(redis_client.hget(key, "seq"))
+
+
+def dial(app: Flask, **kwargs: Any) -> Call:
+    return Call(FlaskTransport(app), AUTH_TOKEN, **kwargs).dial()
+
+
+def drop_at_rebooking(app: Flask) -> Call:
+    """A caller who asks to change booking ABC123, hears the options, then the line drops."""
+    c = dial(app)
+    c.press("2")
+    c.say("A B C 1 2 3")
+    assert "Press 1 for flight OV 105" in c.last_heard
+    assert c.hang_up("completed") == 204
+    return c
+
+
+def edit_flow(flows_dir: Path, old: str, new: str) -> None:
+    path = flows_dir / "airline.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(app: Flask) -> Clock:
+    fake = Clock()
+    app.extensions["omnivoice.calls"].clock = fake
+    return fake
+
+
+def test_dropped_call_is_offered_its_checkpoint_with_variables(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    drop_at_rebooking(app)
+    assert doc(redis_client)["status"] == "interrupted"
+    back = dial(app, caller="+1 415-555-0123")  # a different spelling of the same number
+    assert back.last_heard.startswith("Welcome back. Last time you were choosing a new flight")
+    assert "A B C 1 2 3" in back.last_heard
+    gather = back.last.find("Gather")
+    assert gather is not None and gather.get("input") == "dtmf speech"
+    back.say("continue please")
+    assert "Press 1 for flight OV 105" in back.last_heard
+    stored = doc(redis_client)
+    assert stored["variables"]["code"] == "ABC123" and stored["variables"]["intent"] == "change"
+    assert stored["call_sid"] == back.call_sid and stored["status"] == "active"
+    back.press("1")
+    assert "You are now on flight OV 105" in back.last_heard
+
+
+def test_declining_starts_fresh_without_old_variables(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    drop_at_rebooking(app)
+    back = dial(app)
+    back.press("2")
+    assert back.last_heard.startswith("Thanks for calling Omnivoice Air.")
+    assert doc(redis_client).get("variables", {}) == {}
+
+
+def test_retry_counters_reset_on_resume(app: Flask, redis_client: redis.Redis) -> None:
+    c = dial(app)
+    c.press("1")
+    c.press("9")  # not a code: no-match 1
+    assert doc(redis_client)["no_match_count"] == 1
+    c.hang_up()
+    back = dial(app)
+    back.press("1")
+    assert "confirmation code" in back.last_heard
+    assert doc(redis_client)["no_match_count"] == 0
+
+
+def test_call_back_after_the_window_starts_fresh(
+    app: Flask, redis_client: redis.Redis, clock: Clock
+) -> None:
+    drop_at_rebooking(app)
+    clock.now += 31 * 60  # the demo flow resumes within 30 minutes
+    back = dial(app)
+    assert back.last_heard.startswith("Thanks for calling Omnivoice Air.")
+    assert doc(redis_client).get("variables", {}) == {}
+
+
+def test_call_back_inside_the_window_resumes(app: Flask, clock: Clock) -> None:
+    drop_at_rebooking(app)
+    clock.now += 29 * 60
+    assert dial(app).last_heard.startswith("Welcome back.")
+
+
+def test_completed_caller_starts_fresh(app: Flask) -> None:
+    c = dial(app)
+    c.press("1")
+    c.say("X Y Z 7 8 9")
+    c.press("2")
+    assert c.ended == "hangup"
+    c.hang_up()
+    assert dial(app).last_heard.startswith("Thanks for calling Omnivoice Air.")
+
+
+def test_transferred_caller_goes_straight_back_to_the_queue(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    c = dial(app)
+    c.press("0")
+    assert c.ended == "enqueue"
+    c.hang_up()
+    back = dial(app)
+    assert back.ended == "enqueue"
+    assert "straight through to an agent" in back.last_heard
+    assert back.last.find("Enqueue").text == "support"
+    assert doc(redis_client)["status"] == "transferred"
+
+
+def test_ask_false_continues_without_asking(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    edit_flow(flows_dir, "  ask: true", "  ask: false")
+    app = make_app()
+    drop_at_rebooking(app)
+    assert dial(app).last_heard.startswith("Press 1 for flight OV 105")
+
+
+def test_no_answer_to_the_offer_continues(app: Flask) -> None:
+    drop_at_rebooking(app)
+    back = dial(app)
+    back.silence()
+    assert back.last_heard.startswith("Sorry, I didn't hear anything. Welcome back.")
+    back.silence()
+    assert "Press 1 for flight OV 105" in back.last_heard
+
+
+def test_edited_yaml_does_not_change_a_resumed_call(
+    app: Flask, flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    drop_at_rebooking(app)
+    old_version = doc(redis_client)["flow_version"]
+    edit_flow(flows_dir, "Press 1 for flight", "Press one for flight")
+    edit_flow(flows_dir, "Thanks for calling Omnivoice Air.", "Hello from the new flow.")
+    back = dial(app)
+    back.press("1")
+    assert back.last_heard.startswith("Press 1 for flight OV 105")
+    assert doc(redis_client)["flow_version"] == old_version
+    stranger = dial(app, caller="+14155550999")
+    assert stranger.last_heard.startswith("Hello from the new flow.")
+
+
+def test_pinned_version_survives_a_server_restart(
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    first = make_app()
+    drop_at_rebooking(first)
+    edit_flow(flows_dir, "Press 1 for flight", "Press one for flight")
+    restarted = make_app()  # a new process: only the edited YAML is on disk
+    back = dial(restarted)
+    back.press("1")
+    assert back.last_heard.startswith("Press 1 for flight OV 105")
+
+
+def test_unservable_checkpoint_apologises_and_starts_fresh(
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    first = make_app()
+    drop_at_rebooking(first)
+    version = doc(redis_client)["flow_version"]
+    redis_client.delete(f"{redis_client.test_prefix}:flow:{version}")  # type: ignore[attr-defined]
+    edit_flow(flows_dir, "Press 1 for flight", "Press one for flight")
+    back = dial(make_app())
+    assert back.last_heard.startswith("Sorry, we couldn't pick up where you left off")
+    assert "Thanks for calling Omnivoice Air." in back.last_heard
+    assert back.statuses == [200]
+
+
+def test_newest_call_takes_over_and_fences_the_old_one(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    first = dial(app)
+    first.press("1")
+    second = dial(app)  # call waiting / fast redial while the first is live
+    assert second.last_heard.startswith("Welcome back.")
+    before = seq(redis_client)
+    first.press("123456")
+    assert first.ended == "hangup"
+    assert "continuing on another line" in first.last_heard
+    assert first.status_callback("completed") == 204  # the old call's end changes nothing
+    assert seq(redis_client) == before
+    assert doc(redis_client)["call_sid"] == second.call_sid
+    second.press("1")
+    assert "confirmation code" in second.last_heard
+
+
+def test_duplicate_webhook_returns_the_same_twiml_and_advances_once(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    c = dial(app)
+    action = c.last.find("Gather").get("action")
+    client = app.test_client()
+    url = f"http://localhost{action}"
+    form = {"CallSid": c.call_sid, "From": CALLER, "To": "+14155550100", "Digits": "1"}
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
+    first = client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+    after_first = (seq(redis_client), doc(redis_client)["step"])
+    second = client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+    assert first.status_code == second.status_code == 200
+    assert first.get_data() == second.get_data()
+    assert (seq(redis_client), doc(redis_client)["step"]) == after_first
+
+
+def test_racing_duplicates_from_threads_advance_once(app: Flask, redis_client: redis.Redis) -> None:
+    from twilio.request_validator import RequestValidator
+
+    c = dial(app)
+    action = c.last.find("Gather").get("action")
+    url = f"http://localhost{action}"
+    form = {"CallSid": c.call_sid, "From": CALLER, "To": "+14155550100", "Digits": "1"}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
+    start_seq = seq(redis_client)
+    barrier = threading.Barrier(6)
+    bodies: list[bytes] = []
+
+    def post() -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 200
+        bodies.append(response.get_data())
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(bodies) == 6 and len(set(bodies)) == 1
+    assert seq(redis_client) == start_seq + 1
+
+
+def test_racing_answer_and_status_callback_lose_no_update(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    for attempt in range(8):
+        caller = f"+1415555{attempt:04d}"
+        c = dial(app, caller=caller)
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def answer(
+            call: Call = c,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            try:
+                barrier.wait()
+                call.press("1")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        def hang_up(
+            call: Call = c,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            try:
+                barrier.wait()
+                call.status_callback("completed")
+            except BaseException as exc:  # pragma: no cover
+                errors.append(exc)
+
+        threads = [threading.Thread(target=answer), threading.Thread(target=hang_up)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        stored = doc(redis_client, caller)
+        assert stored["call_status"] == "completed"  # the status callback's update survived
+        assert stored["status"] == "interrupted"
+        if "confirmation code" in c.last_heard:  # the answer won: its advance was kept
+            assert stored["node"] == "confirmation"
+            assert stored["ended_reason"] == "call completed at confirmation"
+            assert seq(redis_client, caller) == 3
+        else:  # the call had already ended: the answer was refused, not half-applied
+            assert c.ended == "hangup"
+            assert stored["node"] == "main_menu"
+            assert seq(redis_client, caller) == 2
+
+
+def test_anonymous_caller_resumes_with_a_code(
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    edit_flow(flows_dir, "  ask: true", "  ask: true\n  codes: true")
+    app = make_app()
+    first = dial(app, caller="anonymous")
+    assert first.last_heard.startswith("If you have a resume code")
+    first.press("#")
+    assert "resume code:" in first.last_heard
+    spoken = first.last_heard.split("resume code:")[1].split(".")[0]
+    code = "".join(ch for ch in spoken if ch.isdigit())
+    assert len(code) == 6
+    first.press("2")
+    first.say("A B C 1 2 3")
+    assert "resume code" not in first.last_heard  # spoken once
+    first.hang_up()
+
+    second = dial(app, caller="Anonymous")
+    second.press(code)
+    assert "Press 1 for flight OV 105" in second.last_heard
+    assert "resume code:" in second.last_heard  # the used code is gone; a new one is given
+    assert code not in second.last_heard.replace(" ", "").replace(",", "")
+    stored = doc(redis_client, second.call_sid)
+    assert stored["variables"]["code"] == "ABC123"
+    assert not redis_client.exists(f"{redis_client.test_prefix}:{{{first.call_sid}}}:session")  # type: ignore[attr-defined]
+    third = dial(app, caller="anonymous")
+    third.press(code)  # a code works once
+    assert third.last_heard.startswith("Sorry, that code didn't match.")
+
+
+def test_wrong_resume_code_three_times_starts_fresh(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    edit_flow(flows_dir, "  ask: true", "  ask: true\n  codes: true")
+    app = make_app()
+    c = dial(app, caller="")
+    for attempt in range(2):
+        c.press("000000" if attempt == 0 else "12")
+        assert c.last_heard.startswith("Sorry, that code didn't match.")
+    c.press("999999")
+    assert c.last_heard.startswith(
+        "Sorry, that code didn't match. Thanks for calling Omnivoice Air."
+    )
+    assert c.gather is not None
+
+
+SENSITIVE_FLOW = """
+id: bank
+numbers: ["+14155550100"]
+resume: {within: 30m, ask: false}
+sensitive: [account]
+start: account
+nodes:
+  account:
+    gather: {prompt: "Enter your account number."}
+    validate: {pattern: "^[0-9]{8}$"}
+    save_as: account
+    next: amount
+  amount:
+    gather: {prompt: "Account {{ account }}. Enter an amount."}
+    save_as: amount
+    next: done
+  done:
+    say: "Paying {{ amount }} from {{ account }}."
+    hangup: true
+"""
+
+
+@pytest.fixture
+def bank_app(make_app: Callable[..., Flask], flows_dir: Path) -> Flask:
+    (flows_dir / "airline.yaml").unlink()
+    (flows_dir / "bank.yaml").write_text(SENSITIVE_FLOW)
+    return make_app()
+
+
+def test_sensitive_variables_need_full_attestation(
+    bank_app: Flask, redis_client: redis.Redis
+) -> None:
+    c = dial(bank_app)
+    c.press("12345678")
+    assert c.last_heard == "Account 12345678. Enter an amount."
+    c.hang_up()
+    spoofable = dial(bank_app, extra={"StirVerstat": "TN-Validation-Passed-B"})
+    assert spoofable.last_heard == "Enter your account number."  # asked again
+    assert "account" not in doc(redis_client).get("variables", {})
+    spoofable.press("87654321")
+    assert spoofable.last_heard == "Account 87654321. Enter an amount."  # back at the checkpoint
+    spoofable.hang_up()
+    attested = dial(bank_app, extra={"StirVerstat": "TN-Validation-Passed-A"})
+    assert attested.last_heard == "Account 87654321. Enter an amount."
+
+
+def test_verify_node_restores_held_sensitive_variables(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    (flows_dir / "airline.yaml").unlink()
+    flow = (
+        SENSITIVE_FLOW.replace(
+            "resume: {within: 30m, ask: false}", "resume: {within: 30m, ask: false, verify: pin}"
+        )
+        + """
+  pin:
+    gather: {prompt: "Enter your PIN."}
+    on: {"4321": pin_ok}
+    no_match: {retries: 0, then: account}
+  pin_ok:
+    verified: true
+    say: Thank you.
+"""
+    )
+    (flows_dir / "bank.yaml").write_text(flow)
+    app = make_app()
+    c = dial(app)
+    c.press("12345678")
+    c.hang_up()
+    back = dial(app)
+    assert back.last_heard == "Enter your PIN."
+    back.press("4321")
+    assert back.last_heard == "Thank you. Account 12345678. Enter an amount."
+    back.hang_up()
+    wrong = dial(app)
+    wrong.press("0000")
+    assert wrong.last_heard == "Enter your account number."
+
+
+def test_corrupt_session_starts_fresh_and_logs(
+    app: Flask, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = f"{redis_client.test_prefix}:{{{CALLER}}}:session"  # type: ignore[attr-defined]
+    redis_client.hset(key, mapping={"seq": "4", "doc": "{not json"})
+    with caplog.at_level(logging.ERROR, logger="omnivoice.calls"):
+        c = dial(app)
+    assert c.last_heard.startswith("Thanks for calling Omnivoice Air.")
+    assert any("corrupt session" in r.getMessage() for r in caplog.records)
+    assert doc(redis_client)["status"] == "active"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Start (and restart) a redis-server of the test's own, without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed")
+    port = _free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+        return proc
+
+    start.port = port  # type: ignore[attr-defined]
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def test_redis_restart_between_calls_starts_fresh(
+    make_app: Callable[..., Flask], private_redis: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    server = private_redis()
+    connection = redis.Redis(port=private_redis.port, socket_timeout=1)  # type: ignore[attr-defined]
+    app = make_app(REDIS_CLIENT=connection)
+    drop_at_rebooking(app)
+    server.terminate()
+    server.wait(timeout=5)
+    private_redis()
+    back = dial(app)
+    assert back.statuses == [200]
+    assert back.last_heard.startswith("Thanks for calling Omnivoice Air.")
+    back.press("1")
+    assert "confirmation code" in back.last_heard
+    connection.close()
