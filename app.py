@@ -20,6 +20,7 @@ from context.keys import Keys
 from context.redis_client import connect
 from context.sessions import SessionStore
 from ivr.catalog import Catalog
+from simulator.cli import call as simulated_call
 from webhooks import demo_api, logs, voice
 from webhooks.calls import CallService
 from webhooks.cli import flows
@@ -114,6 +115,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["DEMO_API"]:
         app.register_blueprint(demo_api.bp)
     app.cli.add_command(flows)
+    app.cli.add_command(simulated_call)
     return app
 
 
