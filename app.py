@@ -21,7 +21,7 @@ from context.redis_client import connect
 from context.sessions import SessionStore
 from ivr.catalog import Catalog
 from simulator.cli import call as simulated_call
-from webhooks import demo_api, logs, voice
+from webhooks import demo_api, logs, metrics, voice
 from webhooks.calls import CallService
 from webhooks.cli import flows
 
@@ -112,6 +112,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return Response(f"ok: {len(catalog.flows())} flow(s)\n", 200, mimetype="text/plain")
 
     app.register_blueprint(voice.bp)
+    metrics.install(app)
     if app.config["DEMO_API"]:
         app.register_blueprint(demo_api.bp)
     app.cli.add_command(flows)

@@ -30,9 +30,8 @@ KEYS = re.compile(r"^[0-9*#]+$")
 def call(caller: str, called: str, url: str | None, script: str | None, stir: str | None) -> None:
     """Place a simulated call and answer its questions from the keyboard (or --script)."""
     token = current_app.config.get("TWILIO_AUTH_TOKEN") or "dev-mode-token"
-    transport: Transport = (
-        HttpTransport() if url else FlaskTransport(current_app._get_current_object())
-    )  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    transport: Transport = HttpTransport() if url else FlaskTransport(app)
     extra = {"StirVerstat": stir} if stir else {}
     simulated = Call(
         transport,

@@ -25,7 +25,7 @@ from ivr.errors import FlowLoadError, SessionContention, SessionCorrupt
 from ivr.flow import Flow, load_flow_text
 from ivr.session import ACTIVE, Session
 from ivr.turn import Action, Answer, FetchResult, Gather, Note, Say, Turn
-from webhooks import twiml
+from webhooks import metrics, twiml
 
 log = logging.getLogger("omnivoice.calls")
 
@@ -368,6 +368,7 @@ class CallService:
         return twiml.render(turn.actions, self.answer_url(turn.session.step))
 
     def _note(self, params: CallParams, name: str, **data: Any) -> None:
+        metrics.observe_note(name, data)
         log.info(
             name,
             extra={"call_sid": params.call_sid, "caller": masked(params.caller.key), "data": data},

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ivr.errors import OmnivoiceError, StoreUnavailable
-from webhooks import twiml
+from webhooks import metrics, twiml
 from webhooks.calls import CallParams, CallService
 from webhooks.signature import twilio_signed
 
@@ -73,6 +73,7 @@ def _any_failure(exc: Exception) -> Response | HTTPException:
     """Nothing reaches the caller as an error page: they hear an apology and reach a person."""
     if isinstance(exc, HTTPException):
         return exc
+    metrics.ERRORS.labels(kind=type(exc).__name__).inc()
     if isinstance(exc, StoreUnavailable):
         log.error("session store unavailable on %s: %s", request.path, exc)
     elif isinstance(exc, OmnivoiceError):
