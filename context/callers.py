@@ -8,6 +8,7 @@ call's own CallSid is used; an agent app caller keeps its ``client:name`` identi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import phonenumbers
@@ -27,6 +28,7 @@ class Caller:
     kind: str  # "number", "client", "sip" or "withheld"
 
 
+@functools.lru_cache(maxsize=8192)
 def to_e164(raw: str | None, default_region: str = "US") -> str | None:
     """``raw`` as an E.164 number, or ``None`` if it is not a possible phone number."""
     if not raw:

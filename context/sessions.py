@@ -10,6 +10,7 @@ Every write sets a TTL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class SessionStore:
         self.keys = keys or Keys()
         self.ttl = ttl
         self.reply_ttl = reply_ttl
-        self._save = connection.register_script(_SAVE)
+        self._save_sha = hashlib.sha1(_SAVE.encode()).hexdigest()
 
     def load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
         """One round trip: the caller's session, and the reply cached for ``(call_sid, step)``.
@@ -105,31 +106,42 @@ class SessionStore:
         doc = json.dumps(session.to_dict(), separators=(",", ":"), default=str)
         step = session.step if reply_step is None else reply_step
         reply_key = self.keys.reply(session.caller, session.call_sid, step)
+        args = (expected_seq, doc, session.call_sid, self.ttl, reply or "", self.reply_ttl)
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                self._save(
-                    keys=[key, reply_key],
-                    args=[
-                        expected_seq,
-                        doc,
-                        session.call_sid,
-                        self.ttl,
-                        reply or "",
-                        self.reply_ttl,
-                    ],
-                    client=pipe,
+            try:
+                results = self._save_pipeline(
+                    key, reply_key, args, session, index_call, also_set, also_delete
                 )
-                if index_call:
-                    pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
-                for extra_key, value, ttl in also_set:
-                    pipe.set(extra_key, value, ex=ttl)
-                if also_delete:
-                    pipe.delete(*also_delete)
-                results = pipe.execute()
+            except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+                self.redis.script_load(_SAVE)
+                results = self._save_pipeline(
+                    key, reply_key, args, session, index_call, also_set, also_delete
+                )
         except REDIS_DOWN as exc:
             raise StoreUnavailable(f"Redis did not answer saving {key}: {exc}") from exc
         seq = int(results[0])
         return None if seq < 0 else seq
+
+    def _save_pipeline(
+        self,
+        key: str,
+        reply_key: str,
+        args: tuple[Any, ...],
+        session: Session,
+        index_call: bool,
+        also_set: Sequence[tuple[str, str, int]],
+        also_delete: Sequence[str],
+    ) -> list[Any]:
+        # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS round trip.
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._save_sha, 2, key, reply_key, *args)
+            if index_call:
+                pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
+            for extra_key, value, ttl in also_set:
+                pipe.set(extra_key, value, ex=ttl)
+            if also_delete:
+                pipe.delete(*also_delete)
+            return pipe.execute()
 
     def caller_of(self, call_sid: str) -> str | None:
         """The caller key a call's session is stored under, from the CallSid index."""

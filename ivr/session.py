@@ -6,7 +6,7 @@ A :class:`Session` is an immutable value. The engine returns a new one with ever
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -81,7 +81,11 @@ class Session:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without fields at their defaults (sessions stay well under 2 KB)."""
-        data = {k: v for k, v in asdict(self).items() if k in _REQUIRED or v != _DEFAULTS.get(k)}
+        data = {}
+        for name in _FIELD_NAMES:
+            value = getattr(self, name)
+            if name in _REQUIRED or value != _DEFAULTS[name]:
+                data[name] = list(value) if isinstance(value, tuple) else value
         if self.trail:
             data["trail"] = [_compact_visit(v) for v in self.trail]
         data["schema"] = SCHEMA_VERSION
@@ -92,12 +96,12 @@ class Session:
         """Rebuild a session from :meth:`to_dict` output; raises ``ValueError`` if it is not one."""
         if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
             raise ValueError("not a session document of a known schema version")
-        fields = dict(data)
-        fields.pop("schema")
+        values = dict(data)
+        values.pop("schema")
         try:
-            fields["trail"] = tuple(Visit(*item) for item in fields.get("trail", []))
-            fields["resume_missing"] = tuple(fields.get("resume_missing", ()))
-            session = cls(**fields)
+            values["trail"] = tuple(Visit(*item) for item in values.get("trail", []))
+            values["resume_missing"] = tuple(values.get("resume_missing", ()))
+            session = cls(**values)
         except TypeError as exc:
             raise ValueError(f"session fields do not match: {exc}") from None
         if session.status not in STATUSES or not isinstance(session.variables, dict):
@@ -120,3 +124,6 @@ def _compact_visit(visit: Visit) -> list[str | None]:
     while items[-1] is None:
         items.pop()
     return items
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Session))

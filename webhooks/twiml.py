@@ -7,6 +7,7 @@ event instead of falling off the end of the document.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 
@@ -21,7 +22,26 @@ GOODBYE = "Please call again later. Goodbye."
 
 
 def render(actions: Iterable[Action], answer_url: str) -> str:
-    """TwiML for ``actions``; gathers post their answer to ``answer_url``."""
+    """TwiML for ``actions``; gathers post their answer to ``answer_url``.
+
+    Actions are immutable values, so the same actions and URL always give the same document:
+    the TwiML of a node whose prompts do not depend on the caller is built once per flow version
+    (and step URL) and then reused. Actions that cannot be hashed (a transfer with context) are
+    rendered every time.
+    """
+    frozen = tuple(actions)
+    try:
+        return _render_cached(frozen, answer_url)
+    except TypeError:
+        return _render(frozen, answer_url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _render_cached(actions: tuple[Action, ...], answer_url: str) -> str:
+    return _render(actions, answer_url)
+
+
+def _render(actions: tuple[Action, ...], answer_url: str) -> str:
     response = VoiceResponse()
     for action in actions:
         if isinstance(action, Gather):
