@@ -54,7 +54,7 @@ class CallParams:
     @classmethod
     def parse(cls, form: Mapping[str, str], default_region: str = "US") -> CallParams:
         """Read a webhook's form; missing or odd fields become ``None``, never an error."""
-        call_sid = (form.get("CallSid") or "").strip()[:64] or "CA-unknown"
+        call_sid = (form.get("CallSid") or "").strip()[:64]
         return cls(
             call_sid=call_sid,
             caller=identify(form.get("From"), call_sid, default_region),

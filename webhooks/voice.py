@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ivr.errors import OmnivoiceError, StoreUnavailable
@@ -29,6 +29,9 @@ def _service() -> CallService:
 
 
 def _params() -> CallParams:
+    if not (request.form.get("CallSid") or "").strip():
+        # Twilio always sends a CallSid; without one there is no call to keep state for.
+        abort(Response("Bad request: CallSid is missing.\n", 400, mimetype="text/plain"))
     return CallParams.parse(request.form, current_app.config["DEFAULT_REGION"])
 
 

@@ -1,0 +1,24 @@
+"""Requests Twilio would never send get a clear 4xx, not a flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import AUTH_TOKEN
+
+
+@pytest.mark.parametrize("path", ["/voice", "/voice/answer?step=0", "/voice/status"])
+def test_signed_request_without_call_sid_is_a_400(client: Any, path: str) -> None:
+    url = f"http://localhost{path}"
+    form = {"From": "+14155550123", "To": "+14155550100"}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
+    response = client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 400
+    assert "CallSid is missing" in response.get_data(as_text=True)
+
+
+def test_get_on_a_webhook_is_405(client: Any) -> None:
+    assert client.get("/voice").status_code == 405
