@@ -1,0 +1,177 @@
+"""Who is calling and which flow answers: caller keys and number routing over HTTP on real Redis.
+
+A caller with a usable number is keyed by its E.164 form; a withheld caller ID is keyed by the
+call's own CallSid (two anonymous callers must never share a session); an agent app caller keeps
+its ``client:`` identity. The called number (``To``) picks the flow, else the default flow does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from context.callers import identify, masked, to_e164
+from simulator import Call, FlaskTransport
+from tests.conftest import AUTH_TOKEN
+from tests.support_twilio import form, post, session_key, session_keys, spoken, stored, twiml
+
+SUPPORT_FLOW = """
+id: support_line
+description: A second flow on its own number.
+numbers: ["+14155550199"]
+start: menu
+nodes:
+  menu:
+    gather:
+      prompt: Welcome to the support line. Press 1 for billing.
+    on:
+      "1": billing
+  billing:
+    say: Billing is closed today.
+    hangup: true
+"""
+
+
+def dial(app: Flask, **kwargs: Any) -> Call:
+    return Call(FlaskTransport(app), AUTH_TOKEN, **kwargs).dial()
+
+
+@pytest.mark.parametrize(
+    "from_",
+    [None, "", "   ", "anonymous", "Anonymous", "restricted", "+266696687", "unknown"],
+)
+def test_withheld_caller_is_served_and_keyed_by_call_sid(
+    client: FlaskClient, redis_client: redis.Redis, from_: str | None
+) -> None:
+    params = form("CA" + "5" * 32)
+    if from_ is None:
+        del params["From"]
+    else:
+        params["From"] = from_
+    root = twiml(post(client, "/voice", params))
+    gather = root.find("Gather")
+    assert gather is not None
+    assert session_keys(redis_client) == [session_key(redis_client, params["CallSid"])]
+    assert stored(redis_client, params["CallSid"]).doc["caller"] == params["CallSid"]
+
+    answered = twiml(post(client, gather.get("action", ""), {**params, "Digits": "1"}))
+    assert any("confirmation code" in text for text in spoken(answered))
+
+
+def test_two_anonymous_callers_never_share_a_session(app: Flask, redis_client: redis.Redis) -> None:
+    first = dial(app, caller="anonymous")
+    first.press("1")
+    second = dial(app, caller="anonymous")
+    assert second.last_heard.startswith("Thanks for calling Omnivoice Air.")  # not resumed
+    assert sorted(session_keys(redis_client)) == sorted(
+        [session_key(redis_client, first.call_sid), session_key(redis_client, second.call_sid)]
+    )
+    assert stored(redis_client, first.call_sid).doc["node"] == "confirmation"
+    assert stored(redis_client, second.call_sid).doc["node"] == "main_menu"
+
+
+def test_two_spellings_of_a_number_are_one_caller(app: Flask, redis_client: redis.Redis) -> None:
+    call = dial(app, caller="+1 (415) 555-0123")
+    assert session_keys(redis_client) == [session_key(redis_client, "+14155550123")]
+    call.caller = "+14155550123"  # the same call, the other spelling: it finds its session
+    call.press("1")
+    assert "confirmation code" in call.last_heard
+    assert session_keys(redis_client) == [session_key(redis_client, "+14155550123")]
+    assert stored(redis_client, "+14155550123").doc["node"] == "confirmation"
+
+
+def test_national_format_is_normalised_with_the_default_region(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    dial(app, caller="(415) 555-0123")
+    assert session_keys(redis_client) == [session_key(redis_client, "+14155550123")]
+
+
+def test_client_caller_keeps_its_identity(app: Flask, redis_client: redis.Redis) -> None:
+    call = dial(app, caller="client:alice")
+    assert call.gather is not None
+    assert session_keys(redis_client) == [session_key(redis_client, "client:alice")]
+    assert stored(redis_client, "client:alice").call == call.call_sid
+
+
+@pytest.fixture
+def two_flow_app(make_app: Callable[..., Flask], flows_dir: Path) -> Flask:
+    (flows_dir / "support_line.yaml").write_text(SUPPORT_FLOW)
+    return make_app()
+
+
+@pytest.mark.parametrize(
+    ("called", "flow_id", "first_words"),
+    [
+        ("+14155550199", "support_line", "Welcome to the support line."),
+        ("(415) 555-0199", "support_line", "Welcome to the support line."),
+        ("+14155550100", "airline", "Thanks for calling Omnivoice Air."),
+        ("+14155550777", "airline", "Thanks for calling Omnivoice Air."),  # no flow: default
+        ("", "airline", "Thanks for calling Omnivoice Air."),
+    ],
+)
+def test_called_number_selects_the_flow(
+    two_flow_app: Flask, redis_client: redis.Redis, called: str, flow_id: str, first_words: str
+) -> None:
+    call = dial(two_flow_app, called=called)
+    assert call.last_heard.startswith(first_words)
+    assert call.gather is not None
+    assert stored(redis_client).doc["flow_id"] == flow_id
+
+
+def test_second_flow_runs_to_its_end(two_flow_app: Flask, redis_client: redis.Redis) -> None:
+    call = dial(two_flow_app, called="+14155550199")
+    call.press("1")
+    assert call.last_heard == "Billing is closed today."
+    assert call.ended == "hangup"
+    assert stored(redis_client).doc["status"] == "completed"
+
+
+# ---- context.callers directly -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("from_", "key", "recognised", "kind"),
+    [
+        ("+14155550123", "+14155550123", True, "number"),
+        ("+1 (415) 555-0123", "+14155550123", True, "number"),
+        ("+44 20 7946 0958", "+442079460958", True, "number"),
+        ("client:alice", "client:alice", True, "client"),
+        ("sip:Alice@Example.com", "sip:alice@example.com", True, "sip"),
+        ("client:", "CA1", False, "withheld"),
+        ("anonymous", "CA1", False, "withheld"),
+        ("RESTRICTED", "CA1", False, "withheld"),
+        ("+266696687", "CA1", False, "withheld"),
+        ("not a number", "CA1", False, "withheld"),
+        ("+1" + "5" * 60, "CA1", False, "withheld"),
+        (None, "CA1", False, "withheld"),
+    ],
+)
+def test_identify(from_: str | None, key: str, recognised: bool, kind: str) -> None:
+    caller = identify(from_, "CA1")
+    assert (caller.key, caller.recognised, caller.kind) == (key, recognised, kind)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+14155550100", "US", "+14155550100"),
+        ("415-555-0100", "US", "+14155550100"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("12", "US", None),
+        ("", "US", None),
+        (None, "US", None),
+        ("client:bob", "US", None),
+    ],
+)
+def test_to_e164(raw: str | None, region: str, expected: str | None) -> None:
+    assert to_e164(raw, region) == expected
+
+
+def test_masked_keeps_only_the_last_four_characters() -> None:
+    assert masked("+14155550123") == "***0123"
+    assert masked("1234") == "***"

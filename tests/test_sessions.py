@@ -1,0 +1,391 @@
+"""The session store on real Redis: round trips, TTLs, compare-and-set, corrupt documents.
+
+:class:`~context.sessions.SessionStore` is used directly first, then through the webhooks: a
+corrupt stored document must give the caller a fresh start (and the log an error), never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from context.keys import Keys
+from context.sessions import SessionStore
+from ivr.errors import SessionCorrupt
+from ivr.session import Session, Visit
+from simulator import Call, FlaskTransport
+from tests.conftest import AUTH_TOKEN
+from tests.support_redis import RoundTrips, counting_client
+from tests.support_twilio import (
+    CALLER,
+    form,
+    keys_under,
+    post,
+    prefix_of,
+    session_key,
+    spoken,
+    stored,
+    twiml,
+)
+
+CALL_SID = "CA" + "c" * 32
+TTL = 300
+REPLY_TTL = 60
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> SessionStore:
+    return SessionStore(redis_client, Keys(prefix_of(redis_client)), TTL, REPLY_TTL)
+
+
+def a_session(**changes: object) -> Session:
+    session = Session(
+        caller=CALLER,
+        flow_id="airline",
+        flow_version="0123456789abcdef",
+        call_sid=CALL_SID,
+        node="confirmation",
+        waiting="input",
+        checkpoint="main_menu",
+        variables={"intent": "status", "booking": {"flight": "OV 101", "gate": None}},
+        no_match_count=1,
+        step=4,
+        trail=(Visit("welcome"), Visit("main_menu", "1", "want_status")),
+        started_at=1700000000.5,
+        updated_at=1700000012.25,
+        resume_missing=("account",),
+        held={"account": "12345678"},
+    )
+    return session.evolve(**changes)
+
+
+# ---- SessionStore directly ----------------------------------------------------------------
+def test_save_then_load_round_trips_every_field(store: SessionStore) -> None:
+    session = a_session()
+    assert store.save(session, 0) == 1
+    loaded = store.load(CALLER)
+    assert loaded.session == session
+    assert loaded.seq == 1
+    assert loaded.reply is None
+
+
+def test_load_of_an_unknown_caller_is_empty(store: SessionStore) -> None:
+    loaded = store.load("+14155550999", CALL_SID, 0)
+    assert (loaded.session, loaded.seq, loaded.reply) == (None, 0, None)
+
+
+def test_reply_is_cached_per_call_and_step(store: SessionStore) -> None:
+    store.save(a_session(), 0, "<Response><Say>Hi</Say></Response>", reply_step=3)
+    assert store.load(CALLER, CALL_SID, 3).reply == "<Response><Say>Hi</Say></Response>"
+    assert store.load(CALLER, CALL_SID, 4).reply is None
+    assert store.load(CALLER, "CA" + "d" * 32, 3).reply is None
+    assert store.load(CALLER).reply is None
+
+
+def test_every_write_sets_a_ttl(store: SessionStore, redis_client: redis.Redis) -> None:
+    keys = store.keys
+    store.save(
+        a_session(),
+        0,
+        "<Response/>",
+        reply_step=4,
+        index_call=True,
+        also_set=[(keys.resume_code("123456"), CALLER, 900)],
+    )
+    expected = {
+        keys.session(CALLER): TTL,
+        keys.reply(CALLER, CALL_SID, 4): REPLY_TTL,
+        keys.call(CALL_SID): TTL,
+        keys.resume_code("123456"): 900,
+    }
+    assert sorted(keys_under(redis_client)) == sorted(expected)
+    for key, ttl in expected.items():
+        assert 0 < redis_client.ttl(key) <= ttl, key
+    assert store.caller_of(CALL_SID) == CALLER
+    assert store.caller_by_code("123456") == CALLER
+
+
+def test_save_refreshes_the_ttl(store: SessionStore, redis_client: redis.Redis) -> None:
+    store.save(a_session(), 0)
+    key = store.keys.session(CALLER)
+    redis_client.expire(key, 5)
+    store.save(a_session(step=5), 1)
+    assert redis_client.ttl(key) > 5
+
+
+def test_also_delete_rides_with_a_save(store: SessionStore, redis_client: redis.Redis) -> None:
+    gone = store.keys.resume_code("654321")
+    redis_client.set(gone, CALLER, ex=60)
+    assert store.save(a_session(), 0, also_delete=[gone]) == 1
+    assert not redis_client.exists(gone)
+
+
+def test_compare_and_set_rejects_a_stale_seq(
+    store: SessionStore, redis_client: redis.Redis
+) -> None:
+    first = a_session(step=4)
+    assert store.save(first, 0) == 1
+    assert store.save(a_session(step=5), 1) == 2
+    stale = a_session(step=99, node="goodbye")
+    assert store.save(stale, 1, "<Response/>", reply_step=99) is None
+    assert store.save(stale, 0) is None
+    loaded = store.load(CALLER, CALL_SID, 99)
+    assert loaded.seq == 2
+    assert loaded.session is not None and loaded.session.step == 5
+    assert loaded.reply is None  # a losing save caches no reply
+    assert store.save(stale, 2) == 3
+
+
+def test_first_save_fails_when_someone_else_created_the_session(store: SessionStore) -> None:
+    assert store.save(a_session(call_sid="CA" + "e" * 32), 0) == 1
+    assert store.save(a_session(), 0) is None
+    loaded = store.load(CALLER)
+    assert loaded.session is not None and loaded.session.call_sid == "CA" + "e" * 32
+
+
+def test_racing_writers_that_reload_and_retry_lose_no_update(store: SessionStore) -> None:
+    increments = 100
+    store.save(a_session(variables={"count": 0}), 0)
+    # Both writers load, meet at the barrier, then save: every round has a loser that must
+    # reload and retry.
+    barrier = threading.Barrier(2, timeout=10)
+    conflicts: list[int] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        lost = 0
+        try:
+            for _ in range(increments):
+                loaded = store.load(CALLER)
+                barrier.wait()
+                while True:
+                    assert loaded.session is not None
+                    count = loaded.session.variables["count"] + 1
+                    changed = loaded.session.evolve(variables={"count": count})
+                    if store.save(changed, loaded.seq) is not None:
+                        break
+                    lost += 1
+                    loaded = store.load(CALLER)
+        except BaseException as exc:  # reported by the main thread
+            barrier.abort()
+            errors.append(exc)
+        conflicts.append(lost)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    assert sum(conflicts) >= increments  # the writers really did race
+    final = store.load(CALLER)
+    assert final.session is not None
+    assert final.session.variables["count"] == 2 * increments
+    assert final.seq == 2 * increments + 1
+
+
+def test_discard_deletes_the_session(store: SessionStore, redis_client: redis.Redis) -> None:
+    store.save(a_session(), 0)
+    store.discard(CALLER)
+    assert store.load(CALLER).session is None
+    assert keys_under(redis_client) == []
+
+
+def _valid_doc(**changes: object) -> dict[str, object]:
+    doc = a_session().to_dict()
+    doc.update(changes)
+    return doc
+
+
+def _hash(seq: object, doc: object) -> Callable[[redis.Redis, str], object]:
+    def write(connection: redis.Redis, key: str) -> None:
+        fields = {}
+        if seq is not None:
+            fields["seq"] = seq
+        if doc is not None:
+            fields["doc"] = doc if isinstance(doc, str | bytes) else json.dumps(doc)
+        connection.hset(key, mapping=fields)  # type: ignore[arg-type]
+
+    return write
+
+
+CORRUPT: dict[str, Callable[[redis.Redis, str], object]] = {
+    "not json": _hash("3", "{not json"),
+    "json but not an object": _hash("3", "[1, 2, 3]"),
+    "not utf-8": _hash("3", b"\xff\xfe{}"),
+    "no schema version": _hash("3", {k: v for k, v in _valid_doc().items() if k != "schema"}),
+    "future schema version": _hash("3", _valid_doc(schema=2)),
+    "unknown field": _hash("3", _valid_doc(colour="blue")),
+    "required field missing": _hash(
+        "3", {k: v for k, v in _valid_doc().items() if k != "call_sid"}
+    ),
+    "unknown status": _hash("3", _valid_doc(status="sleeping")),
+    "variables not an object": _hash("3", _valid_doc(variables=["code"])),
+    "trail not a list": _hash("3", _valid_doc(trail=7)),
+    "doc missing": _hash("3", None),
+    "seq missing": _hash(None, _valid_doc()),
+    "seq not a number": _hash("three", _valid_doc()),
+    "a string key (WRONGTYPE)": lambda c, k: c.set(k, json.dumps(_valid_doc())),
+    "a list key (WRONGTYPE)": lambda c, k: c.rpush(k, "seq", "doc"),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPT))
+def test_corrupt_document_raises_session_corrupt(
+    store: SessionStore, redis_client: redis.Redis, corruption: str
+) -> None:
+    key = store.keys.session(CALLER)
+    CORRUPT[corruption](redis_client, key)
+    with pytest.raises(SessionCorrupt) as raised:
+        store.load(CALLER, CALL_SID, 2)
+    assert raised.value.key == key
+    assert raised.value.reason
+
+
+# ---- through the webhooks -----------------------------------------------------------------
+HTTP_CORRUPTIONS = [
+    "not json",
+    "future schema version",
+    "seq not a number",
+    "a string key (WRONGTYPE)",
+    "variables not an object",
+]
+
+
+@pytest.mark.parametrize("path", ["/voice", "/voice/answer?step=2"])
+@pytest.mark.parametrize("corruption", HTTP_CORRUPTIONS)
+def test_corrupt_session_gives_a_fresh_start_and_an_error_log(
+    client: FlaskClient,
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    corruption: str,
+) -> None:
+    CORRUPT[corruption](redis_client, session_key(redis_client, CALLER))
+    with caplog.at_level(logging.ERROR, logger="omnivoice.calls"):
+        root = twiml(post(client, path, form(CALL_SID, Digits="1")))
+    gather = root.find("Gather")
+    assert gather is not None
+    assert any("For flight status, press 1" in text for text in spoken(gather))
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("corrupt session" in r.getMessage() for r in errors)
+    fresh = stored(redis_client)
+    assert (fresh.seq, fresh.call, fresh.doc["node"]) == (1, CALL_SID, "main_menu")
+
+
+def _kind(connection: redis.Redis, key: str) -> str:
+    """What a key is for, from its name (see context/keys.py)."""
+    rest = key.removeprefix(prefix_of(connection) + ":")
+    if rest.endswith(":session"):
+        return "session"
+    if ":reply:" in rest:
+        return "reply"
+    return rest.split(":")[0]
+
+
+def test_every_key_of_a_whole_call_has_a_ttl(
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    path = flows_dir / "airline.yaml"
+    path.write_text(path.read_text().replace("  ask: true", "  ask: true\n  codes: true"))
+    app = make_app()
+    known = Call(FlaskTransport(app), AUTH_TOKEN).dial()
+    known.press("2")
+    known.say("A B C 1 2 3")  # two data dips and a checkpoint
+    known.press("1")
+    known.press("2")
+    assert known.ended == "hangup"
+    assert known.hang_up() == 204
+    withheld = Call(FlaskTransport(app), AUTH_TOKEN, caller="anonymous").dial()
+    withheld.press("#")  # no code: a fresh start, which issues one at the first question
+    withheld.press("1")
+    assert withheld.hang_up() == 204
+
+    keys = keys_under(redis_client)
+    assert {_kind(redis_client, key) for key in keys} == {
+        "session", "reply", "call", "flow", "resume-code"
+    }  # fmt: skip
+    without_ttl = [key for key in keys if redis_client.ttl(key) <= 0]
+    assert without_ttl == []
+
+
+# ---- round trips --------------------------------------------------------------------------
+@pytest.fixture
+def counted(redis_client: redis.Redis) -> Iterator[tuple[redis.Redis, RoundTrips]]:
+    connection, counter = counting_client()
+    connection.test_prefix = prefix_of(redis_client)  # type: ignore[attr-defined]
+    yield connection, counter
+    connection.close()
+
+
+def test_load_is_one_round_trip(counted: tuple[redis.Redis, RoundTrips]) -> None:
+    connection, counter = counted
+    store = SessionStore(connection, Keys(prefix_of(connection)))
+    store.load(CALLER)
+    store.load(CALLER, CALL_SID, 3)
+    assert counter.sent == ["HMGET", "HMGET"]
+
+
+def test_save_is_one_round_trip(counted: tuple[redis.Redis, RoundTrips]) -> None:
+    connection, counter = counted
+    store = SessionStore(connection, Keys(prefix_of(connection)))
+    store.save(a_session(), 0, "<Response/>", reply_step=3, index_call=True)
+    store.save(a_session(step=5), 1, "<Response/>", reply_step=4)
+    assert counter.sent == ["EVALSHA", "EVALSHA"]  # one pipeline each, led by the script
+
+
+def test_save_survives_a_script_flush(store: SessionStore, redis_client: redis.Redis) -> None:
+    assert store.save(a_session(), 0) == 1
+    redis_client.script_flush()  # what a Redis restart or failover does to cached scripts
+    assert store.save(a_session(step=5), 1) == 2
+    loaded = store.load(CALLER)
+    assert loaded.session is not None and loaded.session.step == 5
+
+
+def test_webhooks_on_the_normal_path_take_at_most_two_round_trips(
+    make_app: Callable[..., Flask], counted: tuple[redis.Redis, RoundTrips]
+) -> None:
+    connection, counter = counted
+    app = make_app(REDIS_CLIENT=connection)
+    call = Call(FlaskTransport(app), AUTH_TOKEN)
+    per_webhook: dict[str, list[str]] = {}
+    counter.reset()
+    call.dial()
+    per_webhook["incoming"] = list(counter.sent)
+    for name, digits in [("menu answer", "1"), ("no-match", "9"), ("code and data dip", "")]:
+        counter.reset()
+        if digits:
+            call.press(digits)
+        else:
+            call.say("A B C 1 2 3")
+        per_webhook[name] = list(counter.sent)
+    assert "delayed by 95 minutes" in call.last_heard
+    assert all(len(sent) <= 2 for sent in per_webhook.values()), per_webhook
+    assert all(sent[0] == "HMGET" for sent in per_webhook.values()), per_webhook
+
+
+def test_duplicate_webhook_and_stray_status_cost_one_round_trip(
+    make_app: Callable[..., Flask], counted: tuple[redis.Redis, RoundTrips]
+) -> None:
+    connection, counter = counted
+    app = make_app(REDIS_CLIENT=connection)
+    call = Call(FlaskTransport(app), AUTH_TOKEN).dial()
+    action = call.gather.get("action", "") if call.gather is not None else ""
+    client = app.test_client()
+    post(client, action, form(call.call_sid, Digits="1"))
+
+    counter.reset()
+    twiml(post(client, action, form(call.call_sid, Digits="1")))  # Twilio retried it
+    assert counter.count == 1, counter.sent
+    counter.reset()
+    stray = form("CA" + "f" * 32, From="+14155550999", CallStatus="completed")
+    assert post(client, "/voice/status", stray).status_code == 204
+    assert counter.count == 1, counter.sent

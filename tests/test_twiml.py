@@ -1,0 +1,221 @@
+"""The TwiML renderer (``webhooks/twiml.py``), checked on parsed XML: elements and attributes."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Transfer
+from webhooks import twiml
+
+ACTION = "/voice/answer?step=3"
+
+
+def render(*actions: Action, url: str = ACTION) -> ET.Element:
+    root = ET.fromstring(twiml.render(actions, url))
+    assert root.tag == "Response"
+    return root
+
+
+def only(root: ET.Element, tag: str) -> ET.Element:
+    found = root.findall(tag)
+    assert len(found) == 1, f"expected one <{tag}>, found {len(found)}"
+    return found[0]
+
+
+def test_speech_gather_has_every_attribute() -> None:
+    root = render(
+        Gather(
+            prompt=(Say("Say or key your code."),),
+            input=("dtmf", "speech"),
+            num_digits=6,
+            finish_on_key="#",
+            timeout=8,
+            speech_timeout="auto",
+            hints=("status", "change", "agent"),
+            language="en-GB",
+        )
+    )
+    gather = only(root, "Gather")
+    assert gather.attrib == {
+        "input": "dtmf speech",
+        "action": ACTION,
+        "method": "POST",
+        "numDigits": "6",
+        "finishOnKey": "#",
+        "timeout": "8",
+        "speechTimeout": "auto",
+        "hints": "status,change,agent",
+        "language": "en-GB",
+    }
+    assert [child.tag for child in gather] == ["Say"]
+    assert gather[0].text == "Say or key your code."
+
+
+def test_speech_only_gather() -> None:
+    gather = only(render(Gather(prompt=(), input=("speech",), speech_timeout="3")), "Gather")
+    assert gather.get("input") == "speech"
+    assert gather.get("speechTimeout") == "3"
+    assert gather.get("numDigits") is None
+    assert gather.get("finishOnKey") is None
+
+
+def test_dtmf_gather_leaves_out_speech_settings() -> None:
+    gather = only(
+        render(
+            Gather(
+                prompt=(Say("Press 1."),),
+                input=("dtmf",),
+                num_digits=1,
+                speech_timeout="auto",
+                hints=("status",),
+                language="en-US",
+            )
+        ),
+        "Gather",
+    )
+    assert gather.get("input") == "dtmf"
+    assert gather.get("numDigits") == "1"
+    assert gather.get("timeout") == "5"
+    for speech_only in ("speechTimeout", "hints", "language"):
+        assert gather.get(speech_only) is None, speech_only
+
+
+def test_gather_without_hints_has_no_hints_attribute() -> None:
+    gather = only(render(Gather(prompt=(), input=("speech",))), "Gather")
+    assert gather.get("hints") is None
+
+
+def test_redirect_after_gather_posts_to_the_same_action() -> None:
+    root = render(Say("Welcome."), Gather(prompt=(Say("Press 1."),)))
+    assert [child.tag for child in root] == ["Say", "Gather", "Redirect"]
+    gather, redirect = root[1], root[2]
+    assert redirect.text == gather.get("action") == ACTION
+    assert redirect.get("method") == "POST"
+
+
+def test_answer_url_query_survives_escaping() -> None:
+    url = "/voice/answer?step=3&flow=a"
+    root = render(Gather(prompt=()), url=url)
+    assert only(root, "Gather").get("action") == url
+    assert only(root, "Redirect").text == url
+
+
+def test_prompt_parts_inside_a_gather() -> None:
+    gather = only(
+        render(
+            Gather(
+                prompt=(
+                    Say("Hello", voice="Polly.Amy", language="en-GB", loop=2),
+                    Pause(2),
+                    Play("https://example.com/hold.mp3", loop=3),
+                )
+            )
+        ),
+        "Gather",
+    )
+    say, pause, play = list(gather)
+    assert (say.tag, say.text, say.get("voice"), say.get("language"), say.get("loop")) == (
+        "Say",
+        "Hello",
+        "Polly.Amy",
+        "en-GB",
+        "2",
+    )
+    assert (pause.tag, pause.get("length")) == ("Pause", "2")
+    assert (play.tag, play.text, play.get("loop")) == ("Play", "https://example.com/hold.mp3", "3")
+
+
+def test_single_loop_and_unset_voice_are_left_out() -> None:
+    say = only(render(Say("Hi")), "Say")
+    assert say.attrib == {}
+
+
+def test_text_is_escaped_not_interpreted() -> None:
+    text = 'Fish & chips <b>"now"</b>'
+    assert only(render(Say(text)), "Say").text == text
+
+
+def test_transfer_to_a_queue() -> None:
+    root = render(Say("Connecting you."), Transfer(queue="support", context={"intent": "x"}))
+    assert [child.tag for child in root] == ["Say", "Enqueue"]
+    assert root[1].text == "support"
+
+
+def test_transfer_to_a_number() -> None:
+    dial = only(render(Transfer(number="+14155550999", timeout=20)), "Dial")
+    assert dial.get("timeout") == "20"
+    number = only(dial, "Number")
+    assert number.text == "+14155550999"
+
+
+def test_transfer_to_a_client_carries_context_as_parameters() -> None:
+    context = {
+        "intent": "status",
+        "code": "ABC123",
+        "booking": {"flight": "OV 101", "delayed": True},
+        "attempts": 2,
+        "note": "x" * 400,
+    }
+    dial = only(render(Transfer(client="agent_alice", context=context, timeout=45)), "Dial")
+    assert dial.get("timeout") == "45"
+    client = only(dial, "Client")
+    assert only(client, "Identity").text == "agent_alice"
+    parameters = {p.get("name"): p.get("value") for p in client.findall("Parameter")}
+    assert parameters["intent"] == "status"
+    assert parameters["code"] == "ABC123"
+    assert parameters["booking"] == '{"flight": "OV 101", "delayed": true}'
+    assert parameters["attempts"] == "2"
+    assert parameters["note"] == "x" * 256  # custom parameter values are kept short
+    assert len(parameters) == len(context)
+
+
+def test_client_transfer_without_context_has_no_parameters() -> None:
+    client = only(only(render(Transfer(client="agent_bob")), "Dial"), "Client")
+    assert client.findall("Parameter") == []
+
+
+def test_hangup() -> None:
+    root = render(Say("Goodbye."), Hangup())
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+
+
+def test_the_same_actions_render_the_same_document() -> None:
+    actions = (Say("Hello"), Gather(prompt=(Say("Press 1."),), num_digits=1))
+    assert twiml.render(actions, ACTION) == twiml.render(list(actions), ACTION)
+    other = ET.fromstring(twiml.render(actions, "/voice/answer?step=4"))
+    assert only(other, "Gather").get("action") == "/voice/answer?step=4"
+
+
+def _parse(xml: str) -> ET.Element:
+    root = ET.fromstring(xml)
+    assert root.tag == "Response"
+    return root
+
+
+def test_fallback_dials_a_number() -> None:
+    root = _parse(twiml.fallback("+14155550999", "support", "Sorry about that."))
+    assert [child.tag for child in root] == ["Say", "Say", "Dial"]
+    assert root[0].text == "Sorry about that."
+    assert root[1].text == twiml.CONNECTING
+    assert root[2].text == "+14155550999"  # the number wins over the queue
+
+
+def test_fallback_enqueues_without_a_number() -> None:
+    root = _parse(twiml.fallback(None, "support"))
+    assert [child.tag for child in root] == ["Say", "Say", "Enqueue"]
+    assert root[0].text == twiml.APOLOGY
+    assert root[2].text == "support"
+
+
+@pytest.mark.parametrize(("number", "queue"), [(None, None), ("", "")])
+def test_fallback_without_a_person_says_goodbye(number: str | None, queue: str | None) -> None:
+    root = _parse(twiml.fallback(number, queue))
+    assert [child.tag for child in root] == ["Say", "Say", "Hangup"]
+    assert [root[0].text, root[1].text] == [twiml.APOLOGY, twiml.GOODBYE]
+
+
+def test_hangup_with_and_without_words() -> None:
+    assert [c.tag for c in _parse(twiml.hangup("Bye."))] == ["Say", "Hangup"]
+    assert [c.tag for c in _parse(twiml.hangup())] == ["Hangup"]
