@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from werkzeug.test import Client
 
 from ivr.turn import FetchResult, HttpRequest
@@ -49,6 +50,7 @@ class HttpFetcher:
             return self._local(request)
         if not request.url.startswith(("http://", "https://")):
             return _failure(None, f"{request.url!r} is not an http(s) URL")
+        deadline = time.monotonic() + request.timeout
         try:
             response = self.session.request(
                 request.method,
@@ -60,14 +62,14 @@ class HttpFetcher:
                 stream=True,
             )
             with response:
-                body = _read(response, self.max_bytes, request.timeout)
-        except requests.Timeout:
+                body = _read(response, self.max_bytes, deadline)
+        except (requests.Timeout, urllib3.exceptions.TimeoutError):
             return _failure(None, f"timed out after {request.timeout:g}s")
-        except (requests.RequestException, OSError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             return _failure(None, f"request failed: {type(exc).__name__}")
         except ValueError as exc:
             return _failure(None, str(exc))
-        return _result(response.status_code, body)
+        return _result(response.status_code, body, self.max_bytes)
 
     def _local(self, request: HttpRequest) -> FetchResult:
         if self.local_app is None:
@@ -77,27 +79,29 @@ class HttpFetcher:
             request.url, method=request.method, json=request.json, headers=request.headers
         )
         try:
-            return _result(response.status_code, response.get_data()[: self.max_bytes + 1])
+            return _result(response.status_code, response.get_data(), self.max_bytes)
         finally:
             response.close()
 
 
-def _read(response: requests.Response, max_bytes: int, timeout: float) -> bytes:
-    deadline = time.monotonic() + timeout
+def _read(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+    """The body, read as it arrives so a back-end trickling bytes cannot outlast the deadline."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(8192):
+    while True:
+        if time.monotonic() > deadline:
+            raise requests.Timeout()
+        chunk = response.raw.read1(8192, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
             raise ValueError(f"response larger than {max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise requests.Timeout()
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
-def _result(status: int, body: bytes) -> FetchResult:
-    if len(body) > MAX_BYTES:
+def _result(status: int, body: bytes, max_bytes: int) -> FetchResult:
+    if len(body) > max_bytes:
         return _failure(status, "response too large")
     if not 200 <= status < 300:
         return _failure(status, f"HTTP {status}")

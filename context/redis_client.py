@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +29,12 @@ def connect(url: str | None, timeout: float = 0.5) -> redis.Redis:
 
         log.warning(EMBEDDED_WARNING)
         return fakeredis.FakeRedis()
+    # One immediate retry heals a connection Redis dropped (a restart); more would only
+    # lengthen the silence before the caller's fallback. No health-check PINGs: they would add
+    # a round trip to the first webhook after an idle spell.
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        health_check_interval=30,
-        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 1),
     )

@@ -93,14 +93,15 @@ class SessionStore:
         reply_step: int | None = None,
         index_call: bool = False,
         also_set: Sequence[tuple[str, str, int]] = (),
-        also_delete: Sequence[str] = (),
     ) -> int | None:
         """Store ``session`` if nobody saved since ``expected_seq``; return the new seq or ``None``.
 
         ``reply`` is cached under the session's call and ``reply_step`` (the step named in the
         request being answered) so a retried webhook gets the same answer; ``index_call`` also records
-        CallSid → caller (once per call is enough); ``also_set`` (key, value, ttl) and
-        ``also_delete`` ride in the same round trip.
+        CallSid → caller (once per call is enough); ``also_set`` (key, value, ttl) rides in the
+        same round trip. These extra writes happen even when the compare-and-set loses, so they
+        must be harmless then: the index and a flow version are true whoever wins, and a resume
+        code whose announcement was never sent matches no session's ``resume_code``.
         """
         key = self.keys.session(session.caller)
         doc = json.dumps(session.to_dict(), separators=(",", ":"), default=str)
@@ -109,14 +110,10 @@ class SessionStore:
         args = (expected_seq, doc, session.call_sid, self.ttl, reply or "", self.reply_ttl)
         try:
             try:
-                results = self._save_pipeline(
-                    key, reply_key, args, session, index_call, also_set, also_delete
-                )
+                results = self._save_pipeline(key, reply_key, args, session, index_call, also_set)
             except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
                 self.redis.script_load(_SAVE)
-                results = self._save_pipeline(
-                    key, reply_key, args, session, index_call, also_set, also_delete
-                )
+                results = self._save_pipeline(key, reply_key, args, session, index_call, also_set)
         except REDIS_DOWN as exc:
             raise StoreUnavailable(f"Redis did not answer saving {key}: {exc}") from exc
         seq = int(results[0])
@@ -130,7 +127,6 @@ class SessionStore:
         session: Session,
         index_call: bool,
         also_set: Sequence[tuple[str, str, int]],
-        also_delete: Sequence[str],
     ) -> list[Any]:
         # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS round trip.
         with self.redis.pipeline(transaction=False) as pipe:
@@ -139,8 +135,6 @@ class SessionStore:
                 pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
             for extra_key, value, ttl in also_set:
                 pipe.set(extra_key, value, ex=ttl)
-            if also_delete:
-                pipe.delete(*also_delete)
             return pipe.execute()
 
     def caller_of(self, call_sid: str) -> str | None:
@@ -165,10 +159,16 @@ class SessionStore:
 
     def discard(self, caller: str) -> None:
         """Delete a caller's session (after it was found corrupt, for instance)."""
+        self.delete(self.keys.session(caller))
+
+    def delete(self, *keys: str) -> None:
+        """Delete ``keys`` (a used resume code and the session it moved from, for instance)."""
         try:
-            self.redis.delete(self.keys.session(caller))
+            self.redis.delete(*keys)
         except REDIS_DOWN as exc:
-            raise StoreUnavailable(f"Redis did not answer deleting {caller}: {exc}") from exc
+            raise StoreUnavailable(
+                f"Redis did not answer deleting {len(keys)} key(s): {exc}"
+            ) from exc
 
 
 def _text(value: Any) -> str | None:

@@ -104,8 +104,21 @@ class Session:
             session = cls(**values)
         except TypeError as exc:
             raise ValueError(f"session fields do not match: {exc}") from None
-        if session.status not in STATUSES or not isinstance(session.variables, dict):
-            raise ValueError("session has an unknown status or malformed variables")
+        if session.status not in STATUSES:
+            raise ValueError(f"session has an unknown status {session.status!r}")
+        for name in _FIELD_NAMES:
+            value = getattr(session, name)
+            if not isinstance(value, _TYPES[name]) or isinstance(value, bool) != (
+                name == "attested"
+            ):
+                raise ValueError(f"session field {name} has the wrong type: {value!r:.40}")
+        for visit in session.trail:
+            if not all(
+                isinstance(part, str | None) for part in (visit.node, visit.answer, visit.outcome)
+            ):
+                raise ValueError("session trail is malformed")
+        if not all(isinstance(name, str) for name in session.resume_missing):
+            raise ValueError("session resume_missing is malformed")
         return session
 
 
@@ -127,3 +140,15 @@ def _compact_visit(visit: Visit) -> list[str | None]:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Session))
+_NUMBER = (int, float)
+_TEXT = (str,)
+_MAYBE_TEXT = (str, type(None))
+_TYPES: dict[str, tuple[type, ...]] = {
+    "caller": _TEXT, "flow_id": _TEXT, "flow_version": _TEXT, "call_sid": _TEXT,
+    "node": _MAYBE_TEXT, "waiting": _MAYBE_TEXT, "checkpoint": _MAYBE_TEXT, "variables": (dict,),
+    "no_input_count": (int,), "no_match_count": (int,), "step": (int,), "status": _TEXT,
+    "ended_reason": _MAYBE_TEXT, "trail": (tuple,), "started_at": _NUMBER, "updated_at": _NUMBER,
+    "call_status": _MAYBE_TEXT, "ended_at": (*_NUMBER, type(None)), "attested": (bool,),
+    "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
+    "held": (dict,),
+}  # fmt: skip

@@ -121,11 +121,14 @@ def test_save_refreshes_the_ttl(store: SessionStore, redis_client: redis.Redis) 
     assert redis_client.ttl(key) > 5
 
 
-def test_also_delete_rides_with_a_save(store: SessionStore, redis_client: redis.Redis) -> None:
+def test_delete_removes_keys(store: SessionStore, redis_client: redis.Redis) -> None:
     gone = store.keys.resume_code("654321")
+    kept = store.keys.resume_code("123456")
     redis_client.set(gone, CALLER, ex=60)
-    assert store.save(a_session(), 0, also_delete=[gone]) == 1
+    redis_client.set(kept, CALLER, ex=60)
+    store.delete(gone)
     assert not redis_client.exists(gone)
+    assert redis_client.exists(kept)
 
 
 def test_compare_and_set_rejects_a_stale_seq(

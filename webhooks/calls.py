@@ -179,11 +179,12 @@ class CallService:
                 reply_step=step,
                 index_call=step == INCOMING_STEP or loaded.session is None,
                 also_set=(*code_keys, *self._publication(flow)),
-                also_delete=outcome.also_delete,
             )
             if saved is None:
                 self._note(params, "save_conflict", step=step)
                 continue
+            if outcome.also_delete:  # only once this save has won
+                self.store.delete(*outcome.also_delete)
             self._published.setdefault(flow.version, time.monotonic())
             for note in turn.notes:
                 self._note(params, note.name, **note.data)

@@ -37,23 +37,22 @@ def is_signed() -> bool:
     if not token or not signature:
         return False
     algorithm = get_signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
-    params: Any = (
-        request.form
-        if request.mimetype == "application/x-www-form-urlencoded"
-        else (request.get_data(as_text=True))
-    )
     validator = RequestValidator(token)
     url = public_url()
-    if isinstance(params, str):  # a JSON body, signed through bodySHA256 in the query
-        return validator.validate(url, params, signature, algorithm=algorithm)
     try:
-        expected = validator.compute_signature(url, params, algorithm)
-    except ValueError:  # an algorithm this SDK does not know
+        if request.mimetype != "application/x-www-form-urlencoded":
+            # Only a body whose hash is signed (bodySHA256 in the query) can be checked.
+            if "bodySHA256" not in request.args:
+                return False
+            body = request.get_data(as_text=True)
+            return bool(validator.validate(url, body, signature, algorithm=algorithm))
+        expected = validator.compute_signature(url, request.form, algorithm)
+        # The exact URL first (one HMAC); validate() also tries the URL with and without its port.
+        if hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+            return True
+        return bool(validator.validate(url, request.form, signature, algorithm=algorithm))
+    except (TypeError, ValueError, UnicodeError):  # odd header bytes, unknown algorithm
         return False
-    # The exact URL first (one HMAC); validate() also tries the URL with and without its port.
-    return hmac.compare_digest(expected, signature) or validator.validate(
-        url, params, signature, algorithm=algorithm
-    )
 
 
 def twilio_signed(view: View) -> View:
