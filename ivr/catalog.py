@@ -1,7 +1,8 @@
 """The flows a server can run: every ``*.yaml`` in a directory, reloaded when files change.
 
 A file that fails to load is reported and its last good version keeps serving; a flow that claims
-a number another flow already answers, or reuses another flow's id, is refused the same way.
+a number another flow already answers, or reuses another flow's id, is refused the same way (files
+already serving win such a clash; among new files the first by name wins).
 Every version loaded stays available by its content hash, so a call keeps running on the version
 it started with after the file changes.
 """
@@ -25,8 +26,9 @@ FLOW_SUFFIXES = (".yaml", ".yml")
 @dataclass
 class _Entry:
     stamp: tuple[float, int]
-    flow: Flow | None
+    flow: Flow | None  # the last version of the file that loaded
     problems: list[Problem] = field(default_factory=list)
+    served: Flow | None = None  # the version that is answering calls, if any
 
 
 class Catalog:
@@ -83,39 +85,50 @@ class Catalog:
                 log.error("%s", problem)
             if kept is not None:
                 log.error("%s refused; still serving version %s", path, kept.version)
-            self._entries[path] = _Entry(stamp, kept, list(exc.problems))
+            self._entries[path] = _Entry(
+                stamp, kept, list(exc.problems), previous.served if previous else None
+            )
             return
         except OSError as exc:
             self._entries[path] = _Entry(
                 stamp,
                 previous.flow if previous else None,
                 [Problem(str(path), 1, 1, f"The file cannot be read: {exc.strerror}.")],
+                previous.served if previous else None,
             )
             return
         for warning in flow.warnings:
             log.warning("%s", warning)
-        self._entries[path] = _Entry(stamp, flow)
+        self._entries[path] = _Entry(stamp, flow, served=previous.served if previous else None)
         self._versions[flow.version] = flow
         log.info("loaded flow %s version %s from %s", flow.id, flow.version, path)
 
     def _index(self) -> None:
-        """Rebuild the id and number maps; a clash refuses the later file (keeping its last good)."""
+        """Rebuild the id and number maps; a clash refuses the later file (keeping its last good).
+
+        The versions that are serving keep their ids and numbers; a new or changed version is
+        admitted only if it takes nothing another file is serving, so a new file cannot take over
+        a number, and a refused change leaves its file serving the version it served before.
+        """
         by_id: dict[str, Flow] = {}
         by_number: dict[str, Flow] = {}
-        for _path, entry in sorted(self._entries.items()):
+        entries = [entry for _path, entry in sorted(self._entries.items())]
+        for entry in entries:
             entry.problems = [p for p in entry.problems if not p.message.startswith("Clash:")]
-            flow = entry.flow
-            if flow is None:
-                continue
-            clashes = _clashes(flow, by_id, by_number)
-            if clashes:
-                entry.problems.extend(clashes)
-                for problem in clashes:
-                    log.error("%s", problem)
-                continue
-            by_id[flow.id] = flow
-            for number in flow.numbers:
-                by_number[number] = flow
+            if entry.served is not None:
+                _claim(entry.served, by_id, by_number)
+        pending = [e for e in entries if e.flow is not None and e.flow is not e.served]
+        clashes: dict[int, list[Problem]] = {}
+        while pending:  # admitting one file may free what another one needs
+            clashes = {id(e): found for e in pending if (found := _admit(e, by_id, by_number))}
+            refused = [e for e in pending if id(e) in clashes]
+            if len(refused) == len(pending):
+                break
+            pending = refused
+        for entry in pending:
+            entry.problems.extend(clashes[id(entry)])
+            for problem in clashes[id(entry)]:
+                log.error("%s", problem)
         self._by_id, self._by_number = by_id, by_number
 
     # ---- lookups --------------------------------------------------------------------------
@@ -158,6 +171,34 @@ def _stamp(path: Path) -> tuple[float, int]:
     except OSError:
         return (0.0, -1)
     return (info.st_mtime, info.st_size)
+
+
+def _claim(flow: Flow, by_id: dict[str, Flow], by_number: dict[str, Flow]) -> None:
+    by_id[flow.id] = flow
+    for number in flow.numbers:
+        by_number[number] = flow
+
+
+def _release(flow: Flow, by_id: dict[str, Flow], by_number: dict[str, Flow]) -> None:
+    for table, keys in ((by_id, [flow.id]), (by_number, list(flow.numbers))):
+        for key in keys:
+            if table.get(key) is flow:
+                del table[key]
+
+
+def _admit(entry: _Entry, by_id: dict[str, Flow], by_number: dict[str, Flow]) -> list[Problem]:
+    """Serve the entry's latest version unless it clashes; return the clashes (none if served)."""
+    assert entry.flow is not None
+    if entry.served is not None:
+        _release(entry.served, by_id, by_number)
+    clashes = _clashes(entry.flow, by_id, by_number)
+    if clashes:
+        if entry.served is not None:
+            _claim(entry.served, by_id, by_number)
+        return clashes
+    _claim(entry.flow, by_id, by_number)
+    entry.served = entry.flow
+    return []
 
 
 def _clashes(flow: Flow, by_id: dict[str, Flow], by_number: dict[str, Flow]) -> list[Problem]:

@@ -16,11 +16,25 @@ from typing import Any
 
 import phonenumbers
 from jinja2 import Template
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ivr import templates
 from ivr.errors import FlowLoadError, Problem
-from ivr.schema import FlowSpec, Node, PausePart, PlayPart, SayPart
+from ivr.schema import (
+    BranchCase,
+    Defaults,
+    FlowSpec,
+    GatherSpec,
+    HttpSpec,
+    Node,
+    PausePart,
+    PlayPart,
+    ResumeSpec,
+    RetrySpec,
+    SayPart,
+    TransferSpec,
+    ValidateSpec,
+)
 from ivr.yamlsource import Positions, parse
 
 
@@ -102,27 +116,105 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
 
 def _schema_problems(exc: ValidationError, positions: Positions) -> list[Problem]:
     seen: dict[tuple[int, int], Problem] = {}
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        message = _sentence(error, loc)
-        problem = positions.problem(loc, message, at_key=error["type"] == "extra_forbidden")
+    for found in _fitting_members([_Found.of(e, positions) for e in exc.errors()]):
+        error = found.error
+        message = _sentence(error, found.path, found.tags)
+        problem = positions.problem(found.path, message, at_key=error["type"] == "extra_forbidden")
         seen.setdefault((problem.line, problem.col), problem)
     return sorted(seen.values(), key=lambda p: (p.line, p.col))
 
 
-_KNOWN_KEYS = {
-    "flow": set(FlowSpec.model_fields) | {"validate", "json"},
-    "node": {f.alias or name for name, f in Node.model_fields.items()},
+@dataclass(frozen=True)
+class _Found:
+    """A schema error with its location split into the document path and the union members."""
+
+    error: Any
+    path: tuple[str | int, ...]
+    tags: tuple[tuple[tuple[str | int, ...], str], ...]  # (where, member) for each union passed
+
+    @property
+    def mismatch(self) -> bool:
+        """The value does not have the shape of the union member at all (a map for a string)."""
+        return bool(self.tags) and self.tags[-1][0] == self.path
+
+    @classmethod
+    def of(cls, error: Any, positions: Positions) -> _Found:
+        loc = tuple(error["loc"])
+        path: tuple[str | int, ...] = ()
+        tags: list[tuple[tuple[str | int, ...], str]] = []
+        for i, part in enumerate(loc):
+            is_missing_key = i == len(loc) - 1 and error["type"] == "missing"
+            if (*path, part) in positions.marks or is_missing_key:
+                path = (*path, part)
+            else:
+                tags.append((path, str(part)))
+        return cls(error, path, tuple(tags))
+
+
+def _fitting_members(found: list[_Found]) -> list[_Found]:
+    """At each union, keep only the errors of the member the designer most likely meant.
+
+    When no member of a union fits, pydantic reports every member's errors: a say part with a
+    typo would also hear "Unknown key 'say'" from the play member. The likely member is one
+    whose shape the value has (a map for a model), with the fewest errors.
+    """
+    depth = 0
+    while True:
+        unions: dict[tuple[str | int, ...], dict[str, list[_Found]]] = {}
+        for item in found:
+            if len(item.tags) > depth:
+                where, member = item.tags[depth]
+                unions.setdefault(where, {}).setdefault(member, []).append(item)
+        if not unions:
+            return found
+        others: set[int] = set()
+        for members in unions.values():
+            best = min(
+                members, key=lambda m: (all(f.mismatch for f in members[m]), len(members[m]))
+            )
+            others.update(id(f) for m, items in members.items() if m != best for f in items)
+        found = [f for f in found if id(f) not in others]
+        depth += 1
+
+
+_MEMBER_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (SayPart, PlayPart, PausePart)}
+_MODEL_UNDER_KEY: dict[str, type[BaseModel]] = {
+    "gather": GatherSpec,
+    "validate": ValidateSpec,
+    "no_input": RetrySpec,
+    "no_match": RetrySpec,
+    "http": HttpSpec,
+    "branch": BranchCase,
+    "transfer": TransferSpec,
+    "resume": ResumeSpec,
+    "defaults": Defaults,
 }
 
 
-def _sentence(error: Any, loc: tuple[Any, ...]) -> str:
-    where = ".".join(str(part) for part in loc if not str(part).startswith(("function-", "list[")))
+def _known_keys(path: tuple[str | int, ...], tags: tuple[Any, ...]) -> list[str]:
+    """The keys the map holding ``path`` may have, for a "Did you mean" suggestion."""
+    parent = path[:-1]
+    model: type[BaseModel] | None
+    if tags and tags[-1][0] == parent and tags[-1][1] in _MEMBER_MODELS:
+        model = _MEMBER_MODELS[tags[-1][1]]
+    elif not parent:
+        model = FlowSpec
+    elif len(parent) == 2 and parent[0] == "nodes":
+        model = Node
+    else:
+        key = next((p for p in reversed(parent) if isinstance(p, str)), "")
+        model = _MODEL_UNDER_KEY.get(key)
+    if model is None:
+        return []
+    return sorted(f.alias or name for name, f in model.model_fields.items())
+
+
+def _sentence(error: Any, path: tuple[str | int, ...], tags: tuple[Any, ...]) -> str:
+    where = ".".join(str(part) for part in path)
     kind = error["type"]
     if kind == "extra_forbidden":
-        key = str(loc[-1])
-        known = _KNOWN_KEYS["node"] if len(loc) == 3 and loc[0] == "nodes" else set()
-        hint = difflib.get_close_matches(key, sorted(known), n=1)
+        key = str(path[-1])
+        hint = difflib.get_close_matches(key, _known_keys(path, tags), n=1)
         suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
         return f"Unknown key {key!r}.{suggestion}"
     if kind == "missing":
@@ -263,6 +355,7 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 positions.problem(
                     ("nodes", name, "gather"),
                     "A gather needs 'on' routes or a 'next' node for the answer to go to.",
+                    at_key=True,
                 )
             )
     return problems

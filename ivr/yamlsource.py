@@ -7,8 +7,11 @@ The loader guards against the YAML traps that bite call-flow designers:
 * Only ``true``/``false`` are booleans. ``yes``, ``no``, ``on`` and ``off`` are plain words, so a
   speech choice ``no`` stays the word "no".
 * Only plain decimal numbers are numbers. ``0123`` (an account number) is not read as octal 83,
-  ``1:30`` is not read as the sexagesimal 90; both stay strings.
+  ``1:30`` is not read as the sexagesimal 90; both stay strings. A leading ``+`` marks a phone
+  number, so an unquoted ``+14155550100`` stays that text instead of the int 14155550100.
 * Duplicate keys are an error instead of the last one silently winning.
+* An alias may not refer to the list or map that contains it, and aliases may not expand the
+  document past ``MAX_VALUES`` values; either would otherwise build forever.
 
 Every value's position is kept in a :class:`Positions` map keyed by its path (the tuple of keys and
 list indexes leading to it), so schema errors can point at ``file:line:col``.
@@ -25,8 +28,8 @@ import yaml
 from ivr.errors import FlowLoadError, Problem
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
-_FLOAT = re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+_INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
+_FLOAT = re.compile(r"^-?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 
 Path = tuple[str | int, ...]
@@ -82,50 +85,68 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 
 
 _MAX_DEPTH = 32
+MAX_VALUES = 100_000
 
 
-def _build(node: yaml.Node, path: Path, positions: Positions, problems: list[Problem]) -> Any:
-    line, col = node.start_mark.line + 1, node.start_mark.column + 1
-    positions.marks[path] = (line, col)
-    if len(path) > _MAX_DEPTH:  # also stops self-referencing anchors (&a [*a])
-        problems.append(Problem(positions.path, line, col, "The document nests too deeply."))
-        return None
-    if isinstance(node, yaml.ScalarNode):
-        return _scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), positions, problems) for i, item in enumerate(node.value)]
-    if isinstance(node, yaml.MappingNode):
+@dataclass
+class _Builder:
+    """Turns composed YAML nodes into values, recording positions and problems on the way."""
+
+    positions: Positions
+    problems: list[Problem] = field(default_factory=list)
+    ancestors: set[int] = field(default_factory=set)
+    built: int = 0
+
+    def problem(self, node: yaml.Node, message: str) -> None:
+        mark = node.start_mark
+        problem = Problem(self.positions.path, mark.line + 1, mark.column + 1, message)
+        if problem not in self.problems:  # one anchor aliased twice is one mistake
+            self.problems.append(problem)
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.positions.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        self.built += 1
+        if self.built > MAX_VALUES:
+            if self.built == MAX_VALUES + 1:
+                self.problem(node, f"Aliases expand this document past {MAX_VALUES} values.")
+            return None
+        if len(path) > _MAX_DEPTH:
+            self.problem(node, "The document nests too deeply.")
+            return None
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node)
+        if id(node) in self.ancestors:  # &a [*a]: composed as a cycle of nodes
+            self.problem(node, "An alias inside this list or map refers back to it (recursive).")
+            return None
+        self.ancestors.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+        finally:
+            self.ancestors.discard(id(node))
+        raise TypeError(
+            f"unexpected YAML node {node!r}"
+        )  # pragma: no cover - composer emits only 3 kinds
+
+    def mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(
-                    Problem(
-                        positions.path, line, col, "A key must be a plain word, not a list or map."
-                    )
-                )
+                self.problem(key_node, "A key must be a plain word, not a list or map.")
                 continue
             key = key_node.value
             if key == "<<":
-                problems.append(
-                    Problem(
-                        positions.path, line, col, "Merge keys (<<) are not supported in flows."
-                    )
-                )
+                self.problem(key_node, "Merge keys (<<) are not supported in flows.")
                 continue
             if key in result:
-                problems.append(
-                    Problem(
-                        positions.path, line, col, f"The key {key!r} appears twice in this map."
-                    )
-                )
+                self.problem(key_node, f"The key {key!r} appears twice in this map.")
                 continue
-            positions.key_marks[(*path, key)] = (line, col)
-            result[key] = _build(value_node, (*path, key), positions, problems)
+            mark = key_node.start_mark
+            self.positions.key_marks[(*path, key)] = (mark.line + 1, mark.column + 1)
+            result[key] = self.build(value_node, (*path, key))
         return result
-    raise TypeError(
-        f"unexpected YAML node {node!r}"
-    )  # pragma: no cover - composer emits only 3 kinds
 
 
 def parse(text: str, path: str) -> tuple[Any, Positions]:
@@ -134,21 +155,43 @@ def parse(text: str, path: str) -> tuple[Any, Positions]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or exc.context or "unreadable YAML"
-        message = f"This is not valid YAML: {reason}."
-        if "\t" in text and "tab" in reason.lower():
-            message += " Indent with spaces, not tabs."
-        raise FlowLoadError([Problem(path, line, col, message)]) from None
+        raise FlowLoadError([_syntax_problem(exc, text, path)]) from None
     except yaml.YAMLError as exc:
         raise FlowLoadError([Problem(path, 1, 1, f"This is not valid YAML: {exc}.")]) from None
     if node is None:
         raise FlowLoadError(
             [Problem(path, 1, 1, "The file is empty; a flow needs start and nodes.")]
         )
-    problems: list[Problem] = []
-    data = _build(node, (), positions, problems)
-    if problems:
-        raise FlowLoadError(problems)
+    builder = _Builder(positions)
+    data = builder.build(node, ())
+    if builder.problems:
+        raise FlowLoadError(builder.problems)
     return data, positions
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, path: str) -> Problem:
+    """A YAML syntax error as a sentence, located where the designer has to look."""
+    mark = exc.problem_mark or exc.context_mark
+    reason = exc.problem or exc.context or "unreadable YAML"
+    opened = exc.context_mark
+    if exc.context and exc.problem and opened is not None:
+        if exc.context.startswith("while "):
+            where = f"line {opened.line + 1}, column {opened.column + 1}"
+            reason = f"{exc.problem} {exc.context} that starts at {where}"
+            if "end of stream" in exc.problem or "<stream end>" in exc.problem:
+                # the file ended inside a quote or bracket: point at where it opened
+                mark = opened
+        else:
+            reason = f"{exc.context}, {exc.problem}"
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    message = f"This is not valid YAML: {reason}."
+    if exc.problem_mark is not None and _char_at(text, exc.problem_mark) == "\t":
+        message += " Indent with spaces, not tabs."
+    return Problem(path, line, col, message)
+
+
+def _char_at(text: str, mark: yaml.Mark) -> str:
+    lines = text.splitlines()
+    if mark.line < len(lines) and mark.column < len(lines[mark.line]):
+        return lines[mark.line][mark.column]
+    return ""

@@ -8,6 +8,9 @@ problem as ``file:line:col: severity: sentence``; it exits 1 if any error was fo
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -49,10 +52,21 @@ def _check(target: Path) -> tuple[list[Problem], list[Flow]]:
             return list(exc.problems), []
         return list(flow.warnings), [flow]
     catalog = Catalog(target)
-    problems = catalog.refresh()
+    with _catalog_logs_off():  # every problem is printed below; the log would say it twice
+        problems = catalog.refresh()
     loaded = catalog.flows()
     warnings = [w for flow in loaded for w in flow.warnings]
     return problems + warnings, loaded
+
+
+@contextmanager
+def _catalog_logs_off() -> Iterator[None]:
+    logger = logging.getLogger("ivr.catalog")
+    was_disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = was_disabled
 
 
 @flows.command("schema")
