@@ -2,7 +2,8 @@
 
 Routing keys in ``on`` are alternatives separated by ``|``: ``"1|balance|account balance"``.
 Digits must equal an alternative; speech matches when an alternative appears in it as whole words
-(case and punctuation ignored, spoken digits "one".."nine" read as digits). Answers that must
+(case and punctuation ignored). A numeric alternative matches speech only when the whole answer
+is that number ("one", "1."), so "no one told me" is not a press of 1. Answers that must
 pass a ``validate`` pattern are tried as said and in a compact form (spaces, dashes and dots
 removed, spoken digits as digits, upper case), because speech recognition writes "ABC 123." for
 a spelled code.
@@ -15,7 +16,7 @@ import re
 from ivr.schema import ValidateSpec
 
 _NUMBER_WORDS = {
-    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }  # fmt: skip
 _WORD = re.compile(r"[\w']+", re.UNICODE)
@@ -47,7 +48,12 @@ def route(on: dict[str, str], digits: str | None, speech: str | None) -> str | N
             if digits is not None and digits == alternative:
                 return target
             wanted = words(alternative)
-            if heard and wanted and _contains(heard, wanted):
+            if not heard or not wanted:
+                continue
+            if alternative.isdigit():  # a keypad choice said aloud: the whole answer is the number
+                if "".join(heard) == alternative:
+                    return target
+            elif _contains(heard, wanted):
                 return target
     return None
 

@@ -25,7 +25,7 @@ FLOW_SUFFIXES = (".yaml", ".yml")
 
 @dataclass
 class _Entry:
-    stamp: tuple[float, int]
+    stamp: tuple[int, int, int]
     flow: Flow | None  # the last version of the file that loaded
     problems: list[Problem] = field(default_factory=list)
     served: Flow | None = None  # the version that is answering calls, if any
@@ -76,7 +76,7 @@ class Catalog:
             return []
         return sorted(p for p in self.directory.iterdir() if p.suffix in FLOW_SUFFIXES)
 
-    def _load(self, path: Path, stamp: tuple[float, int], previous: _Entry | None) -> None:
+    def _load(self, path: Path, stamp: tuple[int, int, int], previous: _Entry | None) -> None:
         try:
             flow = load_flow_file(path)
         except FlowLoadError as exc:
@@ -165,12 +165,13 @@ class Catalog:
         return flows[0] if len(flows) == 1 else None
 
 
-def _stamp(path: Path) -> tuple[float, int]:
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What tells a changed file: nanosecond mtime, size and inode (editors replace files)."""
     try:
         info = path.stat()
     except OSError:
-        return (0.0, -1)
-    return (info.st_mtime, info.st_size)
+        return (0, -1, 0)
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
 
 
 def _claim(flow: Flow, by_id: dict[str, Flow], by_number: dict[str, Flow]) -> None:

@@ -121,8 +121,9 @@ class _Runner:
             if name not in self.flow.spec.nodes:
                 raise UnknownNodeError(self.flow.id, name)
             node = self.flow.node(name)
-            if name != self.session.node:
-                self.session = self.session.evolve(node=name, no_input_count=0, no_match_count=0)
+            # Entering a node (even the same one again) starts its retry count afresh; a reprompt
+            # does not come through here.
+            self.session = self.session.evolve(node=name, no_input_count=0, no_match_count=0)
             self.session = self.session.visited(Visit(name))
             if node.checkpoint:
                 self.session = self.session.evolve(checkpoint=name)
@@ -344,9 +345,9 @@ class _Runner:
     def value(self, value: Any, scope: dict[str, Any]) -> Any:
         if not isinstance(value, str) or templates.is_static(value):
             return value
-        inner = value.strip()
-        if inner.startswith("{{") and inner.endswith("}}") and inner.count("{{") == 1:
-            return templates.evaluate(self.flow.expression(inner[2:-2].strip()), scope)
+        expression = templates.single_expression(value)
+        if expression is not None:
+            return templates.evaluate(self.flow.expression(expression), scope)
         return templates.render(self.flow.template(value), scope)
 
     def request(self, node: Node) -> HttpRequest:

@@ -315,6 +315,9 @@ def _compile(
             continue
         try:
             compiled[text] = templates.compile_template(text)
+            expression = templates.single_expression(text)
+            if expression is not None:
+                expressions.setdefault(expression, templates.compile_expression(expression))
         except ValueError as exc:
             problems.append(positions.problem(loc, _capital(exc)))
     return compiled, expressions

@@ -25,6 +25,15 @@ def is_static(text: str) -> bool:
     return "{{" not in text and "{%" not in text and "{#" not in text
 
 
+def single_expression(text: str) -> str | None:
+    """The expression inside ``"{{ expr }}"`` when that is all of ``text`` (its value keeps its
+    type in ``set`` and ``http.json``), else ``None``."""
+    inner = text.strip()
+    if inner.startswith("{{") and inner.endswith("}}") and inner.count("{{") == 1:
+        return inner[2:-2].strip()
+    return None
+
+
 def compile_template(text: str) -> Template:
     """Compile a prompt template; raises ``ValueError`` with a readable reason."""
     try:

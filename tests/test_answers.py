@@ -63,7 +63,7 @@ def test_digits_do_not_match_words() -> None:
     ("text", "expected"),
     [
         ("One two THREE", ["1", "2", "3"]),
-        ("oh nine", ["0", "9"]),
+        ("oh nine", ["oh", "9"]),  # "oh" is also the letter O: left as a word
         ("It's fine.", ["it's", "fine"]),
         ("A-B c", ["a", "b", "c"]),
         ("", []),
@@ -97,7 +97,7 @@ def test_clean_speech_is_bounded() -> None:
         ("A B C 1 2 3.", "ABC123"),
         ("a b c one two three", "ABC123"),
         ("x-y-z 7.8.9", "XYZ789"),
-        ("oh oh seven", "007"),
+        ("zero zero seven", "007"),
     ],
 )
 def test_compact(text: str, expected: str) -> None:
@@ -144,3 +144,12 @@ def test_choices_are_text_even_when_written_as_numbers() -> None:
     spec = ValidateSpec.model_validate({"choices": [1, 2]})
     assert spec.choices == ["1", "2"]
     assert accept(spec, "1", spoken=False) == "1"
+
+
+def test_a_spoken_number_must_be_the_whole_answer_to_press_it() -> None:
+    on = {"1|status": "status", "0|agent": "agent"}
+    assert route(on, None, "One.") == "status"
+    assert route(on, None, "1") == "status"
+    assert route(on, None, "no one told me") is None
+    assert route(on, None, "oh I'm not sure") is None
+    assert route(on, None, "I'd like an agent please") == "agent"

@@ -792,3 +792,36 @@ def test_each_step_counts_and_stamps_the_session() -> None:
     second = reply(flow, first, "9")
     assert (second.session.step, second.session.updated_at) == (1, 200.0)
     assert first.session.no_match_count == 0
+
+
+SELF_LOOP = """
+start: pin
+nodes:
+  pin:
+    gather: {prompt: "Enter a digit."}
+    validate: {pattern: "^[0-9]$"}
+    save_as: digit
+    next: pin
+    no_match: {retries: 1, reprompt: "Try again.", then: pin}
+"""
+
+
+def test_a_gather_that_leads_back_to_itself_starts_its_retries_afresh() -> None:
+    flow = flow_of(SELF_LOOP)
+    turn = reply(flow, begin(flow), digits="99")  # miss 1: reprompt
+    assert gather_of(turn).prompt[0] == Say("Try again.", None, "en-US")
+    turn = reply(flow, turn, digits="5")  # a good answer leads back to the same node
+    assert turn.session.no_match_count == 0
+    turn = reply(flow, turn, digits="99")  # a first miss again: a reprompt, not `then`
+    assert gather_of(turn).prompt[0] == Say("Try again.", None, "en-US")
+    assert turn.session.no_match_count == 1
+
+
+def test_then_pointing_at_the_same_node_reprompts_again() -> None:
+    flow = flow_of(SELF_LOOP)
+    turn = reply(flow, begin(flow), digits="99")
+    turn = reply(flow, turn, digits="99")  # retries used up: `then` re-enters the node
+    assert turn.session.no_match_count == 0
+    assert gather_of(turn).prompt == (Say("Enter a digit.", None, "en-US"),)
+    turn = reply(flow, turn, digits="99")
+    assert gather_of(turn).prompt[0] == Say("Try again.", None, "en-US")
