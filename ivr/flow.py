@@ -16,25 +16,18 @@ from typing import Any
 
 import phonenumbers
 from jinja2 import Template
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ivr import templates
 from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
-    BranchCase,
-    Defaults,
     FlowSpec,
-    GatherSpec,
-    HttpSpec,
     Node,
     PausePart,
     PlayPart,
-    ResumeSpec,
-    RetrySpec,
     SayPart,
-    TransferSpec,
-    ValidateSpec,
 )
+from ivr.schema_errors import schema_problems
 from ivr.yamlsource import Positions, parse
 
 
@@ -93,7 +86,7 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
     try:
         spec = FlowSpec.model_validate(data)
     except ValidationError as exc:
-        raise FlowLoadError(_schema_problems(exc, positions)) from None
+        raise FlowLoadError(schema_problems(exc, positions)) from None
     problems: list[Problem] = []
     numbers = _normalised_numbers(spec, positions, problems)
     compiled_templates, compiled_expressions = _compile(spec, positions, problems)
@@ -112,115 +105,6 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
         warnings=tuple(_graph_warnings(spec, positions)),
         number_positions=tuple(positions.locate(("numbers", i)) for i in range(len(numbers))),
     )
-
-
-def _schema_problems(exc: ValidationError, positions: Positions) -> list[Problem]:
-    seen: dict[tuple[int, int], Problem] = {}
-    for found in _fitting_members([_Found.of(e, positions) for e in exc.errors()]):
-        error = found.error
-        message = _sentence(error, found.path, found.tags)
-        problem = positions.problem(found.path, message, at_key=error["type"] == "extra_forbidden")
-        seen.setdefault((problem.line, problem.col), problem)
-    return sorted(seen.values(), key=lambda p: (p.line, p.col))
-
-
-@dataclass(frozen=True)
-class _Found:
-    """A schema error with its location split into the document path and the union members."""
-
-    error: Any
-    path: tuple[str | int, ...]
-    tags: tuple[tuple[tuple[str | int, ...], str], ...]  # (where, member) for each union passed
-
-    @property
-    def mismatch(self) -> bool:
-        """The value does not have the shape of the union member at all (a map for a string)."""
-        return bool(self.tags) and self.tags[-1][0] == self.path
-
-    @classmethod
-    def of(cls, error: Any, positions: Positions) -> _Found:
-        loc = tuple(error["loc"])
-        path: tuple[str | int, ...] = ()
-        tags: list[tuple[tuple[str | int, ...], str]] = []
-        for i, part in enumerate(loc):
-            is_missing_key = i == len(loc) - 1 and error["type"] == "missing"
-            if (*path, part) in positions.marks or is_missing_key:
-                path = (*path, part)
-            else:
-                tags.append((path, str(part)))
-        return cls(error, path, tuple(tags))
-
-
-def _fitting_members(found: list[_Found]) -> list[_Found]:
-    """At each union, keep only the errors of the member the designer most likely meant.
-
-    When no member of a union fits, pydantic reports every member's errors: a say part with a
-    typo would also hear "Unknown key 'say'" from the play member. The likely member is one
-    whose shape the value has (a map for a model), with the fewest errors.
-    """
-    depth = 0
-    while True:
-        unions: dict[tuple[str | int, ...], dict[str, list[_Found]]] = {}
-        for item in found:
-            if len(item.tags) > depth:
-                where, member = item.tags[depth]
-                unions.setdefault(where, {}).setdefault(member, []).append(item)
-        if not unions:
-            return found
-        others: set[int] = set()
-        for members in unions.values():
-            best = min(
-                members, key=lambda m: (all(f.mismatch for f in members[m]), len(members[m]))
-            )
-            others.update(id(f) for m, items in members.items() if m != best for f in items)
-        found = [f for f in found if id(f) not in others]
-        depth += 1
-
-
-_MEMBER_MODELS: dict[str, type[BaseModel]] = {m.__name__: m for m in (SayPart, PlayPart, PausePart)}
-_MODEL_UNDER_KEY: dict[str, type[BaseModel]] = {
-    "gather": GatherSpec,
-    "validate": ValidateSpec,
-    "no_input": RetrySpec,
-    "no_match": RetrySpec,
-    "http": HttpSpec,
-    "branch": BranchCase,
-    "transfer": TransferSpec,
-    "resume": ResumeSpec,
-    "defaults": Defaults,
-}
-
-
-def _known_keys(path: tuple[str | int, ...], tags: tuple[Any, ...]) -> list[str]:
-    """The keys the map holding ``path`` may have, for a "Did you mean" suggestion."""
-    parent = path[:-1]
-    model: type[BaseModel] | None
-    if tags and tags[-1][0] == parent and tags[-1][1] in _MEMBER_MODELS:
-        model = _MEMBER_MODELS[tags[-1][1]]
-    elif not parent:
-        model = FlowSpec
-    elif len(parent) == 2 and parent[0] == "nodes":
-        model = Node
-    else:
-        key = next((p for p in reversed(parent) if isinstance(p, str)), "")
-        model = _MODEL_UNDER_KEY.get(key)
-    if model is None:
-        return []
-    return sorted(f.alias or name for name, f in model.model_fields.items())
-
-
-def _sentence(error: Any, path: tuple[str | int, ...], tags: tuple[Any, ...]) -> str:
-    where = ".".join(str(part) for part in path)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        key = str(path[-1])
-        hint = difflib.get_close_matches(key, _known_keys(path, tags), n=1)
-        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-        return f"Unknown key {key!r}.{suggestion}"
-    if kind == "missing":
-        return f"{where} is required."
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
 
 
 def _normalised_numbers(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.http import Fetcher
-from context.callers import Caller, identify, masked, to_e164
+from context.callers import masked
 from context.sessions import Loaded, SessionStore
 from ivr import engine, resume
 from ivr.catalog import Catalog
@@ -26,6 +26,7 @@ from ivr.flow import Flow, load_flow_text
 from ivr.session import ACTIVE, Session
 from ivr.turn import Action, Answer, FetchResult, Gather, Note, Say, Turn
 from webhooks import metrics, twiml
+from webhooks.params import CallParams
 
 log = logging.getLogger("omnivoice.calls")
 
@@ -33,38 +34,8 @@ INCOMING_STEP = -1
 SAVE_ATTEMPTS = 3
 MAX_FETCHES = 5
 TERMINAL_CALL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
-FULL_ATTESTATION = "TN-Validation-Passed-A"
 SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
 CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
-
-
-@dataclass(frozen=True)
-class CallParams:
-    """The parts of a Twilio voice webhook Omnivoice uses, parsed once."""
-
-    call_sid: str
-    caller: Caller
-    to: str | None
-    digits: str | None = None
-    speech: str | None = None
-    confidence: float | None = None
-    call_status: str | None = None
-    attested: bool = False
-
-    @classmethod
-    def parse(cls, form: Mapping[str, str], default_region: str = "US") -> CallParams:
-        """Read a webhook's form; missing or odd fields become ``None``, never an error."""
-        call_sid = (form.get("CallSid") or "").strip()[:64]
-        return cls(
-            call_sid=call_sid,
-            caller=identify(form.get("From"), call_sid, default_region),
-            to=to_e164(form.get("To"), default_region),
-            digits=_digits(form.get("Digits")),
-            speech=(form.get("SpeechResult") or "").strip()[:512] or None,
-            confidence=_float(form.get("Confidence")),
-            call_status=(form.get("CallStatus") or "").strip().lower() or None,
-            attested=(form.get("StirVerstat") or "").strip() == FULL_ATTESTATION,
-        )
 
 
 @dataclass(frozen=True)
@@ -378,20 +349,3 @@ class CallService:
 
 def _owned(session: Session | None, params: CallParams) -> bool:
     return session is not None and session.call_sid == params.call_sid
-
-
-def _digits(raw: str | None) -> str | None:
-    # Keep odd characters: they match no route and fail validation, so they reach no_match.
-    if not raw:
-        return None
-    return raw.strip()[:64] or None
-
-
-def _float(raw: str | None) -> float | None:
-    try:
-        value = float(raw) if raw not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-    if value is None or value != value or not 0.0 <= value <= 1.0:  # NaN or out of range
-        return None
-    return value

@@ -13,7 +13,8 @@ from werkzeug.exceptions import HTTPException
 
 from ivr.errors import OmnivoiceError, StoreUnavailable
 from webhooks import metrics, twiml
-from webhooks.calls import CallParams, CallService
+from webhooks.calls import CallService
+from webhooks.params import CallParams
 from webhooks.signature import twilio_signed
 
 log = logging.getLogger("omnivoice.voice")

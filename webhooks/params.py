@@ -1,0 +1,61 @@
+"""The parts of a Twilio voice webhook Omnivoice uses, parsed once at the edge.
+
+Nothing a request carries can make parsing fail: missing or malformed fields become ``None``,
+over-long ones are cut, and the caller is normalised to a session key (see
+:mod:`context.callers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from context.callers import Caller, identify, to_e164
+
+FULL_ATTESTATION = "TN-Validation-Passed-A"
+
+
+@dataclass(frozen=True)
+class CallParams:
+    """The parts of a Twilio voice webhook Omnivoice uses, parsed once."""
+
+    call_sid: str
+    caller: Caller
+    to: str | None
+    digits: str | None = None
+    speech: str | None = None
+    confidence: float | None = None
+    call_status: str | None = None
+    attested: bool = False
+
+    @classmethod
+    def parse(cls, form: Mapping[str, str], default_region: str = "US") -> CallParams:
+        """Read a webhook's form; missing or odd fields become ``None``, never an error."""
+        call_sid = (form.get("CallSid") or "").strip()[:64]
+        return cls(
+            call_sid=call_sid,
+            caller=identify(form.get("From"), call_sid, default_region),
+            to=to_e164(form.get("To"), default_region),
+            digits=_digits(form.get("Digits")),
+            speech=(form.get("SpeechResult") or "").strip()[:512] or None,
+            confidence=_float(form.get("Confidence")),
+            call_status=(form.get("CallStatus") or "").strip().lower() or None,
+            attested=(form.get("StirVerstat") or "").strip() == FULL_ATTESTATION,
+        )
+
+
+def _digits(raw: str | None) -> str | None:
+    # Keep odd characters: they match no route and fail validation, so they reach no_match.
+    if not raw:
+        return None
+    return raw.strip()[:64] or None
+
+
+def _float(raw: str | None) -> float | None:
+    try:
+        value = float(raw) if raw not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    if value is None or value != value or not 0.0 <= value <= 1.0:  # NaN or out of range
+        return None
+    return value
