@@ -1,0 +1,136 @@
+"""Run every benchmark and check, then print one summary table (``python -m bench``).
+
+Each script runs in its own process (so one failure does not stop the rest, and each cleans up
+its own servers and keys), writes ``bench/results/<name>.json``, and this module reads those
+files back into ``bench/results/summary.json``. The defaults are short (about three minutes);
+``--full`` uses each script's own defaults (webhooks 3 x 10 s, soak 60 s, about five minutes).
+The profile runs only when py-spy is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.servers import REPO, RESULTS
+
+SHORT = {
+    "webhooks": ["--seconds", "5", "--rounds", "3", "--warmup", "2"],
+    "roundtrips": [],
+    "flow_scaling": ["--batches", "6"],
+    "session_size": [],
+    "fuzz": ["--cases", "10000"],
+    "soak": ["--seconds", "20", "--calls", "200"],
+    "profile": ["--seconds", "5"],
+}
+FULL: dict[str, list[str]] = {name: [] for name in SHORT}
+FULL["profile"] = ["--seconds", "10"]
+
+
+def has_py_spy() -> bool:
+    """True when py-spy is next to this Python or on PATH."""
+    return Path(sys.executable).with_name("py-spy").exists() or shutil.which("py-spy") is not None
+
+
+def run_one(name: str, args: list[str]) -> dict[str, Any]:
+    """Run ``python -m bench.<name> args``; report its exit status and duration."""
+    print(f"\n=== bench.{name} {' '.join(args)}", flush=True)
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", *args], cwd=REPO, check=False, timeout=1800
+    )
+    return {"exit": completed.returncode, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def load(name: str) -> dict[str, Any] | None:
+    """A results file, if the script wrote one."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
+    """One row per target: benchmark, measure, value, target, verdict."""
+    out: list[list[Any]] = []
+    if (w := results.get("webhooks")) is not None:
+        ratios, targets = w["ratios"], w["targets"]
+        out += [
+            ["webhooks", "app / reference req/s",
+             f"{ratios['throughput_app_over_reference']} ({w['app']['req_per_s']} / "
+             f"{w['reference']['req_per_s']})", targets["throughput"]["target"],
+             targets["throughput"]["result"]],
+            ["webhooks", "app / reference p99",
+             f"{ratios['p99_app_over_reference']} ({w['app']['p99_ms']} / "
+             f"{w['reference']['p99_ms']} ms)", targets["p99"]["target"], targets["p99"]["result"]],
+        ]  # fmt: skip
+    if (r := results.get("roundtrips")) is not None:
+        out.append(["roundtrips", "worst round trips (warm)", r["worst_round_trips"], "<= 2",
+                    r["result"]])  # fmt: skip
+    if (f := results.get("flow_scaling")) is not None:
+        for key, target in f["targets"].items():
+            value = target.get("value_s", target.get("value"))
+            out.append(["flow_scaling", key, value, target["target"], target["result"]])
+    if (s := results.get("session_size")) is not None:
+        out.append(["session_size", "MEMORY USAGE / len(doc) B",
+                    f"{s['memory_usage_bytes']} / {s['doc_bytes']}", "<= 2048",
+                    "PASS" if set(s["results"].values()) == {"PASS"} else "FAIL"])  # fmt: skip
+    if (z := results.get("fuzz")) is not None:
+        out.append(["fuzz", f"bad responses in {z['cases']} cases", z["failures"], "0",
+                    z["targets"]["no_5xx_and_valid_twiml"]])  # fmt: skip
+        out.append(["fuzz", "exceptions answered with apology", z["errors_logged"], "0",
+                    z["targets"]["no_unexpected_exceptions"]])  # fmt: skip
+    if (k := results.get("soak")) is not None:
+        rss = k["worker_rss_kib"]
+        out += [
+            ["soak", f"errors ({k['calls']} calls, {k['webhooks']} webhooks)", k["errors"], "0",
+             k["targets"]["errors"]],
+            ["soak", "sessions not as expected", k["redis_audit"]["mismatches"], "0",
+             k["targets"]["sessions_accounted_for"]],
+            ["soak", "worker RSS start -> end KiB", f"{rss['start_total']} -> {rss['end_total']}",
+             "report", "-"],
+        ]  # fmt: skip
+    if (p := results.get("profile")) is not None:
+        hot = [r for r in p["inclusive"] if "(webhooks/" in r["frame"] or "(ivr/" in r["frame"]]
+        top = ", ".join(f"{r['frame'].split(' ')[0]} {r['pct']}%" for r in hot[:3])
+        out.append(["profile", "hottest app frames (inclusive)", top, "report", "-"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run everything, print the summary, write ``bench/results/summary.json``."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="each script's full defaults")
+    parser.add_argument("--only", nargs="*", choices=list(SHORT), help="run only these")
+    args = parser.parse_args(argv)
+    plan = FULL if args.full else SHORT
+    names = args.only or list(plan)
+    runs: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name == "profile" and not has_py_spy():
+            print("\n=== bench.profile skipped: py-spy is not installed", flush=True)
+            continue
+        runs[name] = run_one(name, plan[name])
+    results = {name: load(name) for name in runs}
+    table_rows = rows(results)
+    print("\n" + report.table(["benchmark", "measure", "value", "target", "result"], table_rows))
+    summary = {
+        "mode": "full" if args.full else "short",
+        "runs": runs,
+        "rows": [dict(zip(["benchmark", "measure", "value", "target", "result"], r, strict=True))
+                 for r in table_rows],
+    }  # fmt: skip
+    print(f"\nwritten: {report.write('summary', summary)}")
+    crashed = [name for name, run in runs.items() if run["exit"] not in (0, 1)]
+    if crashed:
+        print(f"crashed: {crashed}")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
