@@ -12,7 +12,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, url_for
+from flask import Flask, Response, request, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.wrappers import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from channels.http import HttpFetcher
@@ -59,9 +61,22 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+class CookielessSessions(SecureCookieSessionInterface):
+    """Flask's cookie sessions, without building a signer for requests that carry no cookie.
+
+    Twilio's webhooks carry none, and the signer was a measurable share of a webhook's time.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Omnivoice app: webhooks, the flow catalog and the session store."""
     app = Flask(__name__)
+    app.session_interface = CookielessSessions()
     app.config.from_mapping(settings_from_env(os.environ))
     app.config.update(config or {})
     if app.config.get("CONFIGURE_LOGGING", True):
@@ -88,11 +103,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     }
     app.extensions["omnivoice.catalog"] = catalog
     app.extensions["omnivoice.store"] = store
+    app.register_blueprint(voice.bp)
+    with app.test_request_context():
+        answer_path = url_for("voice.answer")  # built once; the step is appended per turn
     app.extensions["omnivoice.calls"] = CallService(
         catalog,
         store,
         HttpFetcher(local_app=app),
-        answer_url=lambda step: url_for("voice.answer", step=step),
+        answer_url=lambda step: f"{request.script_root}{answer_path}?step={step}",
         env=flow_env,
     )
 
@@ -111,7 +129,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             return Response(f"redis: {type(exc).__name__}\n", 503, mimetype="text/plain")
         return Response(f"ok: {len(catalog.flows())} flow(s)\n", 200, mimetype="text/plain")
 
-    app.register_blueprint(voice.bp)
     metrics.install(app)
     if app.config["DEMO_API"]:
         app.register_blueprint(demo_api.bp)

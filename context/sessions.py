@@ -32,6 +32,17 @@ if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
 return seq
 """
 
+_LOAD = """
+local ok, fields = pcall(redis.call, 'HMGET', KEYS[1], 'seq', 'doc')
+local reply = false
+if #KEYS > 1 then
+  local found, value = pcall(redis.call, 'GET', KEYS[2])
+  if found and value then reply = value end
+end
+if not ok then return {false, false, reply, 'not a session hash'} end
+return {fields[1], fields[2], reply, false}
+"""
+
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
@@ -58,7 +69,7 @@ class SessionStore:
         self.keys = keys or Keys()
         self.ttl = ttl
         self.reply_ttl = reply_ttl
-        self._save_sha = hashlib.sha1(_SAVE.encode()).hexdigest()
+        self._sha = {source: hashlib.sha1(source.encode()).hexdigest() for source in (_SAVE, _LOAD)}
 
     def load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
         """One round trip: the caller's session, and the reply cached for ``(call_sid, step)``.
@@ -68,19 +79,15 @@ class SessionStore:
             SessionCorrupt: the stored document cannot be decoded.
         """
         key = self.keys.session(caller)
+        keys = [key]
+        if call_sid is not None and step is not None:
+            keys.append(self.keys.reply(caller, call_sid, step))
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(key, "seq", "doc")
-                if call_sid is not None and step is not None:
-                    pipe.get(self.keys.reply(caller, call_sid, step))
-                results = pipe.execute(raise_on_error=False)
+            seq_raw, doc_raw, reply, problem = self._script(_LOAD, keys, ())
         except REDIS_DOWN as exc:
             raise StoreUnavailable(f"Redis did not answer loading {key}: {exc}") from exc
-        fields = results[0]
-        reply = results[1] if len(results) > 1 and not isinstance(results[1], Exception) else None
-        if isinstance(fields, Exception):
-            raise SessionCorrupt(key, str(fields))
-        seq_raw, doc_raw = fields
+        if problem:
+            raise SessionCorrupt(key, _text(problem) or "unreadable")
         if seq_raw is None and doc_raw is None:
             return Loaded(None, 0)
         return Loaded(_decode(key, doc_raw), _sequence(key, seq_raw), _text(reply))
@@ -109,11 +116,10 @@ class SessionStore:
         reply_key = self.keys.reply(session.caller, session.call_sid, step)
         args = (expected_seq, doc, session.call_sid, self.ttl, reply or "", self.reply_ttl)
         try:
-            try:
+            if index_call or also_set:
                 results = self._save_pipeline(key, reply_key, args, session, index_call, also_set)
-            except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
-                self.redis.script_load(_SAVE)
-                results = self._save_pipeline(key, reply_key, args, session, index_call, also_set)
+            else:  # the usual answer: one command, none of a pipeline's bookkeeping
+                results = [self._script(_SAVE, [key, reply_key], args)]
         except REDIS_DOWN as exc:
             raise StoreUnavailable(f"Redis did not answer saving {key}: {exc}") from exc
         seq = int(results[0])
@@ -128,14 +134,38 @@ class SessionStore:
         index_call: bool,
         also_set: Sequence[tuple[str, str, int]],
     ) -> list[Any]:
+        """The save script plus its extra writes, in one round trip."""
+        try:
+            return self._pipeline(key, reply_key, args, session, index_call, also_set)
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+            self.redis.script_load(_SAVE)
+            return self._pipeline(key, reply_key, args, session, index_call, also_set)
+
+    def _pipeline(
+        self,
+        key: str,
+        reply_key: str,
+        args: tuple[Any, ...],
+        session: Session,
+        index_call: bool,
+        also_set: Sequence[tuple[str, str, int]],
+    ) -> list[Any]:
         # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS round trip.
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self._save_sha, 2, key, reply_key, *args)
+            pipe.evalsha(self._sha[_SAVE], 2, key, reply_key, *args)
             if index_call:
                 pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
             for extra_key, value, ttl in also_set:
                 pipe.set(extra_key, value, ex=ttl)
             return pipe.execute()
+
+    def _script(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
+        """Run a Lua script by its SHA, loading it first if Redis does not know it (yet)."""
+        try:
+            return self.redis.evalsha(self._sha[source], len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self.redis.script_load(source)
+            return self.redis.evalsha(self._sha[source], len(keys), *keys, *args)
 
     def caller_of(self, call_sid: str) -> str | None:
         """The caller key a call's session is stored under, from the CallSid index."""

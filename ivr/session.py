@@ -6,7 +6,7 @@ A :class:`Session` is an immutable value. The engine returns a new one with ever
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -59,25 +59,35 @@ class Session:
     held: dict[str, Any] = field(default_factory=dict)  # sensitive values awaiting verification
 
     def evolve(self, **changes: Any) -> Session:
-        """Return a copy with ``changes`` applied."""
-        return replace(self, **changes)
+        """Return a copy with ``changes`` applied.
+
+        The engine makes a dozen copies per turn, so this copies the instance dict directly
+        rather than through ``dataclasses.replace`` (four times slower); the types are checked
+        where sessions come in from outside, in :meth:`from_dict`.
+        """
+        unknown = changes.keys() - _FIELD_SET
+        if unknown:
+            raise TypeError(f"Session has no field(s) {sorted(unknown)}")
+        clone = object.__new__(Session)
+        clone.__dict__.update(self.__dict__)
+        clone.__dict__.update(changes)
+        return clone
 
     def visited(self, visit: Visit) -> Session:
         """Return a copy with ``visit`` appended to the (bounded) trail."""
-        return replace(self, trail=(*self.trail, visit)[-TRAIL_LIMIT:])
+        return self.evolve(trail=(*self.trail, visit)[-TRAIL_LIMIT:])
 
     def call_ended(self, call_status: str, at: float) -> Session:
         """Record that the call ended; a session still in self-service becomes interrupted."""
         if self.status == ACTIVE:
             where = self.node or "the start"
-            return replace(
-                self,
+            return self.evolve(
                 status=INTERRUPTED,
                 ended_reason=f"call {call_status} at {where}",
                 call_status=call_status,
                 ended_at=at,
             )
-        return replace(self, call_status=call_status, ended_at=self.ended_at or at)
+        return self.evolve(call_status=call_status, ended_at=self.ended_at or at)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without fields at their defaults (sessions stay well under 2 KB)."""
@@ -140,6 +150,7 @@ def _compact_visit(visit: Visit) -> list[str | None]:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Session))
+_FIELD_SET = frozenset(_FIELD_NAMES)
 _NUMBER = (int, float)
 _TEXT = (str,)
 _MAYBE_TEXT = (str, type(None))

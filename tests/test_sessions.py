@@ -334,7 +334,7 @@ def test_load_is_one_round_trip(counted: tuple[redis.Redis, RoundTrips]) -> None
     store = SessionStore(connection, Keys(prefix_of(connection)))
     store.load(CALLER)
     store.load(CALLER, CALL_SID, 3)
-    assert counter.sent == ["HMGET", "HMGET"]
+    assert counter.sent == ["EVALSHA", "EVALSHA"]  # one script each: session and cached reply
 
 
 def test_save_is_one_round_trip(counted: tuple[redis.Redis, RoundTrips]) -> None:
@@ -372,7 +372,7 @@ def test_webhooks_on_the_normal_path_take_at_most_two_round_trips(
         per_webhook[name] = list(counter.sent)
     assert "delayed by 95 minutes" in call.last_heard
     assert all(len(sent) <= 2 for sent in per_webhook.values()), per_webhook
-    assert all(sent[0] == "HMGET" for sent in per_webhook.values()), per_webhook
+    assert all(sent[0] == "EVALSHA" for sent in per_webhook.values()), per_webhook  # load script
 
 
 def test_duplicate_webhook_and_stray_status_cost_one_round_trip(

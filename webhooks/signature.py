@@ -12,6 +12,7 @@ import hmac
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from flask import Response, current_app, request
 from twilio.request_validator import RequestValidator, get_signature_algorithm
@@ -22,12 +23,31 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 
 def public_url() -> str:
-    """The URL Twilio requested, as Twilio saw it."""
+    """The URL Twilio requested, as Twilio saw it (percent-escapes exactly as sent)."""
+    target = _request_target()
     base = current_app.config.get("PUBLIC_BASE_URL")
     if base:
-        path = request.full_path if request.query_string else request.path
-        return base.rstrip("/") + path
-    return request.url
+        root = request.script_root
+        if root and target.startswith(root):
+            target = target[len(root) :]
+        return base.rstrip("/") + target
+    return f"{request.scheme}://{request.host}{target}"
+
+
+def _request_target() -> str:
+    """The path and query of the request line, before any decoding."""
+    environ = request.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        if raw.startswith(("http://", "https://")):  # absolute-form request target
+            parts = urlsplit(raw)
+            return parts.path + (f"?{parts.query}" if parts.query else "")
+        return str(raw)
+    path = quote(
+        environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=~"
+    )
+    query = environ.get("QUERY_STRING")
+    return path + (f"?{query}" if query else "")
 
 
 def is_signed() -> bool:
