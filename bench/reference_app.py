@@ -54,27 +54,37 @@ class ReferenceApp:
         form = parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
         query = parse_qs(environ.get("QUERY_STRING", ""))
         step = int(query.get("step", ["-1"])[0]) if path == "/voice/answer" else -1
-        key = f"{self.prefix}:ref:{form.get('CallSid', ['unknown'])[0]}"
-        previous = self.redis.get(key)
-        state = json.loads(previous) if previous else {"node": "main_menu", "step": -1}
-        state["step"] = step + 1
-        state["digits"] = form.get("Digits", [""])[0]
-        action = f"/voice/answer?step={step + 1}"
-        response = VoiceResponse()
-        with response.gather(
-            input="dtmf speech",
-            action=action,
-            method="POST",
-            timeout=5,
-            num_digits=1,
-            speech_timeout="auto",
-            hints="status,change,agent",
-            language="en-US",
-        ) as gather:
-            gather.say(PROMPT, language="en-US")
-        response.redirect(action, method="POST")
-        self.redis.set(key, json.dumps(state), ex=TTL)
-        return _reply(start_response, str(response).encode("utf-8"), "text/xml")
+        call_sid = form.get("CallSid", ["unknown"])[0]
+        digits = form.get("Digits", [""])[0]
+        body = gather_reply(self.redis, self.prefix, call_sid, digits, step)
+        return _reply(start_response, body, "text/xml")
+
+
+def gather_reply(
+    connection: redis.Redis, prefix: str, call_sid: str, digits: str, step: int
+) -> bytes:
+    """What a naive gather webhook does: GET the caller's state, build a <Gather>, SET it back."""
+    key = f"{prefix}:ref:{call_sid}"
+    previous = connection.get(key)
+    state = json.loads(previous) if previous else {"node": "main_menu", "step": -1}
+    state["step"] = step + 1
+    state["digits"] = digits
+    action = f"/voice/answer?step={step + 1}"
+    response = VoiceResponse()
+    with response.gather(
+        input="dtmf speech",
+        action=action,
+        method="POST",
+        timeout=5,
+        num_digits=1,
+        speech_timeout="auto",
+        hints="status,change,agent",
+        language="en-US",
+    ) as gather:
+        gather.say(PROMPT, language="en-US")
+    response.redirect(action, method="POST")
+    connection.set(key, json.dumps(state), ex=TTL)
+    return str(response).encode("utf-8")
 
 
 def _reply(start_response: StartResponse, body: bytes, mimetype: str) -> list[bytes]:

@@ -22,7 +22,8 @@ from bench import report
 from bench.servers import REPO, RESULTS
 
 SHORT = {
-    "webhooks": ["--seconds", "5", "--rounds", "3", "--warmup", "2"],
+    "webhooks_flask": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "flask"],
+    "webhooks_wsgi": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "wsgi"],
     "roundtrips": [],
     "flow_scaling": ["--batches", "6"],
     "session_size": [],
@@ -31,6 +32,9 @@ SHORT = {
     "profile": ["--seconds", "5"],
 }
 FULL: dict[str, list[str]] = {name: [] for name in SHORT}
+FULL["webhooks_flask"] = ["--reference", "flask"]
+FULL["webhooks_wsgi"] = ["--reference", "wsgi"]
+MODULES = {"webhooks_flask": "webhooks", "webhooks_wsgi": "webhooks"}  # result name -> script
 FULL["profile"] = ["--seconds", "10"]
 
 
@@ -44,7 +48,10 @@ def run_one(name: str, args: list[str]) -> dict[str, Any]:
     print(f"\n=== bench.{name} {' '.join(args)}", flush=True)
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", *args], cwd=REPO, check=False, timeout=1800
+        [sys.executable, "-m", f"bench.{MODULES.get(name, name)}", *args],
+        cwd=REPO,
+        check=False,
+        timeout=1800,
     )
     return {"exit": completed.returncode, "seconds": round(time.perf_counter() - started, 1)}
 
@@ -58,14 +65,17 @@ def load(name: str) -> dict[str, Any] | None:
 def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
     """One row per target: benchmark, measure, value, target, verdict."""
     out: list[list[Any]] = []
-    if (w := results.get("webhooks")) is not None:
+    for name in ("webhooks_flask", "webhooks_wsgi"):
+        w = results.get(name)
+        if w is None:
+            continue
         ratios, targets = w["ratios"], w["targets"]
         out += [
-            ["webhooks", "app / reference req/s",
+            [name, "app / reference req/s",
              f"{ratios['throughput_app_over_reference']} ({w['app']['req_per_s']} / "
              f"{w['reference']['req_per_s']})", targets["throughput"]["target"],
              targets["throughput"]["result"]],
-            ["webhooks", "app / reference p99",
+            [name, "app / reference p99",
              f"{ratios['p99_app_over_reference']} ({w['app']['p99_ms']} / "
              f"{w['reference']['p99_ms']} ms)", targets["p99"]["target"], targets["p99"]["result"]],
         ]  # fmt: skip

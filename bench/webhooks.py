@@ -51,6 +51,7 @@ from bench.servers import (
     unique_prefix,
 )
 
+REFERENCES = {"flask": "bench.reference_flask:app", "wsgi": "bench.reference_app:app"}
 THROUGHPUT_TARGET = 1.0  # app req/s >= 1.0 x reference
 P99_TARGET = 1.0  # app p99 <= 1.0 x reference
 CALLS_MARGIN = 2.0
@@ -75,7 +76,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--app-log-level", default="INFO", help="LOG_LEVEL of the app")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
-    parser.add_argument("--output", default="webhooks", help="results file name (no .json)")
+    parser.add_argument(
+        "--reference",
+        choices=sorted(REFERENCES),
+        default="flask",
+        help="flask: a naive Flask view doing GET + <Gather> + SET (the framework the app runs "
+        "on); wsgi: the same without any framework (the floor)",
+    )
+    parser.add_argument("--output", default=None, help="results file name (no .json)")
     return parser.parse_args(argv)
 
 
@@ -221,7 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         reference = stack.enter_context(
             Gunicorn(
                 "reference",
-                "bench.reference_app:app",
+                REFERENCES[args.reference],
                 config,
                 {"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": ref_prefix},
             )
@@ -296,6 +304,7 @@ def document(
             "requests_per_connection": args.requests_per_connection,
             "gunicorn": config.describe(),
             "app_log_level": args.app_log_level,
+            "reference": f"{args.reference} ({REFERENCES[args.reference]})",
             "prepared_calls": prepared,
             "app_request": "signed POST /voice/answer on the demo flow's main-menu and "
             "confirmation gathers; every request advances its call one step (see bench/callers.py)",
@@ -368,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     with sigterm_as_interrupt():
         doc = run(args)
     print_report(doc)
-    path = report.write(args.output, doc)
+    path = report.write(args.output or f"webhooks_{args.reference}", doc)
     print(f"\nwritten: {path}")
     return 0
 

@@ -195,8 +195,8 @@ def _compile(
             except ValueError as exc:
                 problems.append(positions.problem(loc, _capital(exc)))
     for loc, text in sources:
-        if text in compiled:
-            continue
+        if text in compiled or templates.is_static(text):
+            continue  # static text is spoken as written; the engine never renders it
         try:
             compiled[text] = templates.compile_template(text)
             expression = templates.single_expression(text)

@@ -2,13 +2,16 @@
 
 Prompts are Jinja2 templates (``"Your flight {{ flight.number }} is {{ flight.status }}"``);
 ``set`` values and branch conditions are Jinja2 expressions (``attempts > 2 and not vip``).
-Everything is compiled once when a flow loads, so a syntax error is a load error with its line,
-and a prompt with no template syntax is known to be static (the same for every caller).
+Templates are compiled when a flow loads, so a syntax error is a load error with its line; a
+prompt with no template syntax is static (the same for every caller) and is never compiled.
+Compiling is memoised, so a text shared by flow versions or made by the engine (the welcome-back
+prompt) compiles once per process.
 A missing variable renders as nothing and is false in a condition, instead of failing the call.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +37,7 @@ def single_expression(text: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=2048)
 def compile_template(text: str) -> Template:
     """Compile a prompt template; raises ``ValueError`` with a readable reason."""
     try:
@@ -42,6 +46,7 @@ def compile_template(text: str) -> Template:
         raise ValueError(f"the template {text!r} has a syntax error: {exc.message}") from None
 
 
+@functools.lru_cache(maxsize=2048)
 def compile_expression(text: str) -> Expression:
     """Compile a condition or value expression; raises ``ValueError`` with a readable reason."""
     try:
