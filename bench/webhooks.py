@@ -1,7 +1,9 @@
-"""Webhook throughput and latency: Omnivoice (``app:app``) against a minimal reference WSGI app.
+"""Webhook throughput and latency: Omnivoice (``app:app``) against a naive reference handler.
 
 ``python -m bench.webhooks`` starts two gunicorn servers with the same workers on free loopback
-ports: :mod:`bench.reference_app` (form parse, Redis GET, ``<Gather>``, Redis SET) and the real
+ports: the reference (form parse, Redis GET, ``<Gather>``, Redis SET; a Flask view with
+``--reference flask``, :mod:`bench.reference_flask`, or a bare WSGI function with
+``--reference wsgi``, :mod:`bench.reference_app`) and the real
 app on real Redis under a private key prefix, serving a private copy of ``flows/``. It measures
 the load generator's ceiling against :mod:`bench.trivial_server`, warms both servers up, dials
 the calls the app rounds will need (:class:`bench.callers.Dialer`), then runs alternating rounds
@@ -9,7 +11,7 @@ in which each connection answers gathers on its own calls (:class:`bench.callers
 every measured app request is a signed ``POST /voice/answer`` that checks the signature, loads the
 session, steps the engine, saves and renders a gather. It prints req/s, p50 and p99 for both, the
 app/reference ratios with PASS/FAIL against the targets, and writes
-``bench/results/webhooks.json``. Keys and servers are cleaned up however the run ends.
+``bench/results/webhooks_<reference>.json``. Keys and servers are cleaned up however the run ends.
 """
 
 from __future__ import annotations

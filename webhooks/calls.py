@@ -75,35 +75,35 @@ class CallService:
     def incoming(self, params: CallParams) -> str | None:
         """A new call: start (or resume) the flow for the called number; ``None``: no flow."""
 
-        def decide(loaded: Loaded) -> Outcome:
+        def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
             if loaded.reply and _owned(loaded.session, params):
                 return Outcome(reply=loaded.reply)
-            return self._begin(params, loaded)
+            return self._begin(params, loaded, notes)
 
         return self._exchange(params, INCOMING_STEP, decide)
 
     def answer(self, params: CallParams, step: int) -> str | None:
         """The caller's answer to the gather asked at ``step``."""
 
-        def decide(loaded: Loaded) -> Outcome:
+        def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
             session = loaded.session
             if session is None or not _owned(session, params):
                 if session is None or self.store.caller_of(params.call_sid) is None:
-                    self._note(params, "unknown_call_restarted", step=step)
-                    return self._begin(params, loaded)
-                self._note(params, "superseded_call_fenced", step=step)
+                    notes.append(Note("unknown_call_restarted", {"step": step}))
+                    return self._begin(params, loaded, notes)
+                notes.append(Note("superseded_call_fenced", {"step": step}))
                 return Outcome(reply=twiml.hangup(SUPERSEDED_TEXT))
             if loaded.reply:
-                self._note(params, "duplicate_webhook", step=step)
+                notes.append(Note("duplicate_webhook", {"step": step}))
                 return Outcome(reply=loaded.reply)
             if session.status != ACTIVE:
                 return Outcome(reply=twiml.hangup())
             flow = self._flow_for(session)
             if flow is None:
-                self._note(params, "flow_version_gone", version=session.flow_version)
+                notes.append(Note("flow_version_gone", {"version": session.flow_version}))
                 return self._restart(params, session)
             if session.waiting == "resume_code":
-                return self._code_answer(flow, session, params)
+                return self._code_answer(flow, session, params, notes)
             if session.step != step or session.waiting not in ("input", "resume"):
                 return Outcome(flow=flow, turn=self._ask_again(flow, session))
             event = Answer(params.digits, params.speech, params.confidence, at=self.clock())
@@ -130,12 +130,15 @@ class CallService:
 
     # ---- the exchange ---------------------------------------------------------------------
     def _exchange(
-        self, params: CallParams, step: int, decide: Callable[[Loaded], Outcome]
+        self, params: CallParams, step: int, decide: Callable[[Loaded, list[Note]], Outcome]
     ) -> str | None:
+        """Load, decide, settle, render, save; the decision's notes are logged once it stands."""
         for _ in range(SAVE_ATTEMPTS):
             loaded = self._load(params.caller.key, params.call_sid, step)
-            outcome = decide(loaded)
+            notes: list[Note] = []
+            outcome = decide(loaded, notes)
             if outcome.turn is None or outcome.flow is None:
+                self._log(params, notes)
                 return outcome.reply
             flow = outcome.flow
             turn = self._settle(flow, outcome.turn)
@@ -157,12 +160,11 @@ class CallService:
             if outcome.also_delete:  # only once this save has won
                 self.store.delete(*outcome.also_delete)
             self._published.setdefault(flow.version, time.monotonic())
-            for note in turn.notes:
-                self._note(params, note.name, **note.data)
+            self._log(params, [*notes, *turn.notes])
             return reply
         raise SessionContention(params.call_sid)
 
-    def _begin(self, params: CallParams, loaded: Loaded) -> Outcome:
+    def _begin(self, params: CallParams, loaded: Loaded, notes: list[Note]) -> Outcome:
         """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`."""
         flow = self.catalog.for_number(params.to)
         if flow is None:
@@ -175,16 +177,16 @@ class CallService:
             and previous.status == ACTIVE
             and previous.call_sid != params.call_sid
         ):
-            self._note(params, "call_superseded", previous_call=previous.call_sid)
+            notes.append(Note("call_superseded", {"previous_call": previous.call_sid}))
         pinned = self._flow_for(previous) if previous and previous.flow_id == flow.id else None
         plan = resume.plan(pinned or flow, previous, now, params.caller.recognised)
-        self._note(params, f"resume_{plan.kind}", reason=plan.reason)
+        notes.append(Note(f"resume_{plan.kind}", {"reason": plan.reason}))
         if plan.kind == resume.FRESH:
             return Outcome(flow=flow, turn=self._fresh(flow, params))
         if plan.kind == resume.ASK_CODE:
             return Outcome(flow=flow, turn=resume.ask_code(flow, self._fresh(flow, params).session))
         if pinned is None or previous is None:
-            self._note(params, "flow_version_gone")
+            notes.append(Note("flow_version_gone"))
             return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
         carried = resume.carried_over(previous, params.call_sid, now, params.attested)
         if plan.kind == resume.OFFER:
@@ -221,19 +223,21 @@ class CallService:
         )  # fmt: skip
 
     # ---- resume codes ---------------------------------------------------------------------
-    def _code_answer(self, flow: Flow, session: Session, params: CallParams) -> Outcome:
+    def _code_answer(
+        self, flow: Flow, session: Session, params: CallParams, notes: list[Note]
+    ) -> Outcome:
         code = (params.digits or "").rstrip("#")
         if not code:
-            self._note(params, "resume_code_skipped")
+            notes.append(Note("resume_code_skipped"))
             return Outcome(flow=flow, turn=self._fresh(flow, params))
         if resume.is_code(code):
             found = self._resume_by_code(code, session, params)
             if found is not None:
                 return found
         attempts = session.no_match_count + 1
-        self._note(params, "resume_code_wrong", attempt=attempts)
+        notes.append(Note("resume_code_wrong", {"attempt": attempts}))
         if attempts >= resume.CODE_ATTEMPTS:
-            self._note(params, "resume_code_failed")
+            notes.append(Note("resume_code_failed"))
             return Outcome(flow=flow, turn=self._fresh(flow, params, resume.CODE_RETRY))
         retry = session.evolve(no_match_count=attempts, step=session.step + 1)
         return Outcome(flow=flow, turn=resume.ask_code(flow, retry, retry=True))
@@ -338,6 +342,10 @@ class CallService:
 
     def _render(self, turn: Turn) -> str:
         return twiml.render(turn.actions, self.answer_url(turn.session.step))
+
+    def _log(self, params: CallParams, notes: list[Note]) -> None:
+        for note in notes:
+            self._note(params, note.name, **note.data)
 
     def _note(self, params: CallParams, name: str, **data: Any) -> None:
         metrics.observe_note(name, data)

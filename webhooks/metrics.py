@@ -74,7 +74,7 @@ def observe_note(name: str, data: dict[str, Any]) -> None:
         RESUMES.labels(outcome=_RESUME_OUTCOMES[name]).inc()
     elif name == "session_ended" and data.get("status") == "transferred":
         TRANSFERS.inc()
-    elif name == "call_ended":
+    elif name in ("call_ended", "call_superseded"):  # a superseded call's end is not recorded
         ACTIVE_CALLS.dec()
 
 
