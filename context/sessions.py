@@ -135,29 +135,22 @@ class SessionStore:
         also_set: Sequence[tuple[str, str, int]],
     ) -> list[Any]:
         """The save script plus its extra writes, in one round trip."""
-        try:
-            return self._pipeline(key, reply_key, args, session, index_call, also_set)
-        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
-            self.redis.script_load(_SAVE)
-            return self._pipeline(key, reply_key, args, session, index_call, also_set)
-
-    def _pipeline(
-        self,
-        key: str,
-        reply_key: str,
-        args: tuple[Any, ...],
-        session: Session,
-        index_call: bool,
-        also_set: Sequence[tuple[str, str, int]],
-    ) -> list[Any]:
-        # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS round trip.
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self._sha[_SAVE], 2, key, reply_key, *args)
-            if index_call:
-                pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
-            for extra_key, value, ttl in also_set:
-                pipe.set(extra_key, value, ex=ttl)
-            return pipe.execute()
+        for attempt in range(2):
+            try:
+                # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS
+                # round trip to every save.
+                with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._sha[_SAVE], 2, key, reply_key, *args)
+                    if index_call:
+                        pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
+                    for extra_key, value, ttl in also_set:
+                        pipe.set(extra_key, value, ex=ttl)
+                    return pipe.execute()
+            except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+                if attempt:
+                    raise
+                self.redis.script_load(_SAVE)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _script(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
         """Run a Lua script by its SHA, loading it first if Redis does not know it (yet)."""
