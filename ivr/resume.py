@@ -84,9 +84,28 @@ def where(flow: Flow, node: str) -> str:
     return node.replace("_", " ").replace("-", " ")
 
 
-def carried_over(previous: Session, call_sid: str, at: float, attested: bool) -> Session:
-    """The previous session, handed to a new call: active again, counters reset."""
+def carried_over(
+    flow: Flow, previous: Session, call_sid: str, at: float, attested: bool
+) -> Session:
+    """The previous session, handed to a new call: active again, counters reset.
+
+    Unless the new call is fully attested, the flow's sensitive variables are moved aside into
+    ``held`` before anything is said, so no prompt, description or transfer can reveal them to a
+    caller who may be spoofing the number; an attested caller gets held values back.
+    """
+    variables = dict(previous.variables)
+    held = dict(previous.held)
+    if attested:
+        variables, held = {**held, **variables}, {}
+    else:
+        for name in flow.spec.sensitive:
+            if name in variables:
+                held[name] = variables.pop(name)
     return previous.evolve(
+        variables=variables,
+        held=held,
+        resume_return=None,
+        resume_missing=(),
         call_sid=call_sid,
         status=ACTIVE,
         ended_reason=None,
@@ -155,21 +174,20 @@ def answer_offer(
 def restore(flow: Flow, session: Session, at: float, env: Mapping[str, Any] | None = None) -> Turn:
     """Put the caller back at their checkpoint; sensitive variables only if they can be trusted."""
     checkpoint = session.checkpoint or flow.spec.start
-    sensitive = [name for name in flow.spec.sensitive if name in session.variables]
     notes = [Note("resumed", {"checkpoint": checkpoint, "attested": session.attested})]
     node = checkpoint
-    if sensitive and not session.attested:
-        held = {name: session.variables[name] for name in sensitive}
-        kept = {k: v for k, v in session.variables.items() if k not in held}
+    if session.held:  # see carried_over: sensitive values of a caller who is not attested
+        sensitive = [name for name in flow.spec.sensitive if name in session.held]
+        sensitive += sorted(set(session.held) - set(sensitive))
         notes.append(Note("sensitive_withheld", {"variables": sensitive}))
         verify = flow.spec.resume.verify
         if verify:
-            session = session.evolve(variables=kept, held=held, resume_return=checkpoint)
+            session = session.evolve(resume_return=checkpoint)
             node = verify
         else:
             collector = _collector(flow, sensitive[0])
             session = session.evolve(
-                variables=kept,
+                held={},
                 resume_return=checkpoint if collector else None,
                 resume_missing=tuple(sensitive) if collector else (),
             )

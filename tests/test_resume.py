@@ -532,3 +532,66 @@ def test_redis_restart_between_calls_starts_fresh(
     back.press("1")
     assert "confirmation code" in back.last_heard
     connection.close()
+
+
+LEAKY_FLOW = """
+id: bank
+numbers: ["+14155550100"]
+resume: {within: 30m, ask: true, transferred: agent}
+sensitive: [account]
+start: account
+nodes:
+  account:
+    gather: {prompt: "Enter your account number."}
+    validate: {pattern: "^[0-9]{8}$"}
+    save_as: account
+    next: menu
+  menu:
+    description: "at the menu for account {{ account }}"
+    gather: {prompt: "Account {{ account }}. Press 0 for an agent."}
+    on: {"0": agent}
+  agent:
+    say: "Transferring account {{ account }}."
+    transfer: {client: alice, context: [account]}
+"""
+
+
+@pytest.fixture
+def leaky_app(make_app: Callable[..., Flask], flows_dir: Path) -> Flask:
+    (flows_dir / "airline.yaml").unlink()
+    (flows_dir / "bank.yaml").write_text(LEAKY_FLOW)
+    return make_app()
+
+
+def test_welcome_back_never_reads_out_sensitive_values_to_an_unattested_caller(
+    leaky_app: Flask,
+) -> None:
+    c = dial(leaky_app)
+    c.press("12345678")
+    c.hang_up()
+    back = dial(leaky_app)
+    assert back.last_heard.startswith("Welcome back. Last time you were at the menu for account.")
+    assert "12345678" not in back.last_heard
+    back.press("1")
+    assert back.last_heard == "Enter your account number."  # asked again before going on
+
+
+def test_welcome_back_may_name_sensitive_values_to_an_attested_caller(leaky_app: Flask) -> None:
+    c = dial(leaky_app)
+    c.press("12345678")
+    c.hang_up()
+    back = dial(leaky_app, extra={"StirVerstat": "TN-Validation-Passed-A"})
+    assert "at the menu for account 12345678" in back.last_heard
+
+
+def test_a_transferred_caller_sent_back_carries_no_sensitive_values(leaky_app: Flask) -> None:
+    c = dial(leaky_app)
+    c.press("12345678")
+    c.press("0")
+    assert c.ended == "dial"
+    c.hang_up()
+    back = dial(leaky_app)
+    assert back.ended == "dial"
+    assert "12345678" not in back.last_heard
+    parameters = {p.get("name"): p.get("value") for p in back.last.iter("Parameter")}
+    assert parameters.get("account") in (None, "null", "")

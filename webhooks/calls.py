@@ -188,7 +188,7 @@ class CallService:
         if pinned is None or previous is None:
             notes.append(Note("flow_version_gone"))
             return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
-        carried = resume.carried_over(previous, params.call_sid, now, params.attested)
+        carried = resume.carried_over(pinned, previous, params.call_sid, now, params.attested)
         if plan.kind == resume.OFFER:
             return Outcome(flow=pinned, turn=resume.offer(pinned, carried, self.env))
         if plan.kind == resume.TRANSFERRED_ROUTE:
@@ -255,7 +255,7 @@ class CallService:
         now = self.clock()
         if resume.plan(pinned, previous, now).kind not in (resume.OFFER, resume.CONTINUE):
             return None
-        moved = resume.carried_over(previous, params.call_sid, now, params.attested).evolve(
+        moved = resume.carried_over(pinned, previous, params.call_sid, now, params.attested).evolve(
             caller=session.caller, resume_code=None, step=session.step + 1
         )
         turn = resume.restore(pinned, moved, now, self.env)
