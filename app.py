@@ -53,6 +53,9 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "DEV_MODE": environ.get("OMNIVOICE_DEV", "").lower() in TRUE,
         "DEFAULT_REGION": environ.get("DEFAULT_REGION", "US"),
         "SESSION_TTL": int(environ.get("SESSION_TTL", "86400")),
+        "RESUME_CODE_FAILURES_PER_MINUTE": int(
+            environ.get("RESUME_CODE_FAILURES_PER_MINUTE", "30")
+        ),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
         "DEMO_API": environ.get("DEMO_API", "1").lower() in TRUE,
@@ -112,6 +115,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         HttpFetcher(local_app=app),
         answer_url=lambda step: f"{request.script_root}{answer_path}?step={step}",
         env=flow_env,
+        code_failure_limit=app.config["RESUME_CODE_FAILURES_PER_MINUTE"],
     )
 
     reload_every = app.config["FLOW_RELOAD_SECONDS"]

@@ -40,3 +40,7 @@ class Keys:
     def resume_code(self, code: str) -> str:
         """A short code that lets a caller without caller ID resume a session."""
         return f"{self.prefix}:resume-code:{code}"
+
+    def resume_code_failures(self, minute: int) -> str:
+        """How many wrong resume codes were keyed in one minute, across all callers."""
+        return f"{self.prefix}:resume-code-failures:{minute}"

@@ -170,6 +170,26 @@ class SessionStore:
         """The caller key a resume code was issued to."""
         return self._get(self.keys.resume_code(code))
 
+    def claim_code(self, code: str, caller: str) -> bool:
+        """Issue resume ``code`` to ``caller`` unless another caller holds it (SET NX)."""
+        try:
+            return bool(self.redis.set(self.keys.resume_code(code), caller, ex=self.ttl, nx=True))
+        except REDIS_DOWN as exc:
+            raise StoreUnavailable(f"Redis did not answer claiming a resume code: {exc}") from exc
+
+    def code_failures(self, now: float, add: int = 0) -> int:
+        """Wrong resume codes keyed this minute by all callers (after adding ``add``)."""
+        key = self.keys.resume_code_failures(int(now // 60))
+        try:
+            if not add:
+                return int(self.redis.get(key) or 0)
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(key, add)
+                pipe.expire(key, 120)
+                return int(pipe.execute()[0])
+        except REDIS_DOWN as exc:
+            raise StoreUnavailable(f"Redis did not answer counting code failures: {exc}") from exc
+
     def flow_source(self, version: str) -> str | None:
         """The YAML text of a flow version published with :meth:`save` (``also_set``)."""
         return self._get(self.keys.flow_version(version))

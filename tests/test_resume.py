@@ -595,3 +595,61 @@ def test_a_transferred_caller_sent_back_carries_no_sensitive_values(leaky_app: F
     assert "12345678" not in back.last_heard
     parameters = {p.get("name"): p.get("value") for p in back.last.iter("Parameter")}
     assert parameters.get("account") in (None, "null", "")
+
+
+def _codes_app(make_app: Callable[..., Flask], flows_dir: Path, **config: Any) -> Flask:
+    edit_flow(flows_dir, "  ask: true", "  ask: true\n  codes: true")
+    return make_app(**config)
+
+
+def _announced_code(call: Call) -> str:
+    spoken = call.last_heard.split("resume code:")[1].split(".")[0]
+    return "".join(ch for ch in spoken if ch.isdigit())
+
+
+def test_a_live_calls_code_resumes_nothing(make_app: Callable[..., Flask], flows_dir: Path) -> None:
+    app = _codes_app(make_app, flows_dir)
+    owner = dial(app, caller="anonymous")
+    owner.press("#")
+    code = _announced_code(owner)
+    owner.press("2")  # still on the line
+    intruder = dial(app, caller="anonymous")
+    intruder.press(code)
+    assert intruder.last_heard.startswith("Sorry, that code didn't match.")
+    owner.say("A B C 1 2 3")
+    assert "Press 1 for flight OV 105" in owner.last_heard  # the owner's call is untouched
+
+
+def test_codes_are_never_issued_twice(
+    make_app: Callable[..., Flask],
+    flows_dir: Path,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = _codes_app(make_app, flows_dir)
+    taken = f"{redis_client.test_prefix}:resume-code:123456"  # type: ignore[attr-defined]
+    redis_client.set(taken, "CAsomebody-else", ex=60)
+    draws = iter([123456, 654321])
+    monkeypatch.setattr("webhooks.calls.secrets.randbelow", lambda _: next(draws))
+    c = dial(app, caller="anonymous")
+    c.press("#")
+    assert _announced_code(c) == "654321"
+    assert redis_client.get(taken) == b"CAsomebody-else"
+
+
+def test_wrong_codes_from_everyone_throttle_code_resumes(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    app = _codes_app(make_app, flows_dir, RESUME_CODE_FAILURES_PER_MINUTE=2)
+    minute_start = (time.time() // 60) * 60 + 1.0
+    app.extensions["omnivoice.calls"].clock = lambda: minute_start  # all in one minute
+    owner = dial(app, caller="anonymous")
+    owner.press("#")
+    code = _announced_code(owner)
+    owner.hang_up()
+    guesser = dial(app, caller="anonymous")
+    guesser.press("111111")
+    guesser.press("222222")  # two wrong codes this minute: the limit
+    back = dial(app, caller="anonymous")
+    back.press(code)  # right, but refused until the minute is over
+    assert back.last_heard.startswith("Sorry, that code didn't match.")

@@ -32,6 +32,8 @@ log = logging.getLogger("omnivoice.calls")
 
 INCOMING_STEP = -1
 SAVE_ATTEMPTS = 3
+CODE_DRAWS = 5
+CODE_FAILURES_PER_MINUTE = 30
 MAX_FETCHES = 5
 TERMINAL_CALL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
 SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
@@ -62,6 +64,7 @@ class CallService:
         answer_url: Callable[[int], str],
         env: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
+        code_failure_limit: int = CODE_FAILURES_PER_MINUTE,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -69,6 +72,7 @@ class CallService:
         self.answer_url = answer_url
         self.env = dict(env or {})
         self.clock = clock
+        self.code_failure_limit = code_failure_limit
         self._published: dict[str, float] = {}
 
     # ---- webhooks -------------------------------------------------------------------------
@@ -144,7 +148,7 @@ class CallService:
             turn = self._settle(flow, outcome.turn)
             if turn.session.step <= step:  # every answered request moves the step on
                 turn = Turn(turn.session.evolve(step=step + 1), turn.actions, None, turn.notes)
-            turn, code_keys = self._issue_code(flow, params, turn)
+            turn = self._issue_code(flow, params, turn)
             reply = self._render(turn)
             saved = self.store.save(
                 turn.session,
@@ -152,7 +156,7 @@ class CallService:
                 reply,
                 reply_step=step,
                 index_call=step == INCOMING_STEP or loaded.session is None,
-                also_set=(*code_keys, *self._publication(flow)),
+                also_set=self._publication(flow),
             )
             if saved is None:
                 self._note(params, "save_conflict", step=step)
@@ -230,10 +234,14 @@ class CallService:
         if not code:
             notes.append(Note("resume_code_skipped"))
             return Outcome(flow=flow, turn=self._fresh(flow, params))
+        now = self.clock()
         if resume.is_code(code):
-            found = self._resume_by_code(code, session, params)
-            if found is not None:
+            if self.store.code_failures(now) >= self.code_failure_limit:
+                # Someone may be guessing codes: accept none until the minute is over.
+                notes.append(Note("resume_codes_throttled"))
+            elif (found := self._resume_by_code(code, session, params)) is not None:
                 return found
+        self.store.code_failures(now, add=1)
         attempts = session.no_match_count + 1
         notes.append(Note("resume_code_wrong", {"attempt": attempts}))
         if attempts >= resume.CODE_ATTEMPTS:
@@ -247,8 +255,8 @@ class CallService:
         if owner is None or owner == session.caller:
             return None
         previous = self._load(owner).session
-        if previous is None or previous.resume_code != code:
-            return None
+        if previous is None or previous.resume_code != code or previous.status == ACTIVE:
+            return None  # a live call's code resumes nothing: its caller is still on the line
         pinned = self._flow_for(previous)
         if pinned is None:
             return None
@@ -262,10 +270,11 @@ class CallService:
         gone = (self.store.keys.session(owner), self.store.keys.resume_code(code))
         return Outcome(flow=pinned, turn=turn, also_delete=gone)
 
-    def _issue_code(
-        self, flow: Flow, params: CallParams, turn: Turn
-    ) -> tuple[Turn, list[tuple[str, str, int]]]:
-        """Give a caller without caller ID a resume code at their first checkpoint, once."""
+    def _issue_code(self, flow: Flow, params: CallParams, turn: Turn) -> Turn:
+        """Give a caller without caller ID a resume code at their first checkpoint, once.
+
+        The code is claimed with SET NX before it is spoken, so it never points at two callers.
+        """
         session = turn.session
         if (
             params.caller.recognised
@@ -274,8 +283,13 @@ class CallService:
             or session.waiting != "input"
             or session.resume_code
         ):
-            return turn, []
-        code = f"{secrets.randbelow(10**resume.CODE_LENGTH):0{resume.CODE_LENGTH}d}"
+            return turn
+        for _ in range(CODE_DRAWS):
+            code = f"{secrets.randbelow(10**resume.CODE_LENGTH):0{resume.CODE_LENGTH}d}"
+            if self.store.claim_code(code, session.caller):
+                break
+        else:
+            return turn  # the code space is crowded; this caller simply gets no code
         at = next(i for i, a in enumerate(turn.actions) if isinstance(a, Gather))
         issued = Turn(
             session.evolve(resume_code=code),
@@ -283,7 +297,7 @@ class CallService:
             None,
             (*turn.notes, Note("resume_code_issued")),
         )
-        return issued, [(self.store.keys.resume_code(code), session.caller, self.store.ttl)]
+        return issued
 
     # ---- pieces ---------------------------------------------------------------------------
     def _load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
