@@ -53,6 +53,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "DEV_MODE": environ.get("OMNIVOICE_DEV", "").lower() in TRUE,
         "DEFAULT_REGION": environ.get("DEFAULT_REGION", "US"),
         "SESSION_TTL": int(environ.get("SESSION_TTL", "86400")),
+        "WEBHOOK_BUDGET_SECONDS": float(environ.get("WEBHOOK_BUDGET_SECONDS", "11")),
         "RESUME_CODE_FAILURES_PER_MINUTE": int(
             environ.get("RESUME_CODE_FAILURES_PER_MINUTE", "30")
         ),
@@ -116,6 +117,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         answer_url=lambda step: f"{request.script_root}{answer_path}?step={step}",
         env=flow_env,
         code_failure_limit=app.config["RESUME_CODE_FAILURES_PER_MINUTE"],
+        turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
     )
 
     reload_every = app.config["FLOW_RELOAD_SECONDS"]

@@ -262,3 +262,39 @@ def test_slow_server_is_cut_off_at_the_timeout(fetcher: HttpFetcher, backend: Ba
     assert time.monotonic() - started < 1.5
     assert not result.ok
     assert result.error == "timed out after 0.3s"
+
+
+CHAINED_FLOW = """
+id: chained
+numbers: ["{number}"]
+start: first
+nodes:
+  first:
+    http: {{url: "{url}", timeout: 800ms, save_as: one}}
+    on_error: second
+    next: second
+  second:
+    http: {{url: "{url}", timeout: 800ms, save_as: two}}
+    on_error: unavailable
+    next: done
+  done:
+    say: Done.
+    hangup: true
+  unavailable:
+    say: {unavailable}
+    hangup: true
+"""
+
+
+def test_chained_slow_dips_share_one_webhook_budget(
+    make_app: Callable[..., Flask], flows_dir: Path, backend: Backend
+) -> None:
+    (flows_dir / "chained.yaml").write_text(
+        CHAINED_FLOW.format(number=DIP_NUMBER, url=f"{backend.url}/slow", unavailable=UNAVAILABLE)
+    )
+    app = make_app(WEBHOOK_BUDGET_SECONDS=1.0)
+    started = time.monotonic()
+    c = Call(FlaskTransport(app), AUTH_TOKEN, called=DIP_NUMBER).dial()
+    elapsed = time.monotonic() - started
+    assert c.last_heard == UNAVAILABLE
+    assert elapsed < 1.4  # not 0.8 + 0.8: the second dip got only what was left

@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from channels.http import Fetcher
@@ -35,6 +35,8 @@ SAVE_ATTEMPTS = 3
 CODE_DRAWS = 5
 CODE_FAILURES_PER_MINUTE = 30
 MAX_FETCHES = 5
+TURN_BUDGET = 11.0  # seconds of data dips per webhook; Twilio gives up at 15
+MIN_FETCH_SECONDS = 0.2
 TERMINAL_CALL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
 SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
 CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
@@ -65,6 +67,7 @@ class CallService:
         env: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
         code_failure_limit: int = CODE_FAILURES_PER_MINUTE,
+        turn_budget: float = TURN_BUDGET,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -73,6 +76,7 @@ class CallService:
         self.env = dict(env or {})
         self.clock = clock
         self.code_failure_limit = code_failure_limit
+        self.turn_budget = turn_budget
         self._published: dict[str, float] = {}
 
     # ---- webhooks -------------------------------------------------------------------------
@@ -137,6 +141,7 @@ class CallService:
         self, params: CallParams, step: int, decide: Callable[[Loaded, list[Note]], Outcome]
     ) -> str | None:
         """Load, decide, settle, render, save; the decision's notes are logged once it stands."""
+        deadline = time.monotonic() + self.turn_budget  # data dips share it, retries included
         for _ in range(SAVE_ATTEMPTS):
             loaded = self._load(params.caller.key, params.call_sid, step)
             notes: list[Note] = []
@@ -145,7 +150,7 @@ class CallService:
                 self._log(params, notes)
                 return outcome.reply
             flow = outcome.flow
-            turn = self._settle(flow, outcome.turn)
+            turn = self._settle(flow, outcome.turn, deadline)
             if turn.session.step <= step:  # every answered request moves the step on
                 turn = Turn(turn.session.evolve(step=step + 1), turn.actions, None, turn.notes)
             turn = self._issue_code(flow, params, turn)
@@ -336,19 +341,32 @@ class CallService:
         self._published.pop(flow.version, None)
         return ((self.store.keys.flow_version(flow.version), flow.source, self.store.ttl * 2),)
 
-    def _settle(self, flow: Flow, turn: Turn) -> Turn:
-        """Run the data dips a turn asks for, feeding results back, until the turn is final."""
+    def _settle(self, flow: Flow, turn: Turn, deadline: float) -> Turn:
+        """Run the data dips a turn asks for, feeding results back, until the turn is final.
+
+        The dips share the webhook's time budget: each gets at most what is left of it, so a
+        chain of slow back-ends ends in ``on_error`` before Twilio's 15 s limit, not in
+        Twilio's own error message.
+        """
         actions: list[Action] = list(turn.actions)
         notes = list(turn.notes)
         for count in range(MAX_FETCHES + 1):
             if turn.fetch is None:
                 break
+            left = deadline - time.monotonic()
             if count == MAX_FETCHES:
                 result = FetchResult(
                     ok=False, error="too many data dips in one turn", at=self.clock()
                 )
+            elif left < MIN_FETCH_SECONDS:
+                result = FetchResult(
+                    ok=False, error="no time left in this webhook", at=self.clock()
+                )
             else:
-                result = self.fetcher.fetch(turn.fetch)
+                request = turn.fetch
+                if request.timeout > left:
+                    request = replace(request, timeout=left)
+                result = self.fetcher.fetch(request)
             turn = engine.step(flow, turn.session, result, self.env)
             actions.extend(turn.actions)
             notes.extend(turn.notes)
