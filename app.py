@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, request, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
@@ -110,11 +111,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(voice.bp)
     with app.test_request_context():
         answer_path = url_for("voice.answer")  # built once; the step is appended per turn
+    base_path = urlsplit(app.config.get("PUBLIC_BASE_URL") or "").path.rstrip("/")
+
+    def url_root() -> str:
+        """The path Twilio must put before our own paths (PUBLIC_BASE_URL's, else the mount's)."""
+        return base_path if app.config.get("PUBLIC_BASE_URL") else request.script_root
+
     app.extensions["omnivoice.calls"] = CallService(
         catalog,
         store,
         HttpFetcher(local_app=app),
-        answer_url=lambda step: f"{request.script_root}{answer_path}?step={step}",
+        answer_url=lambda step: f"{url_root()}{answer_path}?step={step}",
         env=flow_env,
         code_failure_limit=app.config["RESUME_CODE_FAILURES_PER_MINUTE"],
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],

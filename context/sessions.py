@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from context.callers import masked
 from context.keys import Keys
 from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.session import Session
@@ -85,9 +87,9 @@ class SessionStore:
         try:
             seq_raw, doc_raw, reply, problem = self._script(_LOAD, keys, ())
         except REDIS_DOWN as exc:
-            raise StoreUnavailable(f"Redis did not answer loading {key}: {exc}") from exc
+            raise StoreUnavailable(f"Redis did not answer loading {_safe(key)}: {exc}") from exc
         if problem:
-            raise SessionCorrupt(key, _text(problem) or "unreadable")
+            raise SessionCorrupt(_safe(key), _text(problem) or "unreadable")
         if seq_raw is None and doc_raw is None:
             return Loaded(None, 0)
         return Loaded(_decode(key, doc_raw), _sequence(key, seq_raw), _text(reply))
@@ -121,7 +123,7 @@ class SessionStore:
             else:  # the usual answer: one command, none of a pipeline's bookkeeping
                 results = [self._script(_SAVE, [key, reply_key], args)]
         except REDIS_DOWN as exc:
-            raise StoreUnavailable(f"Redis did not answer saving {key}: {exc}") from exc
+            raise StoreUnavailable(f"Redis did not answer saving {_safe(key)}: {exc}") from exc
         seq = int(results[0])
         return None if seq < 0 else seq
 
@@ -198,7 +200,7 @@ class SessionStore:
         try:
             return _text(self.redis.get(key))
         except REDIS_DOWN as exc:
-            raise StoreUnavailable(f"Redis did not answer reading {key}: {exc}") from exc
+            raise StoreUnavailable(f"Redis did not answer reading {_safe(key)}: {exc}") from exc
         except redis.ResponseError:
             return None
 
@@ -216,6 +218,14 @@ class SessionStore:
             ) from exc
 
 
+_TAG = re.compile(r"\{([^}]*)\}")
+
+
+def _safe(key: str) -> str:
+    """``key`` fit for logs and error messages: the caller inside its hash tag is masked."""
+    return _TAG.sub(lambda m: "{" + masked(m.group(1)) + "}", key)
+
+
 def _text(value: Any) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -224,11 +234,11 @@ def _sequence(key: str, raw: Any) -> int:
     try:
         return int(raw)
     except (TypeError, ValueError):
-        raise SessionCorrupt(key, f"sequence number {raw!r} is not a number") from None
+        raise SessionCorrupt(_safe(key), f"sequence number {raw!r} is not a number") from None
 
 
 def _decode(key: str, raw: Any) -> Session:
     try:
         return Session.from_dict(json.loads(raw))
     except (TypeError, ValueError, UnicodeDecodeError) as exc:
-        raise SessionCorrupt(key, str(exc)) from None
+        raise SessionCorrupt(_safe(key), str(exc)) from None

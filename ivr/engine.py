@@ -80,7 +80,7 @@ def start(
 def step(flow: Flow, session: Session, event: Event, env: Mapping[str, Any] | None = None) -> Turn:
     """Apply ``event`` to ``session`` (which must be waiting for it) on ``flow``."""
     if session.status != ACTIVE or session.node is None:
-        raise EngineError(f"Session of {session.caller} is {session.status}; nothing is waiting.")
+        raise EngineError(f"The session is {session.status}; nothing is waiting for an answer.")
     if session.node not in flow.spec.nodes:
         raise UnknownNodeError(flow.id, session.node)
     session = session.evolve(step=session.step + 1, updated_at=event.at)
@@ -146,7 +146,7 @@ class _Runner:
         """Speak the node's parts, then end the turn (a Turn) or name the next node."""
         self.speak(node.say)
         if node.play:
-            self.actions.append(Play(self.text(node.play)))
+            self.actions.append(Play(self.text(node.play), 1, _personal(node.play)))
         if node.pause:
             self.actions.append(Pause(max(1, round(node.pause))))
         if node.gather:
@@ -301,7 +301,7 @@ class _Runner:
         out: list[Speech] = []
         for item in items:
             if isinstance(item, str):
-                out.append(Say(self.text(item), voice, language))
+                out.append(Say(self.text(item), voice, language, 1, _personal(item)))
             elif isinstance(item, SayPart):
                 out.append(
                     Say(
@@ -309,10 +309,11 @@ class _Runner:
                         item.voice or voice,
                         item.language or language,
                         item.loop,
+                        _personal(item.say),
                     )
                 )
             elif isinstance(item, PlayPart):
-                out.append(Play(self.text(item.play), item.loop))
+                out.append(Play(self.text(item.play), item.loop, _personal(item.play)))
             elif isinstance(item, PausePart):
                 out.append(Pause(max(1, round(item.pause))))
         return tuple(p for p in out if not isinstance(p, Say) or p.text)
@@ -370,6 +371,11 @@ def _render_json(runner: _Runner, value: Any, scope: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_render_json(runner, v, scope) for v in value]
     return runner.value(value, scope)
+
+
+def _personal(source: str) -> bool:
+    """Text rendered from a template may carry this caller's data."""
+    return not templates.is_static(source)
 
 
 def _lookup(variables: Mapping[str, Any], dotted: str) -> Any:

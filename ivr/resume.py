@@ -135,7 +135,7 @@ def offer(flow: Flow, session: Session, env: Mapping[str, Any] | None = None) ->
 
 def _offer_gather(flow: Flow, spoken: str, lead: str | None = None) -> Gather:
     voice, language = flow.spec.voice, flow.spec.language
-    prompt = tuple(Say(t, voice, language) for t in (lead, spoken) if t)
+    prompt = tuple(Say(t, voice, language, 1, t is spoken) for t in (lead, spoken) if t)
     return Gather(
         prompt=prompt,
         input=("dtmf", "speech"),
@@ -240,9 +240,8 @@ def spoken_code(code: str) -> str:
 
 def announce_code(flow: Flow, code: str) -> Say:
     """The line that gives the caller their resume code."""
-    return Say(
-        CODE_ANNOUNCEMENT.format(code=spoken_code(code)), flow.spec.voice, flow.spec.language
-    )
+    text = CODE_ANNOUNCEMENT.format(code=spoken_code(code))
+    return Say(text, flow.spec.voice, flow.spec.language, personal=True)
 
 
 def is_code(digits: str | None) -> bool:

@@ -41,20 +41,22 @@ Event = Answer | FetchResult
 # ---- actions ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Say:
-    """Speak text."""
+    """Speak text; ``personal`` when the text was made for this caller (never cached)."""
 
     text: str
     voice: str | None = None
     language: str | None = None
     loop: int = 1
+    personal: bool = False
 
 
 @dataclass(frozen=True)
 class Play:
-    """Play audio from a URL."""
+    """Play audio from a URL; ``personal`` when the URL was made for this caller."""
 
     url: str
     loop: int = 1
+    personal: bool = False
 
 
 @dataclass(frozen=True)

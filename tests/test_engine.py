@@ -149,7 +149,7 @@ def test_play_and_pause_on_a_node() -> None:
     )
     turn = begin(flow, env={"MEDIA": "https://cdn.example.com"})
     assert kinds(turn) == [Say, Play, Pause, Hangup]
-    assert turn.actions[1] == Play("https://cdn.example.com/hold.mp3")
+    assert turn.actions[1] == Play("https://cdn.example.com/hold.mp3", personal=True)  # rendered from a template
     assert turn.actions[2] == Pause(3)
 
 
@@ -630,7 +630,7 @@ def test_a_good_fetch_is_saved_then_the_node_finishes() -> None:
     flow = http_flow()
     turn = fetched(flow, begin(flow), ok=True, status=200, data={"flight": "OV 220"})
     assert turn.session.variables["booking"] == {"flight": "OV 220"}
-    assert turn.actions[0] == Say("Flight OV 220.", None, "en-US")
+    assert turn.actions[0] == Say("Flight OV 220.", None, "en-US", personal=True)
     assert kinds(turn) == [Say, Hangup]
     assert turn.fetch is None
 

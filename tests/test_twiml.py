@@ -219,3 +219,16 @@ def test_fallback_without_a_person_says_goodbye(number: str | None, queue: str |
 def test_hangup_with_and_without_words() -> None:
     assert [c.tag for c in _parse(twiml.hangup("Bye."))] == ["Say", "Hangup"]
     assert [c.tag for c in _parse(twiml.hangup())] == ["Hangup"]
+
+
+def test_only_caller_independent_turns_are_cached() -> None:
+    from webhooks import twiml as module
+
+    module._render_cached.cache_clear()
+    static = (Gather(prompt=(Say("Press 1."),)),)
+    personal = (Gather(prompt=(Say("Hello Ada. Press 1.", personal=True),)),)
+    module.render(static, "/voice/answer?step=1")
+    module.render(static, "/voice/answer?step=1")
+    module.render(personal, "/voice/answer?step=1")
+    info = module._render_cached.cache_info()
+    assert (info.hits, info.misses, info.currsize) == (1, 1, 1)

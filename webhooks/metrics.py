@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -81,13 +81,15 @@ def observe_note(name: str, data: dict[str, Any]) -> None:
 def install(app: Flask) -> None:
     """Time every webhook of the voice blueprint and serve ``/metrics``."""
 
+    # The start time lives in the WSGI environ, not in ``g``: a data dip served in-process by this
+    # same app shares the outer request's app context (and so its ``g``), not its environ.
     @app.before_request
     def _start_timer() -> None:
-        g.omnivoice_started = time.perf_counter()
+        request.environ["omnivoice.started"] = time.perf_counter()
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        started = g.pop("omnivoice_started", None)
+        started = request.environ.pop("omnivoice.started", None)
         if started is not None and request.blueprint == "voice":
             WEBHOOK_SECONDS.labels(endpoint=request.endpoint or "unknown").observe(
                 time.perf_counter() - started

@@ -26,14 +26,21 @@ def render(actions: Iterable[Action], answer_url: str) -> str:
 
     Actions are immutable values, so the same actions and URL always give the same document:
     the TwiML of a node whose prompts do not depend on the caller is built once per flow version
-    (and step URL) and then reused. Actions that cannot be hashed (a transfer with context) are
-    rendered every time.
+    (and step URL) and then reused. Turns with anything made for this caller (a rendered
+    template, a resume code, a transfer's context) are rendered every time and never kept.
     """
     frozen = tuple(actions)
-    try:
-        return _render_cached(frozen, answer_url)
-    except TypeError:
+    if any(_personal(action) for action in frozen):
         return _render(frozen, answer_url)
+    return _render_cached(frozen, answer_url)
+
+
+def _personal(action: Action) -> bool:
+    if isinstance(action, Say | Play):
+        return action.personal
+    if isinstance(action, Gather):
+        return any(_personal(part) for part in action.prompt)
+    return isinstance(action, Transfer)
 
 
 @functools.lru_cache(maxsize=4096)
