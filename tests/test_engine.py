@@ -149,7 +149,9 @@ def test_play_and_pause_on_a_node() -> None:
     )
     turn = begin(flow, env={"MEDIA": "https://cdn.example.com"})
     assert kinds(turn) == [Say, Play, Pause, Hangup]
-    assert turn.actions[1] == Play("https://cdn.example.com/hold.mp3", personal=True)  # rendered from a template
+    assert turn.actions[1] == Play(
+        "https://cdn.example.com/hold.mp3", personal=True
+    )  # rendered from a template
     assert turn.actions[2] == Pause(3)
 
 
