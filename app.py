@@ -93,8 +93,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         log.warning("DEV MODE: Twilio signatures are NOT checked. Never expose this server.")
 
     connection = app.config.get("REDIS_CLIENT") or connect(
-        app.config["REDIS_URL"], app.config["REDIS_TIMEOUT"]
+        app.config["REDIS_URL"], app.config["REDIS_TIMEOUT"], app.config["DEV_MODE"]
     )
+    # Sessions in one process are fine for a demo, never for a server that takes real calls.
+    unshared = not app.config.get("REDIS_CLIENT") and not app.config["REDIS_URL"]
+    unfit = unshared and not app.config["DEV_MODE"]
     store = SessionStore(
         connection, Keys(app.config["REDIS_KEY_PREFIX"]), app.config["SESSION_TTL"]
     )
@@ -136,6 +139,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
+        if unfit:
+            return Response(
+                "no REDIS_URL: sessions are not shared or durable (set OMNIVOICE_DEV=1 for a demo)\n",
+                503,
+                mimetype="text/plain",
+            )
         try:
             connection.ping()
         except Exception as exc:  # any failure means "not ready"

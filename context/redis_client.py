@@ -22,12 +22,20 @@ EMBEDDED_WARNING = (
 )
 
 
-def connect(url: str | None, timeout: float = 0.5) -> redis.Redis:
-    """A Redis client for ``url``, or the embedded stand-in when ``url`` is empty."""
+def connect(url: str | None, timeout: float = 0.5, dev_mode: bool = True) -> redis.Redis:
+    """A Redis client for ``url``, or the embedded stand-in when ``url`` is empty.
+
+    Outside dev mode the stand-in is an error worth shouting about (each gunicorn worker would
+    keep its own sessions); the app still starts, so designers' CLI commands work without Redis,
+    but ``/healthz`` reports it unfit to serve.
+    """
     if not url:
         import fakeredis
 
-        log.warning(EMBEDDED_WARNING)
+        if dev_mode:
+            log.warning(EMBEDDED_WARNING)
+        else:
+            log.error("%s Set REDIS_URL, or OMNIVOICE_DEV=1 for a demo.", EMBEDDED_WARNING)
         return fakeredis.FakeRedis()
     # One immediate retry heals a connection Redis dropped (a restart); more would only
     # lengthen the silence before the caller's fallback. No health-check PINGs: they would add

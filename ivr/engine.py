@@ -156,6 +156,8 @@ class _Runner:
         if node.transfer:
             spec = node.transfer
             context = {key: _lookup(self.variables(), key) for key in spec.context}
+            # Kept in the session too: the agent's side finds it by caller, whatever the route.
+            self.session = self.session.evolve(handoff=context)
             self.actions.append(
                 Transfer(spec.queue, spec.number, spec.client, context, round(spec.timeout))
             )

@@ -57,6 +57,7 @@ class Session:
     resume_return: str | None = None  # checkpoint to go back to once sensitive data is back
     resume_missing: tuple[str, ...] = ()  # sensitive variables the caller must give again
     held: dict[str, Any] = field(default_factory=dict)  # sensitive values awaiting verification
+    handoff: dict[str, Any] = field(default_factory=dict)  # what the agent gets at a transfer
 
     def evolve(self, **changes: Any) -> Session:
         """Return a copy with ``changes`` applied.
@@ -138,7 +139,7 @@ _DEFAULTS: dict[str, Any] = {
     "no_match_count": 0, "step": 0, "status": ACTIVE, "ended_reason": None, "trail": (),
     "started_at": 0.0, "updated_at": 0.0, "call_status": None, "ended_at": None,
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
-    "held": {},
+    "held": {}, "handoff": {},
 }  # fmt: skip
 
 
@@ -161,5 +162,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "ended_reason": _MAYBE_TEXT, "trail": (tuple,), "started_at": _NUMBER, "updated_at": _NUMBER,
     "call_status": _MAYBE_TEXT, "ended_at": (*_NUMBER, type(None)), "attested": (bool,),
     "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
-    "held": (dict,),
+    "held": (dict,), "handoff": (dict,),
 }  # fmt: skip

@@ -22,3 +22,21 @@ def test_signed_request_without_call_sid_is_a_400(client: Any, path: str) -> Non
 
 def test_get_on_a_webhook_is_405(client: Any) -> None:
     assert client.get("/voice").status_code == 405
+
+
+def test_a_public_base_url_with_a_path_prefixes_every_action(make_app: Any) -> None:
+    import xml.etree.ElementTree as ET
+
+    app = make_app(PUBLIC_BASE_URL="https://voice.example.com/ov")
+    form = {"CallSid": "CA" + "7" * 32, "From": "+14155550123", "To": "+14155550100"}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(
+        "https://voice.example.com/ov/voice", form
+    )
+    response = app.test_client().post(
+        "/voice", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 200
+    root = ET.fromstring(response.get_data())
+    action = root.find("Gather").get("action")
+    assert action.startswith("/ov/voice/answer?step=")
+    assert root.find("Redirect").text == action

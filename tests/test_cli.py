@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from ivr.yamlsource import parse
 
 REPO = Path(__file__).resolve().parent.parent
 BAD_FLOWS = Path(__file__).resolve().parent / "bad_flows"
-FLASK = REPO / ".venv" / "bin" / "flask"
+FLASK = [sys.executable, "-m", "flask"]  # the flask of the Python running the tests
 LINE = re.compile(
     r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|warning): (?P<msg>.+)$"
 )
@@ -32,7 +33,7 @@ def flows_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "OMNIVOICE_DEV"}
     env["LOG_LEVEL"] = "ERROR"
     return subprocess.run(
-        [str(FLASK), "--app", "app", "flows", *args],
+        [*FLASK, "--app", "app", "flows", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -79,6 +79,12 @@ def test_agent_transfer_carries_context(
     assert c.last.find("Enqueue").text == "support"
     doc = session_doc(redis_client, "+14155550123")
     assert doc["status"] == "transferred"
+    assert doc["handoff"] == {
+        "intent": "status",
+        "code": "ABC123",
+        "booking.flight": "OV 101",
+        "booking.status": "delayed",
+    }
 
 
 def test_silence_escalates_then_transfers(call: Callable[..., Call]) -> None:

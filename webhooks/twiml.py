@@ -95,7 +95,8 @@ def _gather(response: VoiceResponse, gather: Gather, answer_url: str) -> None:
 
 def _transfer(response: VoiceResponse, transfer: Transfer) -> None:
     if transfer.queue is not None:
-        # Plain <Enqueue>: the agent side reads the handoff context from the session store.
+        # Plain <Enqueue> (no TaskRouter workflow is configured): the handoff context is in the
+        # caller's session (``Session.handoff``), keyed by caller, for the agent's side to read.
         response.enqueue(transfer.queue)
         return
     dial = response.dial(timeout=transfer.timeout)
