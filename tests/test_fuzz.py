@@ -61,8 +61,10 @@ STATUS = st.one_of(
     st.sampled_from(["completed", "busy", "failed", "no-answer", "canceled", "in-progress"]),
     TEXT,
 )
+# Derandomised: the suite must give CI the same answer every run; bench/fuzz.py explores freely.
 EXAMPLES = settings(
     max_examples=300,
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
