@@ -17,7 +17,14 @@ from typing import Any
 import redis
 from flask import Flask
 
-from bench.servers import AUTH_TOKEN, delete_prefix, flows_copy, redis_connection, unique_prefix
+from bench.servers import (
+    AUTH_TOKEN,
+    REDIS_URL,
+    delete_prefix,
+    flows_copy,
+    redis_connection,
+    unique_prefix,
+)
 
 
 def quiet_logging(level: int = logging.ERROR) -> None:
@@ -29,6 +36,8 @@ def _create_app() -> Any:
     """``app.create_app``, imported with the default app's logging turned down."""
     previous = os.environ.get("LOG_LEVEL")
     os.environ["LOG_LEVEL"] = "ERROR"
+    # The default app is built on the same Redis, so it does not report the in-process stand-in.
+    os.environ.setdefault("REDIS_URL", REDIS_URL)
     try:
         from app import create_app  # importing app builds its default app: only when needed
     finally:

@@ -18,12 +18,13 @@ import pytest
 import redis
 from flask import Flask
 
-from app import create_app
-from simulator import Call, FlaskTransport
+REDIS_URL = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from app import create_app  # noqa: E402  (importing app builds its default app on REDIS_URL)
+from simulator import Call, FlaskTransport  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _delete(connection: redis.Redis, prefix: str) -> None:
