@@ -630,7 +630,7 @@ def test_codes_are_never_issued_twice(
     taken = f"{redis_client.test_prefix}:resume-code:123456"  # type: ignore[attr-defined]
     redis_client.set(taken, "CAsomebody-else", ex=60)
     draws = iter([123456, 654321])
-    monkeypatch.setattr("webhooks.calls.secrets.randbelow", lambda _: next(draws))
+    monkeypatch.setattr("webhooks.resume_codes.secrets.randbelow", lambda _: next(draws))
     c = dial(app, caller="anonymous")
     c.press("#")
     assert _announced_code(c) == "654321"

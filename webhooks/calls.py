@@ -10,10 +10,9 @@ never advances twice. Resume (see :mod:`ivr.resume`) is decided when a call begi
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from channels.http import Fetcher
@@ -24,16 +23,16 @@ from ivr.catalog import Catalog
 from ivr.errors import FlowLoadError, SessionContention, SessionCorrupt
 from ivr.flow import Flow, load_flow_text
 from ivr.session import ACTIVE, Session
-from ivr.turn import Action, Answer, FetchResult, Gather, Note, Say, Turn
+from ivr.turn import Action, Answer, FetchResult, Note, Say, Turn
 from webhooks import metrics, twiml
+from webhooks.outcome import NO_FLOW, Outcome
 from webhooks.params import CallParams
+from webhooks.resume_codes import CODE_FAILURES_PER_MINUTE, ResumeCodes
 
 log = logging.getLogger("omnivoice.calls")
 
 INCOMING_STEP = -1
 SAVE_ATTEMPTS = 3
-CODE_DRAWS = 5
-CODE_FAILURES_PER_MINUTE = 30
 MAX_FETCHES = 5
 TURN_BUDGET = 11.0  # seconds of data dips per webhook; Twilio gives up at 15
 MIN_FETCH_SECONDS = 0.2
@@ -42,20 +41,7 @@ SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
 CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one exchange decided: a ready reply, or a turn to settle, render and save."""
-
-    reply: str | None = None
-    flow: Flow | None = None
-    turn: Turn | None = None
-    also_delete: tuple[str, ...] = ()
-
-
-NO_FLOW = Outcome()
-
-
-class CallService:
+class CallService(ResumeCodes):
     """Runs calls: the three Twilio-facing operations of a voice flow."""
 
     def __init__(
@@ -230,79 +216,6 @@ class CallService:
             flow, caller=session.caller, call_sid=session.call_sid, at=self.clock(),
             env=self.env, node=session.node, session=session,
         )  # fmt: skip
-
-    # ---- resume codes ---------------------------------------------------------------------
-    def _code_answer(
-        self, flow: Flow, session: Session, params: CallParams, notes: list[Note]
-    ) -> Outcome:
-        code = (params.digits or "").rstrip("#")
-        if not code:
-            notes.append(Note("resume_code_skipped"))
-            return Outcome(flow=flow, turn=self._fresh(flow, params))
-        now = self.clock()
-        if resume.is_code(code):
-            if self.store.code_failures(now) >= self.code_failure_limit:
-                # Someone may be guessing codes: accept none until the minute is over.
-                notes.append(Note("resume_codes_throttled"))
-            elif (found := self._resume_by_code(code, session, params)) is not None:
-                return found
-        self.store.code_failures(now, add=1)
-        attempts = session.no_match_count + 1
-        notes.append(Note("resume_code_wrong", {"attempt": attempts}))
-        if attempts >= resume.CODE_ATTEMPTS:
-            notes.append(Note("resume_code_failed"))
-            return Outcome(flow=flow, turn=self._fresh(flow, params, resume.CODE_RETRY))
-        retry = session.evolve(no_match_count=attempts, step=session.step + 1)
-        return Outcome(flow=flow, turn=resume.ask_code(flow, retry, retry=True))
-
-    def _resume_by_code(self, code: str, session: Session, params: CallParams) -> Outcome | None:
-        owner = self.store.caller_by_code(code)
-        if owner is None or owner == session.caller:
-            return None
-        previous = self._load(owner).session
-        if previous is None or previous.resume_code != code or previous.status == ACTIVE:
-            return None  # a live call's code resumes nothing: its caller is still on the line
-        pinned = self._flow_for(previous)
-        if pinned is None:
-            return None
-        now = self.clock()
-        if resume.plan(pinned, previous, now).kind not in (resume.OFFER, resume.CONTINUE):
-            return None
-        moved = resume.carried_over(pinned, previous, params.call_sid, now, params.attested).evolve(
-            caller=session.caller, resume_code=None, step=session.step + 1
-        )
-        turn = resume.restore(pinned, moved, now, self.env)
-        gone = (self.store.keys.session(owner), self.store.keys.resume_code(code))
-        return Outcome(flow=pinned, turn=turn, also_delete=gone)
-
-    def _issue_code(self, flow: Flow, params: CallParams, turn: Turn) -> Turn:
-        """Give a caller without caller ID a resume code at their first checkpoint, once.
-
-        The code is claimed with SET NX before it is spoken, so it never points at two callers.
-        """
-        session = turn.session
-        if (
-            params.caller.recognised
-            or not flow.spec.resume.codes
-            or session.status != ACTIVE
-            or session.waiting != "input"
-            or session.resume_code
-        ):
-            return turn
-        for _ in range(CODE_DRAWS):
-            code = f"{secrets.randbelow(10**resume.CODE_LENGTH):0{resume.CODE_LENGTH}d}"
-            if self.store.claim_code(code, session.caller):
-                break
-        else:
-            return turn  # the code space is crowded; this caller simply gets no code
-        at = next(i for i, a in enumerate(turn.actions) if isinstance(a, Gather))
-        issued = Turn(
-            session.evolve(resume_code=code),
-            (*turn.actions[:at], resume.announce_code(flow, code), *turn.actions[at:]),
-            None,
-            (*turn.notes, Note("resume_code_issued")),
-        )
-        return issued
 
     # ---- pieces ---------------------------------------------------------------------------
     def _load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
