@@ -290,7 +290,10 @@ class _Runner:
     def text(self, source: str) -> str:
         if templates.is_static(source):
             return source
-        return templates.render(self.flow.template(source), self.variables())
+        return templates.render(self.flow.template(source), self.variables(), self.template_failed)
+
+    def template_failed(self, reason: str) -> None:
+        self.notes.append(Note("template_failed", {"node": self.session.node, "error": reason}))
 
     def voice(self) -> tuple[str | None, str | None]:
         return self.flow.spec.voice, self.flow.spec.language
@@ -351,7 +354,7 @@ class _Runner:
         expression = templates.single_expression(value)
         if expression is not None:
             return templates.evaluate(self.flow.expression(expression), scope)
-        return templates.render(self.flow.template(value), scope)
+        return templates.render(self.flow.template(value), scope, self.template_failed)
 
     def request(self, node: Node) -> HttpRequest:
         assert node.http is not None

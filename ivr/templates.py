@@ -55,11 +55,21 @@ def compile_expression(text: str) -> Expression:
         raise ValueError(f"the expression {text!r} has a syntax error: {exc.message}") from None
 
 
-def render(template: Template, variables: Mapping[str, Any]) -> str:
-    """Render a prompt; any runtime error (sandbox refusal included) renders as empty text."""
+def render(
+    template: Template,
+    variables: Mapping[str, Any],
+    on_error: Callable[[str], None] | None = None,
+) -> str:
+    """Render a prompt; any runtime error (sandbox refusal included) renders as empty text.
+
+    A prompt must never crash a call, but a designer must hear of it: ``on_error`` gets the
+    reason (the engine turns it into a ``template_failed`` event).
+    """
     try:
         return template.render(variables).strip()
-    except Exception:  # a prompt must never crash a call; the engine logs through its Turn
+    except Exception as exc:
+        if on_error is not None:
+            on_error(f"{type(exc).__name__}: {exc}"[:200])
         return ""
 
 

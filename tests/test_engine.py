@@ -827,3 +827,24 @@ def test_then_pointing_at_the_same_node_reprompts_again() -> None:
     assert gather_of(turn).prompt == (Say("Enter a digit.", None, "en-US"),)
     turn = reply(flow, turn, digits="99")
     assert gather_of(turn).prompt[0] == Say("Try again.", None, "en-US")
+
+
+def test_a_prompt_that_fails_at_runtime_is_dropped_and_reported() -> None:
+    flow = flow_of(
+        """
+        start: ask
+        nodes:
+          ask:
+            gather:
+              prompt:
+                - "Hello {{ 1 / 0 }}."
+                - Press 1.
+            on: {"1": ask}
+        """
+    )
+    turn = begin(flow)
+    assert gather_of(turn).prompt == (Say("Press 1.", None, "en-US"),)
+    failures = [note for note in turn.notes if note.name == "template_failed"]
+    assert len(failures) == 1
+    assert failures[0].data["node"] == "ask"
+    assert "ZeroDivisionError" in failures[0].data["error"]
