@@ -306,6 +306,23 @@ class FlowSpec(Model):
 def flow_json_schema() -> dict[str, Any]:
     """The JSON Schema of a flow file, for editors (YAML language servers) and CI checks."""
     schema = FlowSpec.model_json_schema(by_alias=True)
+    _close_pattern_maps(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Omnivoice flow"
     return schema
+
+
+def _close_pattern_maps(node: Any) -> None:
+    """Maps whose keys must match a pattern (node and variable names) refuse other keys too.
+
+    Pydantic emits ``patternProperties`` alone, which lets an editor accept a node called
+    ``9lives`` that the loader refuses.
+    """
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _close_pattern_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _close_pattern_maps(value)

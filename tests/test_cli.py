@@ -228,3 +228,13 @@ def test_schema_rejects_broken_flows(schema: dict[str, Any], change: Any, compla
     if jsonschema is not None:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(flow, schema)
+
+
+def test_schema_refuses_node_names_the_loader_refuses() -> None:
+    from ivr.schema import flow_json_schema
+
+    nodes = flow_json_schema()["properties"]["nodes"]
+    assert nodes["additionalProperties"] is False
+    (pattern,) = nodes["patternProperties"]
+    assert re.fullmatch(pattern, "main_menu")
+    assert not re.fullmatch(pattern, "9lives")
