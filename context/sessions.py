@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -44,6 +44,8 @@ end
 if not ok then return {false, false, reply, 'not a session hash'} end
 return {fields[1], fields[2], reply, false}
 """
+
+_T = TypeVar("_T")
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
@@ -137,32 +139,34 @@ class SessionStore:
         also_set: Sequence[tuple[str, str, int]],
     ) -> list[Any]:
         """The save script plus its extra writes, in one round trip."""
-        for attempt in range(2):
-            try:
-                # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS
-                # round trip to every save.
-                with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.evalsha(self._sha[_SAVE], 2, key, reply_key, *args)
-                    if index_call:
-                        pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
-                    for extra_key, value, ttl in also_set:
-                        pipe.set(extra_key, value, ex=ttl)
-                    return pipe.execute()
-            except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
-                if attempt:
-                    raise
-                self.redis.script_load(_SAVE)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def send() -> list[Any]:
+            # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS
+            # round trip to every save.
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._sha[_SAVE], 2, key, reply_key, *args)
+                if index_call:
+                    pipe.set(self.keys.call(session.call_sid), session.caller, ex=self.ttl)
+                for extra_key, value, ttl in also_set:
+                    pipe.set(extra_key, value, ex=ttl)
+                return pipe.execute()
+
+        return self._with_script(_SAVE, send)
 
     def _script(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
-        """Run a Lua script by its SHA, loading it first if Redis does not know it (yet)."""
+        """Run a Lua script by its SHA in one command."""
         # execute_command: redis-py's evalsha() wrapper costs more than the command's own work.
         command = ("EVALSHA", self._sha[source], len(keys), *keys, *args)
+        return self._with_script(source, lambda: self.redis.execute_command(*command))
+
+    def _with_script(self, source: str, send: Callable[[], _T]) -> _T:
+        """``send()``; if Redis does not know the script (yet, or after a restart), load it
+        and send again."""
         try:
-            return self.redis.execute_command(*command)
+            return send()
         except redis.exceptions.NoScriptError:
             self.redis.script_load(source)
-            return self.redis.execute_command(*command)
+            return send()
 
     def caller_of(self, call_sid: str) -> str | None:
         """The caller key a call's session is stored under, from the CallSid index."""
