@@ -114,11 +114,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(voice.bp)
     with app.test_request_context():
         answer_path = url_for("voice.answer")  # built once; the step is appended per turn
-    base_path = urlsplit(app.config.get("PUBLIC_BASE_URL") or "").path.rstrip("/")
+    public_base = app.config.get("PUBLIC_BASE_URL")
+    base_path = urlsplit(public_base).path.rstrip("/") if public_base else None
 
     def url_root() -> str:
         """The path Twilio must put before our own paths (PUBLIC_BASE_URL's, else the mount's)."""
-        return base_path if app.config.get("PUBLIC_BASE_URL") else request.script_root
+        return base_path if base_path is not None else request.script_root
 
     app.extensions["omnivoice.calls"] = CallService(
         catalog,

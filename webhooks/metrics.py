@@ -22,6 +22,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from ivr import resume
+
 WEBHOOK_SECONDS = Histogram(
     "omnivoice_webhook_seconds",
     "Time to answer a Twilio webhook.",
@@ -44,6 +46,10 @@ _RESUME_OUTCOMES = {
     "transferred_caller_back": "transferred_back",
 }
 
+_START_KINDS = frozenset(
+    (resume.FRESH, resume.OFFER, resume.CONTINUE, resume.TRANSFERRED_ROUTE, resume.ASK_CODE)
+)
+
 bp = Blueprint("metrics", __name__)
 
 
@@ -61,14 +67,9 @@ def metrics() -> Response:
 
 def observe_note(name: str, data: dict[str, Any]) -> None:
     """Count what a call event means for the dashboards."""
-    if name.startswith("resume_") and name[7:] in (
-        "fresh",
-        "offer",
-        "continue",
-        "transferred",
-        "ask_code",
-    ):
-        CALLS.labels(start=name[7:]).inc()
+    start = name.removeprefix("resume_")
+    if start in _START_KINDS:  # webhooks.calls notes "resume_<plan kind>" as each call starts
+        CALLS.labels(start=start).inc()
         ACTIVE_CALLS.inc()
     elif name in _RESUME_OUTCOMES:
         RESUMES.labels(outcome=_RESUME_OUTCOMES[name]).inc()
