@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis
 
 from context.callers import masked
@@ -115,7 +116,7 @@ class SessionStore:
         code whose announcement was never sent matches no session's ``resume_code``.
         """
         key = self.keys.session(session.caller)
-        doc = json.dumps(session.to_dict(), separators=(",", ":"), default=str)
+        doc = _encode(session)
         step = session.step if reply_step is None else reply_step
         reply_key = self.keys.reply(session.caller, session.call_sid, step)
         args = (expected_seq, doc, session.call_sid, self.ttl, reply or "", self.reply_ttl)
@@ -241,8 +242,16 @@ def _sequence(key: str, raw: Any) -> int:
         raise SessionCorrupt(_safe(key), f"sequence number {raw!r} is not a number") from None
 
 
+def _encode(session: Session) -> bytes:
+    data = session.to_dict()
+    try:
+        return orjson.dumps(data, default=str)
+    except TypeError:  # orjson refuses what json writes: integers beyond 64 bits, for instance
+        return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
+
+
 def _decode(key: str, raw: Any) -> Session:
     try:
-        return Session.from_dict(json.loads(raw))
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        return Session.from_dict(orjson.loads(raw))
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise SessionCorrupt(_safe(key), str(exc)) from None

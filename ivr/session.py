@@ -7,7 +7,7 @@ A :class:`Session` is an immutable value. The engine returns a new one with ever
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 SCHEMA_VERSION = 1
 
@@ -21,9 +21,11 @@ STATUSES = (ACTIVE, COMPLETED, TRANSFERRED, INTERRUPTED)
 TRAIL_LIMIT = 20
 
 
-@dataclass(frozen=True)
-class Visit:
-    """One node the caller went through, with what they answered there (if anything)."""
+class Visit(NamedTuple):
+    """One node the caller went through, with what they answered there (if anything).
+
+    A named tuple: a session carries up to :data:`TRAIL_LIMIT` of them, rebuilt on every load.
+    """
 
     node: str
     answer: str | None = None
@@ -104,33 +106,61 @@ class Session:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Session:
-        """Rebuild a session from :meth:`to_dict` output; raises ``ValueError`` if it is not one."""
+        """Rebuild a session from :meth:`to_dict` output; raises ``ValueError`` if it is not one.
+
+        Every field is type-checked (the document comes from outside the process), and the
+        instance is then filled directly, as :meth:`evolve` does: this runs on every webhook.
+        """
         if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
             raise ValueError("not a session document of a known schema version")
-        values = dict(data)
-        values.pop("schema")
-        try:
-            values["trail"] = tuple(Visit(*item) for item in values.get("trail", []))
-            values["resume_missing"] = tuple(values.get("resume_missing", ()))
-            session = cls(**values)
-        except TypeError as exc:
-            raise ValueError(f"session fields do not match: {exc}") from None
-        if session.status not in STATUSES:
-            raise ValueError(f"session has an unknown status {session.status!r}")
-        for name in _FIELD_NAMES:
-            value = getattr(session, name)
-            if not isinstance(value, _TYPES[name]) or isinstance(value, bool) != (
+        unknown = data.keys() - _DOCUMENT_KEYS
+        missing = _REQUIRED - data.keys()
+        if unknown or missing:
+            raise ValueError(
+                f"session fields do not match: unknown {sorted(unknown)}, missing {sorted(missing)}"
+            )
+        values = {
+            name: data[name] if name in data else _fresh_default(name) for name in _FIELD_NAMES
+        }
+        values["trail"] = _trail(values["trail"])
+        missing_again = values["resume_missing"]
+        if not isinstance(missing_again, list | tuple) or not all(
+            isinstance(name, str) for name in missing_again
+        ):
+            raise ValueError("session resume_missing is malformed")
+        values["resume_missing"] = tuple(missing_again)
+        for name, value in values.items():
+            if not isinstance(value, _TYPES[name]) or (value.__class__ is bool) != (
                 name == "attested"
             ):
                 raise ValueError(f"session field {name} has the wrong type: {value!r:.40}")
-        for visit in session.trail:
-            if not all(
-                isinstance(part, str | None) for part in (visit.node, visit.answer, visit.outcome)
-            ):
-                raise ValueError("session trail is malformed")
-        if not all(isinstance(name, str) for name in session.resume_missing):
-            raise ValueError("session resume_missing is malformed")
+        if values["status"] not in STATUSES:
+            raise ValueError(f"session has an unknown status {values['status']!r}")
+        session = object.__new__(cls)
+        session.__dict__.update(values)
         return session
+
+
+def _trail(raw: Any) -> tuple[Visit, ...]:
+    """The trail of a stored document: lists of one to three strings (or nulls)."""
+    if not isinstance(raw, list | tuple):
+        raise ValueError("session trail is malformed")
+    visits = []
+    for item in raw:
+        if (
+            not isinstance(item, list | tuple)
+            or not 1 <= len(item) <= 3
+            or not isinstance(item[0], str)
+            or not all(part is None or isinstance(part, str) for part in item)
+        ):
+            raise ValueError("session trail is malformed")
+        visits.append(Visit(*item))
+    return tuple(visits)
+
+
+def _fresh_default(name: str) -> Any:
+    default = _DEFAULTS[name]
+    return {} if default == {} else default  # never share one mutable dict between sessions
 
 
 _REQUIRED = {"caller", "flow_id", "flow_version", "call_sid"}
@@ -152,6 +182,7 @@ def _compact_visit(visit: Visit) -> list[str | None]:
 
 _FIELD_NAMES = tuple(f.name for f in fields(Session))
 _FIELD_SET = frozenset(_FIELD_NAMES)
+_DOCUMENT_KEYS = _FIELD_SET | {"schema"}
 _NUMBER = (int, float)
 _TEXT = (str,)
 _MAYBE_TEXT = (str, type(None))

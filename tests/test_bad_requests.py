@@ -40,3 +40,28 @@ def test_a_public_base_url_with_a_path_prefixes_every_action(make_app: Any) -> N
     action = root.find("Gather").get("action")
     assert action.startswith("/ov/voice/answer?step=")
     assert root.find("Redirect").text == action
+
+
+@pytest.mark.parametrize("step", ["-2", "2147483648", "7" * 120])
+def test_a_step_no_answer_url_names_is_a_400_and_changes_nothing(
+    client: Any, redis_client: Any, step: str
+) -> None:
+    from tests.support_twilio import keys_under
+
+    form = {"CallSid": "CA" + "8" * 32, "From": "+14155550123", "To": "+14155550100"}
+    validator = RequestValidator(AUTH_TOKEN)
+    dial = client.post(
+        "http://localhost/voice",
+        data=form,
+        headers={"X-Twilio-Signature": validator.compute_signature("http://localhost/voice", form)},
+    )
+    assert dial.status_code == 200
+    before = {key: redis_client.dump(key) for key in keys_under(redis_client)}
+    url = f"http://localhost/voice/answer?step={step}"
+    answer = {**form, "Digits": "1"}
+    response = client.post(
+        url, data=answer, headers={"X-Twilio-Signature": validator.compute_signature(url, answer)}
+    )
+    assert response.status_code == 400
+    assert "step out of range" in response.get_data(as_text=True)
+    assert {key: redis_client.dump(key) for key in keys_under(redis_client)} == before

@@ -17,10 +17,15 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
 
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
 from tests.support_twilio import LOCAL, form, keys_under, post, sign, stored, twiml
+from webhooks.signature import compute_signature
 
 PUBLIC = "https://voice.example.com"
 
@@ -239,3 +244,34 @@ def test_no_auth_token_refuses_everything(
     assert keys_under(redis_client) == []
     explained = [r for r in caplog.records if "TWILIO_AUTH_TOKEN is not set" in r.getMessage()]
     assert len(explained) == 2 * len(paths)
+
+
+_names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    url=st.sampled_from(
+        ["https://voice.example.com/voice", "http://localhost/voice/answer?step=3"]
+    ),
+    pairs=st.lists(st.tuples(_names, _names), max_size=12),
+    algorithm=st.sampled_from(["HMAC_SHA1", "HMAC_SHA256", "hmac_sha1"]),
+)
+def test_the_fast_signature_is_twilios(
+    url: str, pairs: list[tuple[str, str]], algorithm: str
+) -> None:
+    # Repeated names, unicode and empty values sign exactly as the twilio SDK signs them.
+    form = MultiDict(pairs)
+    expected = RequestValidator(AUTH_TOKEN).compute_signature(url, form, algorithm)
+    assert compute_signature(AUTH_TOKEN, url, form, algorithm) == expected
+
+
+def test_an_unknown_signature_algorithm_is_refused(app: Flask, redis_client: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        compute_signature(AUTH_TOKEN, "https://x", MultiDict(), "HMAC_MD5")
+    client = app.test_client()
+    params = form(Digits="1")
+    headers = {"X-Twilio-Webhooks-Signature-Settings": "key=k,algorithm=HMAC_MD5"}
+    reply = post(client, "/voice", params, headers=headers)
+    assert reply.status_code == 403
+    assert keys_under(redis_client) == []

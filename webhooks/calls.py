@@ -32,6 +32,7 @@ from webhooks.resume_codes import CODE_FAILURES_PER_MINUTE, ResumeCodes
 log = logging.getLogger("omnivoice.calls")
 
 INCOMING_STEP = -1
+MAX_STEP = 2**31 - 1  # far beyond any call; keeps stored numbers within every JSON codec's range
 SAVE_ATTEMPTS = 3
 MAX_FETCHES = 5
 TURN_BUDGET = 11.0  # seconds of data dips per webhook; Twilio gives up at 15

@@ -8,16 +8,29 @@ import sys
 import time
 from typing import Any
 
+import orjson
+
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
     """Format records as JSON; ``extra`` fields (call_sid, caller, data) become keys."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second, text = self._second  # one tuple: threads never see a second with another's text
+        if int(created) != second:
+            second = int(created)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -27,7 +40,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str).decode("utf-8")
+        except TypeError:  # what orjson will not write (an integer beyond 64 bits) json will
+            return json.dumps(entry, default=str)
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
@@ -43,3 +59,9 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     handler._omnivoice = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Neither format shows the thread, process or source line of a record, so the logging
+    # module need not look them up for every line (the "Optimization" advice of its HOWTO).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]

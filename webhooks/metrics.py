@@ -88,13 +88,17 @@ def install(app: Flask) -> None:
     def _start_timer() -> None:
         request.environ["omnivoice.started"] = time.perf_counter()
 
+    timers: dict[str, Any] = {}  # the histogram's child per endpoint, looked up once
+
     @app.after_request
     def _observe(response: Response) -> Response:
         started = request.environ.pop("omnivoice.started", None)
         if started is not None and request.blueprint == "voice":
-            WEBHOOK_SECONDS.labels(endpoint=request.endpoint or "unknown").observe(
-                time.perf_counter() - started
-            )
+            endpoint = request.endpoint or "unknown"
+            timer = timers.get(endpoint)
+            if timer is None:
+                timer = timers[endpoint] = WEBHOOK_SECONDS.labels(endpoint=endpoint)
+            timer.observe(time.perf_counter() - started)
         return response
 
     app.register_blueprint(bp)

@@ -31,16 +31,20 @@ class CallParams:
     @classmethod
     def parse(cls, form: Mapping[str, str], default_region: str = "US") -> CallParams:
         """Read a webhook's form; missing or odd fields become ``None``, never an error."""
-        call_sid = (form.get("CallSid") or "").strip()[:64]
+        # A plain dict first (a repeated field keeps its first value, as MultiDict.get does):
+        # werkzeug's MultiDict.get raises and catches an HTTP exception for every missing field.
+        fields = form if type(form) is dict else dict(form.items())
+        get = fields.get
+        call_sid = (get("CallSid") or "").strip()[:64]
         return cls(
             call_sid=call_sid,
-            caller=identify(form.get("From"), call_sid, default_region),
-            to=to_e164(form.get("To"), default_region),
-            digits=_digits(form.get("Digits")),
-            speech=(form.get("SpeechResult") or "").strip()[:512] or None,
-            confidence=_float(form.get("Confidence")),
-            call_status=(form.get("CallStatus") or "").strip().lower() or None,
-            attested=(form.get("StirVerstat") or "").strip() == FULL_ATTESTATION,
+            caller=identify(get("From"), call_sid, default_region),
+            to=to_e164(get("To"), default_region),
+            digits=_digits(get("Digits")),
+            speech=(get("SpeechResult") or "").strip()[:512] or None,
+            confidence=_float(get("Confidence")),
+            call_status=(get("CallStatus") or "").strip().lower() or None,
+            attested=(get("StirVerstat") or "").strip() == FULL_ATTESTATION,
         )
 
 

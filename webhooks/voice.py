@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from ivr.errors import OmnivoiceError, StoreUnavailable
 from webhooks import metrics, twiml
-from webhooks.calls import CallService
+from webhooks.calls import INCOMING_STEP, MAX_STEP, CallService
 from webhooks.params import CallParams
 from webhooks.signature import twilio_signed
 
@@ -30,10 +30,11 @@ def _service() -> CallService:
 
 
 def _params() -> CallParams:
-    if not (request.form.get("CallSid") or "").strip():
+    params = CallParams.parse(request.form, current_app.config["DEFAULT_REGION"])
+    if not params.call_sid:
         # Twilio always sends a CallSid; without one there is no call to keep state for.
         abort(Response("Bad request: CallSid is missing.\n", 400, mimetype="text/plain"))
-    return CallParams.parse(request.form, current_app.config["DEFAULT_REGION"])
+    return params
 
 
 def _xml(body: str) -> Response:
@@ -58,6 +59,9 @@ def incoming() -> Response:
 def answer() -> Response:
     """What the caller keyed or said (or nothing) in reply to the gather asked at ``step``."""
     step = request.args.get("step", type=int)
+    if step is not None and not INCOMING_STEP <= step <= MAX_STEP:
+        # Only answer URLs this server wrote are signed, and they never name such a step.
+        abort(Response("Bad request: step out of range.\n", 400, mimetype="text/plain"))
     params = _params()
     service = _service()
     reply = service.incoming(params) if step is None else service.answer(params, step)
