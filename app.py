@@ -11,9 +11,8 @@ import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Flask, Response, request, url_for
+from flask import Flask, Response
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.wrappers import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -86,9 +85,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     if app.config.get("CONFIGURE_LOGGING", True):
         logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
-    if app.config["TRUST_PROXY"]:
-        hops = app.config["TRUST_PROXY"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     if app.config["DEV_MODE"]:
         log.warning("DEV MODE: Twilio signatures are NOT checked. Never expose this server.")
 
@@ -111,32 +107,38 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     }
     app.extensions["omnivoice.catalog"] = catalog
     app.extensions["omnivoice.store"] = store
-    app.register_blueprint(voice.bp)
-    with app.test_request_context():
-        answer_path = url_for("voice.answer")  # built once; the step is appended per turn
-    public_base = app.config.get("PUBLIC_BASE_URL")
-    base_path = urlsplit(public_base).path.rstrip("/") if public_base else None
-
-    def url_root() -> str:
-        """The path Twilio must put before our own paths (PUBLIC_BASE_URL's, else the mount's)."""
-        return base_path if base_path is not None else request.script_root
-
-    app.extensions["omnivoice.calls"] = CallService(
+    service = CallService(
         catalog,
         store,
         HttpFetcher(local_app=app),
-        answer_url=lambda step: f"{url_root()}{answer_path}?step={step}",
+        answer_url=lambda root, step: f"{root}{voice.ANSWER_PATH}?step={step}",
         env=flow_env,
         code_failure_limit=app.config["RESUME_CODE_FAILURES_PER_MINUTE"],
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
     )
-
+    app.extensions["omnivoice.calls"] = service
     reload_every = app.config["FLOW_RELOAD_SECONDS"]
 
-    @app.before_request
-    def _reload_flows() -> None:
+    def reload_flows() -> None:
         if reload_every >= 0:
             catalog.refresh_every(reload_every)
+
+    # Twilio's webhooks are served in front of Flask (see webhooks.voice); ProxyFix goes outside
+    # both, so they see the same forwarded scheme and host.
+    settings = voice.VoiceSettings(
+        auth_token=app.config.get("TWILIO_AUTH_TOKEN"),
+        dev_mode=bool(app.config["DEV_MODE"]),
+        public_base_url=app.config.get("PUBLIC_BASE_URL"),
+        default_region=app.config["DEFAULT_REGION"],
+        fallback_number=app.config.get("FALLBACK_NUMBER"),
+        fallback_queue=app.config.get("FALLBACK_QUEUE"),
+    )
+    edge = voice.VoiceWebhooks(app.wsgi_app, service, settings, before=reload_flows)
+    if app.config["TRUST_PROXY"]:
+        hops = app.config["TRUST_PROXY"]
+        app.wsgi_app = ProxyFix(edge, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+    else:
+        app.wsgi_app = edge  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> Response:

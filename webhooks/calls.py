@@ -50,7 +50,7 @@ class CallService(ResumeCodes):
         catalog: Catalog,
         store: SessionStore,
         fetcher: Fetcher,
-        answer_url: Callable[[int], str],
+        answer_url: Callable[[str, int], str],
         env: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
         code_failure_limit: int = CODE_FAILURES_PER_MINUTE,
@@ -141,7 +141,7 @@ class CallService(ResumeCodes):
             if turn.session.step <= step:  # every answered request moves the step on
                 turn = Turn(turn.session.evolve(step=step + 1), turn.actions, None, turn.notes)
             turn = self._issue_code(flow, params, turn)
-            reply = self._render(turn)
+            reply = self._render(turn, params.url_root)
             saved = self.store.save(
                 turn.session,
                 loaded.seq,
@@ -286,8 +286,8 @@ class CallService(ResumeCodes):
             notes.extend(turn.notes)
         return Turn(turn.session, tuple(actions), None, tuple(notes))
 
-    def _render(self, turn: Turn) -> str:
-        return twiml.render(turn.actions, self.answer_url(turn.session.step))
+    def _render(self, turn: Turn, url_root: str) -> str:
+        return twiml.render(turn.actions, self.answer_url(url_root, turn.session.step))
 
     def _log(self, params: CallParams, notes: list[Note]) -> None:
         for note in notes:

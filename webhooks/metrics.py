@@ -8,10 +8,9 @@ shared by the workers so ``/metrics`` sums them (prometheus_client's multiproces
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -80,25 +79,5 @@ def observe_note(name: str, data: dict[str, Any]) -> None:
 
 
 def install(app: Flask) -> None:
-    """Time every webhook of the voice blueprint and serve ``/metrics``."""
-
-    # The start time lives in the WSGI environ, not in ``g``: a data dip served in-process by this
-    # same app shares the outer request's app context (and so its ``g``), not its environ.
-    @app.before_request
-    def _start_timer() -> None:
-        request.environ["omnivoice.started"] = time.perf_counter()
-
-    timers: dict[str, Any] = {}  # the histogram's child per endpoint, looked up once
-
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        started = request.environ.pop("omnivoice.started", None)
-        if started is not None and request.blueprint == "voice":
-            endpoint = request.endpoint or "unknown"
-            timer = timers.get(endpoint)
-            if timer is None:
-                timer = timers[endpoint] = WEBHOOK_SECONDS.labels(endpoint=endpoint)
-            timer.observe(time.perf_counter() - started)
-        return response
-
+    """Serve ``/metrics`` (the voice webhooks time themselves, see :mod:`webhooks.voice`)."""
     app.register_blueprint(bp)

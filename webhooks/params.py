@@ -27,9 +27,12 @@ class CallParams:
     confidence: float | None = None
     call_status: str | None = None
     attested: bool = False
+    url_root: str = ""  # what goes before our own paths in the URLs Twilio is given back
 
     @classmethod
-    def parse(cls, form: Mapping[str, str], default_region: str = "US") -> CallParams:
+    def parse(
+        cls, form: Mapping[str, str], default_region: str = "US", url_root: str = ""
+    ) -> CallParams:
         """Read a webhook's form; missing or odd fields become ``None``, never an error."""
         # A plain dict first (a repeated field keeps its first value, as MultiDict.get does):
         # werkzeug's MultiDict.get raises and catches an HTTP exception for every missing field.
@@ -45,6 +48,7 @@ class CallParams:
             confidence=_float(get("Confidence")),
             call_status=(get("CallStatus") or "").strip().lower() or None,
             attested=(get("StirVerstat") or "").strip() == FULL_ATTESTATION,
+            url_root=url_root,
         )
 
 

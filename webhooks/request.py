@@ -1,0 +1,158 @@
+"""A Twilio webhook request, read straight from the WSGI environ.
+
+Twilio posts small ``application/x-www-form-urlencoded`` forms. :func:`read` takes what the voice
+webhooks need (method, path, query, every form value, the signature headers and the URL as Twilio
+requested it) in one pass, without a framework's request object: on the path every call takes,
+that object cost more than the flow engine's whole step.
+
+The form is decoded exactly as :func:`urllib.parse.parse_qsl` with ``keep_blank_values`` decodes
+it (a test holds them together), only skipping the unquoting of pieces that have nothing to
+unquote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+FORM = "application/x-www-form-urlencoded"
+MAX_BODY_BYTES = 64 * 1024  # Twilio's voice webhooks are a few hundred bytes
+
+
+class BodyTooLarge(ValueError):
+    """The request body is over :data:`MAX_BODY_BYTES`."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """The parts of a webhook request the voice endpoints use."""
+
+    method: str
+    path: str
+    script_root: str  # where the app is mounted (SCRIPT_NAME)
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    content_type: str
+    body: bytes
+    signature: str | None
+    signature_settings: str | None
+    url: str  # the URL Twilio requested, as it signed it
+
+    def field(self, name: str) -> str | None:
+        """The first value of form field ``name``."""
+        values = self.form.get(name)
+        return values[0] if values else None
+
+    def fields(self) -> dict[str, str]:
+        """Each form field's first value."""
+        return {name: values[0] for name, values in self.form.items()}
+
+    def arg(self, name: str) -> str | None:
+        """The first value of query parameter ``name``."""
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+def read(environ: dict[str, Any], public_base: str | None = None) -> WebhookRequest:
+    """Read a webhook from ``environ``; raises :class:`BodyTooLarge` for an oversized body.
+
+    ``public_base`` (``PUBLIC_BASE_URL``) replaces the scheme, host and mount point Twilio's
+    request reached the server with, for servers behind a proxy or tunnel.
+    """
+    content_type = str(environ.get("CONTENT_TYPE") or "")
+    mimetype = content_type.partition(";")[0].strip().lower()
+    body = _body(environ)
+    form = parse_pairs(body.decode("utf-8", "replace")) if mimetype == FORM and body else {}
+    return WebhookRequest(
+        method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
+        path=str(environ.get("PATH_INFO", "")),
+        script_root=str(environ.get("SCRIPT_NAME", "")).rstrip("/"),
+        query=parse_pairs(str(environ.get("QUERY_STRING", ""))),
+        form=form,
+        content_type=mimetype,
+        body=body,
+        signature=environ.get("HTTP_X_TWILIO_SIGNATURE"),
+        signature_settings=environ.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS"),
+        url=public_url(environ, public_base),
+    )
+
+
+def _body(environ: dict[str, Any]) -> bytes:
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        length = -1
+    if length < 0:
+        if not environ.get("wsgi.input_terminated"):
+            return b""  # no length and no end marker: reading could block forever
+        body = bytes(stream.read(MAX_BODY_BYTES + 1))
+    elif length > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"a webhook body of {length} bytes")
+    else:
+        body = bytes(stream.read(length))
+    if len(body) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"a webhook body over {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def parse_pairs(text: str) -> dict[str, list[str]]:
+    """``name=value&...`` as ``parse_qsl(text, keep_blank_values=True)`` reads it, by name."""
+    pairs: dict[str, list[str]] = {}
+    for piece in text.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, errors="replace")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, errors="replace")
+        values = pairs.get(name)
+        if values is None:
+            pairs[name] = [value]
+        else:
+            values.append(value)
+    return pairs
+
+
+def public_url(environ: dict[str, Any], public_base: str | None = None) -> str:
+    """The URL Twilio requested, as Twilio saw it (percent-escapes exactly as sent)."""
+    target = request_target(environ)
+    if public_base:
+        root = str(environ.get("SCRIPT_NAME", ""))
+        if root and target.startswith(root):
+            target = target[len(root) :]
+        return public_base.rstrip("/") + target
+    scheme = str(environ.get("wsgi.url_scheme", "http"))
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '')}"
+    default_port = _DEFAULT_PORTS.get(scheme)
+    if default_port and host.endswith(default_port):  # as werkzeug's request.host does
+        host = host[: -len(default_port)]
+    return f"{scheme}://{str(host).rstrip(':')}{target}"
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def request_target(environ: dict[str, Any]) -> str:
+    """The path and query of the request line, before any decoding."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        if raw.startswith(("http://", "https://")):  # absolute-form request target
+            parts = urlsplit(raw)
+            return parts.path + (f"?{parts.query}" if parts.query else "")
+        return str(raw)
+    path = quote(
+        environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=~"
+    )
+    query = environ.get("QUERY_STRING")
+    return path + (f"?{query}" if query else "")
