@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from jinja2 import Template
 from pydantic import ValidationError
 
 from ivr import templates
@@ -28,6 +27,7 @@ from ivr.schema import (
     SayPart,
 )
 from ivr.schema_errors import schema_problems
+from ivr.templates import Template
 from ivr.yamlsource import Positions, parse
 
 

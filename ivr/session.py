@@ -68,9 +68,8 @@ class Session:
         rather than through ``dataclasses.replace`` (four times slower); the types are checked
         where sessions come in from outside, in :meth:`from_dict`.
         """
-        unknown = changes.keys() - _FIELD_SET
-        if unknown:
-            raise TypeError(f"Session has no field(s) {sorted(unknown)}")
+        if not _FIELD_SET.issuperset(changes):
+            raise TypeError(f"Session has no field(s) {sorted(changes.keys() - _FIELD_SET)}")
         clone = object.__new__(Session)
         clone.__dict__.update(self.__dict__)
         clone.__dict__.update(changes)

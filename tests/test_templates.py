@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ivr import templates
 from ivr.templates import compile_expression, compile_template, evaluate, is_static, render
 
 ESCAPES = [
@@ -132,3 +137,69 @@ def test_syntax_errors_are_value_errors_with_a_reason() -> None:
 )
 def test_is_static(text: str, static: bool) -> None:
     assert is_static(text) is static
+
+
+# ---- the fast paths give Jinja's own results -------------------------------------------------
+_JINJA = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+_NAMES = st.sampled_from(["a", "b", "visited", "status", "range", "none", "True", "loop"])
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(-3, 3, allow_nan=False),
+    st.sampled_from(["", "delayed", "1", "A"]), st.lists(st.integers(0, 2), max_size=2),
+)  # fmt: skip
+_SCOPES = st.dictionaries(st.sampled_from(["a", "b", "visited", "status"]), _VALUES, max_size=4)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.sampled_from(["Hello ", ", ", "{{", "}}", "{ x }", "\n", "{{a}}", " {%"]),
+            _NAMES.map(lambda name: "{{ " + name + " }}"),
+            _NAMES.map(lambda name: "{{" + name + "}}"),
+        ),
+        max_size=5,
+    ),
+    scope=_SCOPES,
+)
+def test_substitution_templates_render_as_jinja_renders_them(
+    pieces: list[str], scope: dict[str, Any]
+) -> None:
+    text = "".join(pieces)
+    try:
+        expected = _JINJA.from_string(text).render(scope)
+    except TemplateSyntaxError:
+        with pytest.raises(ValueError):
+            templates.compile_template(text)
+        return
+    assert templates.render(templates.compile_template(text), scope) == expected.strip()
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    name=_NAMES,
+    symbol=st.sampled_from(["==", "!=", "<", "<=", ">", ">="]),
+    literal=st.sampled_from(["0", "3", "-2", "1.5", "'delayed'", '"1"', "true", "None", "''"]),
+    spacing=st.sampled_from(["", " ", "  "]),
+    scope=_SCOPES,
+)
+def test_comparisons_evaluate_as_jinja_evaluates_them(
+    name: str, symbol: str, literal: str, spacing: str, scope: dict[str, Any]
+) -> None:
+    text = f"{spacing}{name}{spacing}{symbol}{spacing}{literal}{spacing}"
+    jinja = _JINJA.compile_expression(text, undefined_to_none=True)
+    try:
+        expected = jinja(**scope)
+    except Exception:
+        expected = None
+    if isinstance(expected, ChainableUndefined):
+        expected = None
+    assert templates.evaluate(templates.compile_expression(text), scope) == expected
+
+
+def test_simple_shapes_take_the_fast_paths_and_others_do_not() -> None:
+    assert isinstance(templates.compile_template("Menu {{ n }} of 3."), templates.Substitution)
+    assert not isinstance(templates.compile_template("{{ n | upper }}"), templates.Substitution)
+    assert not isinstance(templates.compile_template("{{ flight.status }}"), templates.Substitution)
+    assert isinstance(templates.compile_expression("visited == 12"), templates.Comparison)
+    assert not isinstance(templates.compile_expression("a == 1 and b"), templates.Comparison)
+    assert not isinstance(templates.compile_expression("range == 1"), templates.Comparison)

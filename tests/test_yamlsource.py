@@ -170,13 +170,13 @@ nodes:
 
 def test_positions_of_values_and_keys() -> None:
     _, positions = parse(TEXT, "t.yaml")
-    assert positions.marks[("start",)] == (1, 8)
-    assert positions.marks[("nodes", "menu")] == (4, 5)
-    assert positions.marks[("nodes", "menu", "say", 0)] == (4, 11)
-    assert positions.marks[("nodes", "menu", "say", 1, "voice")] == (4, 38)
-    assert positions.marks[("nodes", "menu", "on", "1")] == (6, 12)
-    assert positions.key_marks[("nodes", "menu")] == (3, 3)
-    assert positions.key_marks[("nodes", "menu", "on", "1")] == (6, 7)
+    assert positions.at(("start",)) == (1, 8)
+    assert positions.at(("nodes", "menu")) == (4, 5)
+    assert positions.at(("nodes", "menu", "say", 0)) == (4, 11)
+    assert positions.at(("nodes", "menu", "say", 1, "voice")) == (4, 38)
+    assert positions.at(("nodes", "menu", "on", "1")) == (6, 12)
+    assert positions.key_at(("nodes", "menu")) == (3, 3)
+    assert positions.key_at(("nodes", "menu", "on", "1")) == (6, 7)
 
 
 def test_locate_skips_parts_that_are_not_in_the_document() -> None:
@@ -200,3 +200,30 @@ def test_positions_start_empty_and_default_to_the_top() -> None:
     positions = Positions("t.yaml")
     assert positions.locate(("anything",)) == (1, 1)
     assert positions.problem(("a",), "m", severity="warning").severity == "warning"
+
+
+def test_an_aliased_scalar_can_be_a_key_and_a_value() -> None:
+    data = value_of('name: &n "main menu"\nother: *n\nkeys:\n  &k "1": a\n  *n : b\n')
+    assert data == {"name": "main menu", "other": "main menu", "keys": {"1": "a", "main menu": "b"}}
+
+
+def test_an_aliased_map_is_a_copy_not_a_shared_object() -> None:
+    data = value_of("base: &b {retries: 2, then: [x]}\nfirst: *b\n")
+    assert data["first"] == data["base"]
+    assert data["first"] is not data["base"]
+    assert data["first"]["then"] is not data["base"]["then"]
+
+
+def test_a_map_used_as_a_key_is_refused_and_its_value_dropped() -> None:
+    [problem] = problems_of("a: 1\n? {x: 1}\n: 2\nb: 3\n")
+    assert (problem.line, problem.col) == (2, 3)
+    assert "must be a plain word" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("a: *nowhere\n", "undefined alias"), ("a: 1\n---\nb: 2\n", "single document")],
+)
+def test_what_the_composer_words_is_worded_by_it(text: str, words: str) -> None:
+    [problem] = problems_of(text)
+    assert words in problem.message
