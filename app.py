@@ -120,6 +120,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["omnivoice.calls"] = service
     reload_every = app.config["FLOW_RELOAD_SECONDS"]
 
+    @app.before_request  # the voice webhooks run it themselves: they are not Flask views
     def reload_flows() -> None:
         if reload_every >= 0:
             catalog.refresh_every(reload_every)

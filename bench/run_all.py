@@ -25,7 +25,7 @@ SHORT = {
     "webhooks_flask": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "flask"],
     "webhooks_wsgi": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "wsgi"],
     "roundtrips": [],
-    "flow_scaling": ["--batches", "6"],
+    "flow_scaling": ["--batches", "12"],
     "session_size": [],
     "fuzz": ["--cases", "10000"],
     "soak": ["--seconds", "20", "--calls", "200"],

@@ -108,7 +108,9 @@ def _result(status: int, body: bytes, max_bytes: int) -> FetchResult:
     if not body.strip():
         return FetchResult(ok=True, status=status, data=None, at=time.time())
     try:
-        data = json.loads(body)
+        # NaN and Infinity are not JSON; some back-ends send them anyway: they read as null, the
+        # value a session document can store and give back unchanged.
+        data = json.loads(body, parse_constant=lambda _name: None)
     except (ValueError, UnicodeDecodeError):
         return _failure(status, "response is not JSON")
     return FetchResult(ok=True, status=status, data=data, at=time.time())

@@ -243,15 +243,28 @@ def _sequence(key: str, raw: Any) -> int:
 
 
 def _encode(session: Session) -> bytes:
+    """The session's JSON document; orjson, unless the data holds what only json can write.
+
+    A data dip's result is stored as it came, and json writes what orjson refuses (an integer
+    beyond 64 bits, half of a surrogate pair). Such documents start with a space, so they are
+    read back by json too, exactly.
+    """
     data = session.to_dict()
     try:
         return orjson.dumps(data, default=str)
-    except TypeError:  # orjson refuses what json writes: integers beyond 64 bits, for instance
-        return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
+    except TypeError:
+        return b" " + json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
 
 
 def _decode(key: str, raw: Any) -> Session:
     try:
-        return Session.from_dict(orjson.loads(raw))
+        if raw[:1] in (b" ", " "):
+            data = json.loads(raw)
+        else:
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:  # a document json wrote (before orjson was used)
+                data = json.loads(raw)
+        return Session.from_dict(data)
     except (TypeError, ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise SessionCorrupt(_safe(key), str(exc)) from None

@@ -39,7 +39,9 @@ class Template(Protocol):
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _SUBSTITUTION = re.compile(r"\{\{ *(" + _NAME + r") *\}\}")
-_LITERAL = r"-?[0-9]+(?:\.[0-9]+)?|'[^'\\]*'|\"[^\"\\]*\"|true|false|True|False|none|None"
+_LITERAL = (
+    r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|'[^'\\]*'|\"[^\"\\]*\"|true|false|True|False|none|None"
+)
 _COMPARISON = re.compile(r"\s*(" + _NAME + r")\s*(==|!=|<=|>=|<|>)\s*(" + _LITERAL + r")\s*")
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq, "!=": operator.ne, "<=": operator.le,
@@ -47,7 +49,10 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 }  # fmt: skip
 _CONSTANTS = {"true": True, "false": False, "none": None}
 # Names Jinja resolves itself (its globals, and what a template may mean by these) stay Jinja's.
-_RESERVED = {*_ENV.globals, "self", "loop", "caller", "varargs", "kwargs", "super"}
+_RESERVED = {
+    *_ENV.globals, "self", "loop", "caller", "varargs", "kwargs", "super",
+    "and", "or", "not", "in", "is", "if", "else",  # operators in an expression
+}  # fmt: skip
 
 
 class _Missing:
@@ -102,6 +107,7 @@ class Comparison:
 def _substitution(text: str) -> Substitution | None:
     if "{%" in text or "{#" in text:
         return None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as Jinja's lexer reads lines
     parts: list[tuple[str, str | None]] = []
     at = 0
     for found in _SUBSTITUTION.finditer(text):
@@ -111,8 +117,8 @@ def _substitution(text: str) -> Substitution | None:
         parts.append((text[at : found.start()], name))
         at = found.end()
     rest = text[at:]
-    if "{{" in rest or "}}" in rest or any("{{" in chunk or "}}" in chunk for chunk, _ in parts):
-        return None  # other expression syntax: Jinja's job
+    if any("{" in chunk or "}" in chunk for chunk in (rest, *(chunk for chunk, _ in parts))):
+        return None  # braces outside a plain substitution: Jinja's job (or its syntax error)
     if rest.endswith("\n"):  # Jinja drops one trailing newline of a template
         rest = rest[:-1]
     parts.append((rest, None))

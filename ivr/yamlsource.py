@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -110,32 +110,51 @@ MAX_VALUES = 100_000
 class _Frame:
     """An open list or map while its events arrive."""
 
-    __slots__ = ("anchor", "key", "key_mark", "mark", "path", "skip", "start_count", "value")
+    __slots__ = ("anchor", "count", "key", "key_log", "log", "path", "skip", "value")
 
-    def __init__(self, value: Any, path: Path, anchor: str | None, mark: Any, count: int) -> None:
+    def __init__(self, value: Any, path: Path, anchor: str | None, builder: _Builder) -> None:
         self.value = value
         self.path = path
         self.anchor = anchor
-        self.mark = mark
         self.key: str | None = None  # in a map, the key whose value comes next
-        self.key_mark: Any = None
         self.skip = False  # in a map, the next value is dropped (its key was refused)
-        self.start_count = count
+        self.count = builder.built  # values built before this one
+        self.log = len(builder.mark_log)  # where this value's positions start in the logs
+        self.key_log = len(builder.key_log)
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """What an anchor names: its value, how many values and levels it holds, its positions."""
+
+    value: Any
+    size: int = 1
+    text: str | None = None  # a scalar's text, for an alias used as a key
+    depth: int = 0  # levels of lists and maps below the value
+    marks: tuple[tuple[Path, Any], ...] = ()  # positions inside it, relative to it
+    key_marks: tuple[tuple[Path, Any], ...] = ()
+
+
+_PLACEHOLDER = _Anchor(None)
 
 
 class _Builder:
     """Builds values straight from the parser's events, recording positions and problems.
 
     Building from events rather than from a composed node graph is several times faster on big
-    flows: no node objects, no tag resolution (scalars are typed here, the YAML 1.2 way).
+    flows: no node objects, no tag resolution (scalars are typed here, the YAML 1.2 way). An
+    alias is a copy of its anchor's value, with the anchor's positions under the alias's path,
+    counted and depth-checked as if it were written out.
     """
 
     def __init__(self, positions: Positions) -> None:
         self.positions = positions
         self.problems: list[Problem] = []
-        self.anchors: dict[str, tuple[Any, int, str | None]] = {}  # value, size, scalar text
+        self.anchors: dict[str, _Anchor] = {}
         self.open_anchors: dict[str, Any] = {}  # anchor of an unfinished list or map -> its mark
         self.built = 0
+        self.mark_log: list[tuple[Path, Any]] = []  # every value position, in document order
+        self.key_log: list[tuple[Path, Any]] = []
 
     def problem(self, mark: Any, message: str) -> None:
         problem = Problem(self.positions.path, mark.line + 1, mark.column + 1, message)
@@ -150,62 +169,71 @@ class _Builder:
         documents = 0
         for event in events:
             kind = type(event)
-            if skipping:  # inside a dropped subtree: only follow its nesting
+            if skipping:  # inside a dropped subtree: follow its nesting, note its anchors
                 if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                     skipping += 1
                 elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                     skipping -= 1
+                if kind is not yaml.AliasEvent and getattr(event, "anchor", None) is not None:
+                    text = event.value if kind is yaml.ScalarEvent else None
+                    self.remember(event.anchor, replace(_PLACEHOLDER, text=text))
                 continue
             if kind is yaml.ScalarEvent:
                 key_frame = _awaiting_key(stack)
                 if key_frame is not None:
-                    self.remember(event.anchor, _scalar(event), 1, event.value)
+                    self.remember(event.anchor, _Anchor(_scalar(event), text=event.value))
                     self.key(key_frame, event.value, event.start_mark)
                     continue
-                path = _child(stack)
-                value = self.scalar(event, path)
-                self.remember(event.anchor, value, 1, event.value)
+                path = self.locate(stack, event.start_mark)
+                value = _scalar(event)
+                self.count(1, event.start_mark)
+                if len(path) > _MAX_DEPTH:
+                    self.problem(event.start_mark, "The document nests too deeply.")
+                    value = None
+                self.remember(event.anchor, _Anchor(value, text=event.value))
                 result = self.place(stack, value, result)
             elif kind is yaml.AliasEvent:
                 key_frame = _awaiting_key(stack)
                 anchored = self.alias(event)
                 if key_frame is not None:
-                    if anchored is not None and anchored[2] is not None:
-                        self.key(key_frame, anchored[2], event.start_mark)
+                    if anchored is not None and anchored.text is not None:
+                        self.key(key_frame, anchored.text, event.start_mark)
                     else:
                         self.refuse_key(key_frame, event.start_mark)
                     continue
-                path = _child(stack)
-                self.positions.marks[path] = event.start_mark
+                path = self.locate(stack, event.start_mark)
                 value = None
                 if anchored is not None:
-                    value = anchored[0]
-                    if isinstance(value, dict | list):
-                        value = copy.deepcopy(value)
+                    if len(path) + anchored.depth > _MAX_DEPTH:
+                        self.problem(event.start_mark, "The document nests too deeply.")
+                    else:
+                        value = self.expand(anchored, path)
                 result = self.place(stack, value, result)
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 key_frame = _awaiting_key(stack)
                 if key_frame is not None:
                     self.refuse_key(key_frame, event.start_mark)
                     skipping = 1
+                    self.remember(event.anchor, _PLACEHOLDER)
                     continue
-                path = _child(stack)
-                self.positions.marks[path] = event.start_mark
-                self.built += 1
+                path = self.locate(stack, event.start_mark)
+                self.count(1, event.start_mark)
                 if len(path) > _MAX_DEPTH:
                     self.problem(event.start_mark, "The document nests too deeply.")
+                    self.remember(event.anchor, _PLACEHOLDER)
                     result = self.place(stack, None, result)
                     skipping = 1
                     continue
-                container: Any = {} if kind is yaml.MappingStartEvent else []
                 if event.anchor is not None:
+                    self.check_new(event.anchor)
                     self.open_anchors[event.anchor] = event.start_mark
-                stack.append(_Frame(container, path, event.anchor, event.start_mark, self.built))
+                container: Any = {} if kind is yaml.MappingStartEvent else []
+                stack.append(_Frame(container, path, event.anchor, self))
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 frame = stack.pop()
                 if frame.anchor is not None:
                     self.open_anchors.pop(frame.anchor, None)
-                    self.remember(frame.anchor, frame.value, self.built - frame.start_count + 1)
+                    self.remember(frame.anchor, self.anchored(frame))
                 result = self.place(stack, frame.value, result)
             elif kind is yaml.DocumentStartEvent:
                 documents += 1
@@ -213,17 +241,22 @@ class _Builder:
                     raise _NeedsComposer  # "expected a single document": the composer's words
         return result
 
-    def scalar(self, event: Any, path: Path) -> Any:
-        self.positions.marks[path] = event.start_mark
-        self.built += 1
-        if self.built == MAX_VALUES + 1:
-            self.problem(
-                event.start_mark, f"Aliases expand this document past {MAX_VALUES} values."
-            )
-        return _scalar(event)
+    def locate(self, stack: list[_Frame], mark: Any) -> Path:
+        """The path of the value starting at ``mark``, its position recorded."""
+        path = _child(stack)
+        self.positions.marks[path] = mark
+        self.mark_log.append((path, mark))
+        return path
+
+    def count(self, values: int, mark: Any) -> None:
+        """Count ``values`` more values; past the limit is a problem (once)."""
+        before = self.built
+        self.built += values
+        if before <= MAX_VALUES < self.built:
+            self.problem(mark, f"Aliases expand this document past {MAX_VALUES} values.")
 
     def key(self, frame: _Frame, key: str, mark: Any) -> None:
-        frame.key, frame.key_mark, frame.skip = key, mark, False
+        frame.key, frame.skip = key, False
         if key == "<<":
             self.problem(mark, "Merge keys (<<) are not supported in flows.")
             frame.skip = True
@@ -231,13 +264,15 @@ class _Builder:
             self.problem(mark, f"The key {key!r} appears twice in this map.")
             frame.skip = True
         else:
-            self.positions.key_marks[(*frame.path, key)] = mark
+            path = (*frame.path, key)
+            self.positions.key_marks[path] = mark
+            self.key_log.append((path, mark))
 
     def refuse_key(self, frame: _Frame, mark: Any) -> None:
         self.problem(mark, "A key must be a plain word, not a list or map.")
-        frame.key, frame.key_mark, frame.skip = "", mark, True
+        frame.key, frame.skip = "", True
 
-    def alias(self, event: Any) -> tuple[Any, int, str | None] | None:
+    def alias(self, event: Any) -> _Anchor | None:
         """What an alias stands for, or ``None`` (with a problem) when it cannot be used."""
         name = event.anchor
         opened = self.open_anchors.get(name)
@@ -247,17 +282,39 @@ class _Builder:
         anchored = self.anchors.get(name)
         if anchored is None:
             raise _NeedsComposer  # "found undefined alias": the composer's words
-        before = self.built
-        self.built += anchored[1]
-        if before <= MAX_VALUES < self.built:
-            self.problem(
-                event.start_mark, f"Aliases expand this document past {MAX_VALUES} values."
-            )
+        self.count(anchored.size, event.start_mark)
         return None if self.built > MAX_VALUES else anchored
 
-    def remember(self, anchor: str | None, value: Any, size: int, text: str | None = None) -> None:
+    def expand(self, anchored: _Anchor, path: Path) -> Any:
+        """A copy of an anchor's value at ``path``, with its positions."""
+        marks, key_marks = self.positions.marks, self.positions.key_marks
+        for relative, mark in anchored.marks:
+            marks[(*path, *relative)] = mark
+            self.mark_log.append(((*path, *relative), mark))
+        for relative, mark in anchored.key_marks:
+            key_marks[(*path, *relative)] = mark
+            self.key_log.append(((*path, *relative), mark))
+        value = anchored.value
+        return copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+    def anchored(self, frame: _Frame) -> _Anchor:
+        """What a finished anchored list or map names."""
+        depth = len(frame.path)
+        marks = tuple((p[depth:], m) for p, m in self.mark_log[frame.log :] if len(p) > depth)
+        key_marks = tuple((p[depth:], m) for p, m in self.key_log[frame.key_log :])
+        deepest = max((len(p) for p, _ in marks), default=0)
+        size = self.built - frame.count
+        return _Anchor(frame.value, size, None, deepest, marks, key_marks)
+
+    def check_new(self, anchor: str) -> None:
+        if anchor in self.anchors or anchor in self.open_anchors:
+            raise _NeedsComposer  # "found duplicate anchor": the composer's words
+
+    def remember(self, anchor: str | None, anchored: _Anchor) -> None:
         if anchor is not None:
-            self.anchors[anchor] = (value, size, text)
+            if anchor not in self.open_anchors:  # a list or map was checked when it opened
+                self.check_new(anchor)
+            self.anchors[anchor] = anchored
 
     def place(self, stack: list[_Frame], value: Any, result: Any) -> Any:
         """Put a finished value in its list or map; the root value is the result."""
@@ -312,6 +369,8 @@ def parse(text: str, path: str) -> tuple[Any, Positions]:
             # what is wrong, and where, in the messages designers and tests know.
             yaml.compose(text, Loader=yaml.SafeLoader)
             raise FlowLoadError([Problem(path, 1, 1, "This is not valid YAML.")]) from None
+    except RecursionError:  # the pure-Python parser recurses once per level of nesting
+        raise FlowLoadError([Problem(path, 1, 1, "The document nests too deeply.")]) from None
     except yaml.MarkedYAMLError as exc:
         raise FlowLoadError([_syntax_problem(exc, text, path)]) from None
     except yaml.YAMLError as exc:

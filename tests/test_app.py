@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from flask import Flask
 
@@ -27,3 +28,36 @@ def test_with_redis_health_is_ok(app: Flask) -> None:
     response = app.test_client().get("/healthz")
     assert response.status_code == 200
     assert response.get_data(as_text=True) == "ok: 1 flow(s)\n"
+
+
+def test_health_sees_a_flow_added_while_running(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    app = make_app(FLOW_RELOAD_SECONDS=0)
+    client = app.test_client()
+    assert client.get("/healthz").get_data(as_text=True) == "ok: 1 flow(s)\n"
+    (flows_dir / "second.yaml").write_text(
+        "id: second\nstart: hello\nnodes:\n  hello:\n    say: Hello.\n    hangup: true\n"
+    )
+    assert client.get("/healthz").get_data(as_text=True) == "ok: 2 flow(s)\n"
+
+
+def test_logging_set_up_leaves_other_formats_working() -> None:
+    # gunicorn's own log lines name the process: configuring Omnivoice's logs must not break them
+    import logging
+
+    from webhooks import logs
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        logs.configure("INFO", "json")
+    finally:
+        root.handlers, root.level = handlers, level
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(process)d] [%(thread)d] %(message)s"))
+    record = logging.getLogger("gunicorn.error").makeRecord(
+        "gunicorn.error", logging.INFO, __file__, 1, "Worker exiting", (), None
+    )
+    assert handler.format(record).endswith("Worker exiting")
+    assert isinstance(record.process, int) and isinstance(record.thread, int)

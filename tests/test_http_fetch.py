@@ -298,3 +298,11 @@ def test_chained_slow_dips_share_one_webhook_budget(
     elapsed = time.monotonic() - started
     assert c.last_heard == UNAVAILABLE
     assert elapsed < 1.4  # not 0.8 + 0.8: the second dip got only what was left
+
+
+def test_nan_and_infinity_from_a_back_end_read_as_null(offline: HttpFetcher) -> None:
+    from channels.http import _result
+
+    result = _result(200, b'{"score": NaN, "limit": Infinity, "low": -Infinity}', 1024)
+    assert result.ok
+    assert result.data == {"score": None, "limit": None, "low": None}

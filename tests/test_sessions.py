@@ -393,3 +393,26 @@ def test_duplicate_webhook_and_stray_status_cost_one_round_trip(
     stray = form("CA" + "f" * 32, From="+14155550999", CallStatus="completed")
     assert post(client, "/voice/status", stray).status_code == 204
     assert counter.count == 1, counter.sent
+
+
+@pytest.mark.parametrize(
+    "value",
+    [123456789012345678901234567890, "Jos\ud83d", {"deep": [2**70, "\udc00"]}],
+    ids=["integer beyond 64 bits", "half a surrogate pair", "both, nested"],
+)
+def test_data_only_json_can_write_comes_back_exactly(store: SessionStore, value: object) -> None:
+    session = a_session(variables={"booking": value})
+    assert store.save(session, 0) == 1
+    loaded = store.load(session.caller)
+    assert loaded.session is not None
+    assert loaded.session.variables == {"booking": value}
+
+
+def test_a_document_written_by_json_alone_still_loads(
+    store: SessionStore, redis_client: redis.Redis
+) -> None:
+    session = a_session(variables={"name": "Jos\ud83d"})
+    key = store.keys.session(session.caller)
+    redis_client.hset(key, mapping={"seq": 3, "doc": json.dumps(session.to_dict()), "call": "x"})
+    loaded = store.load(session.caller)
+    assert loaded.seq == 3 and loaded.session == session

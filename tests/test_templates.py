@@ -203,3 +203,28 @@ def test_simple_shapes_take_the_fast_paths_and_others_do_not() -> None:
     assert isinstance(templates.compile_expression("visited == 12"), templates.Comparison)
     assert not isinstance(templates.compile_expression("a == 1 and b"), templates.Comparison)
     assert not isinstance(templates.compile_expression("range == 1"), templates.Comparison)
+
+
+@pytest.mark.parametrize("text", ["{{ not }}", "{{{ x }}", "{{ x }}}", "{{ and }}", "Hi {{ x }} {"])
+def test_the_fast_path_refuses_nothing_jinja_accepts_and_accepts_nothing_it_refuses(
+    text: str,
+) -> None:
+    try:
+        expected = _JINJA.from_string(text).render(x=1).strip()
+    except TemplateSyntaxError:
+        with pytest.raises(ValueError):
+            templates.compile_template(text)
+        return
+    assert templates.render(templates.compile_template(text), {"x": 1}) == expected
+
+
+@pytest.mark.parametrize("text", ["x == 007", "x == 01", "not == 1"])
+def test_comparisons_jinja_refuses_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        templates.compile_expression(text)
+
+
+def test_line_endings_render_as_jinja_renders_them() -> None:
+    text = "Line one {{ x }}\r\nline two\rline three\r\n"
+    expected = _JINJA.from_string(text).render(x=1)
+    assert templates.render(templates.compile_template(text), {"x": 1}) == expected.strip()

@@ -227,3 +227,41 @@ def test_a_map_used_as_a_key_is_refused_and_its_value_dropped() -> None:
 def test_what_the_composer_words_is_worded_by_it(text: str, words: str) -> None:
     [problem] = problems_of(text)
     assert words in problem.message
+
+
+def test_an_alias_cannot_nest_past_the_depth_limit() -> None:
+    deep = "[" * 20 + "x" + "]" * 20
+    text = f"a: &a {deep}\nb: {'[' * 20}*a{']' * 20}\n"
+    problems = problems_of(text)
+    assert problems and all("nests too deeply" in p.message for p in problems)
+    assert (problems[0].line, problems[0].col) == (2, 24)
+
+
+def test_a_scalar_past_the_depth_limit_is_refused() -> None:
+    problems = problems_of("v: " + "[" * 32 + "1" + "]" * 32 + "\n")
+    assert problems and all("nests too deeply" in p.message for p in problems)
+
+
+def test_the_value_limit_counts_lists_and_maps_too() -> None:
+    base = "b: &b [" + ", ".join(["[]"] * 999) + "]\n"
+    fan = "c: [" + ", ".join(["*b"] * 101) + "]\n"
+    [problem] = problems_of(base + fan)
+    assert f"past {MAX_VALUES} values" in problem.message
+
+
+def test_a_duplicate_anchor_is_refused_where_it_is_repeated() -> None:
+    [problem] = problems_of("a: &x 1\nb: &x 2\nc: *x\n")
+    assert "duplicate anchor" in problem.message
+    assert (problem.line, problem.col) == (2, 4)
+
+
+def test_an_anchor_inside_a_refused_key_is_still_known() -> None:
+    [problem] = problems_of("? &k [1, 2]\n: v\nb: *k\n")
+    assert "must be a plain word" in problem.message
+    assert (problem.line, problem.col) == (1, 3)
+
+
+def test_positions_inside_an_alias_are_the_anchors() -> None:
+    _, positions = parse("base: &b\n  retries: 2\n  then: x\nuse: *b\n", "t.yaml")
+    assert positions.at(("use", "retries")) == (2, 12)
+    assert positions.key_at(("use", "then")) == (3, 3)

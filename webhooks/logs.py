@@ -59,9 +59,3 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     handler._omnivoice = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # Neither format shows the thread, process or source line of a record, so the logging
-    # module need not look them up for every line (the "Optimization" advice of its HOWTO).
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]
