@@ -121,29 +121,20 @@ class Walker:
         """A new call waiting at the first menu."""
         return engine.start(self.flow, caller="+12125550100", call_sid="CAbench", at=0.0).session
 
-    def steps(self, count: int) -> float:
-        """Seconds for ``count`` engine steps."""
-        session = self.session
+    def steps(self, count: int, same_path: bool = False) -> float:
+        """Seconds for ``count`` engine steps: the call walking on through the flow, or (with
+        ``same_path``) each step answering the first menu of the same waiting call."""
+        waiting = self.fresh() if same_path else self.session
+        session = waiting
         answer = Answer(digits="1", at=1.0)
         started = time.perf_counter()
         for _ in range(count):
-            session = engine.step(self.flow, session, answer).session
+            session = engine.step(self.flow, waiting if same_path else session, answer).session
         elapsed = time.perf_counter() - started
         if session.waiting != "input":
             raise RuntimeError(f"the walk left the menus: {session.node} {session.status}")
-        self.session = session
-        return elapsed
-
-    def steps_same_path(self, count: int) -> float:
-        """Seconds for ``count`` steps that each answer the first menu of a fresh call."""
-        waiting = self.fresh()
-        answer = Answer(digits="1", at=1.0)
-        started = time.perf_counter()
-        for _ in range(count):
-            session = engine.step(self.flow, waiting, answer).session
-        elapsed = time.perf_counter() - started
-        if session.waiting != "input":
-            raise RuntimeError(f"the step left the menus: {session.node} {session.status}")
+        if not same_path:
+            self.session = session
         return elapsed
 
     def starts(self, count: int) -> float:
@@ -162,13 +153,13 @@ def engine_times(flows: dict[str, Flow], batches: int, per_batch: int) -> dict[s
     start_us: dict[str, list[float]] = {name: [] for name in flows}
     for walker in walkers.values():  # warm caches and compiled templates once
         walker.steps(per_batch // 10 or 1)
-        walker.steps_same_path(per_batch // 10 or 1)
+        walker.steps(per_batch // 10 or 1, same_path=True)
         walker.starts(per_batch // 10 or 1)
     for batch in range(batches):
         order = list(walkers) if batch % 2 == 0 else list(reversed(walkers))
         for name in order:
             walker = walkers[name]
-            step_us[name].append(1e6 * walker.steps_same_path(per_batch) / per_batch)
+            step_us[name].append(1e6 * walker.steps(per_batch, same_path=True) / per_batch)
             walk_us[name].append(1e6 * walker.steps(per_batch) / per_batch)
             start_us[name].append(1e6 * walker.starts(per_batch) / per_batch)
     return {
