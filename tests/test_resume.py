@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -18,6 +20,7 @@ import pytest
 import redis
 from flask import Flask
 
+from context.redis_client import connect
 from ivr.session import Session
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
@@ -532,6 +535,44 @@ def test_redis_restart_between_calls_starts_fresh(
     back.press("1")
     assert "confirmation code" in back.last_heard
     connection.close()
+
+
+def test_an_outage_mid_call_loses_nothing(
+    make_app: Callable[..., Flask], private_redis: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    """Redis stops answering mid-call: the caller hears the fallback; once it is back, the
+    stored progress is all there and the caller's next call resumes it."""
+    server = private_redis()
+    port = private_redis.port  # type: ignore[attr-defined]
+    connection = connect(f"redis://127.0.0.1:{port}/0", timeout=0.3, dev_mode=False)
+    app = make_app(REDIS_CLIENT=connection, FALLBACK_NUMBER="+14155550999")
+    c = dial(app)
+    c.press("2")
+    c.say("A B C 1 2 3")
+    assert "Press 1 for flight OV 105" in c.last_heard
+    inspector = redis.Redis(port=port)
+    [session_key] = inspector.keys("*session*")
+    before = inspector.hgetall(session_key)
+    os.kill(server.pid, signal.SIGSTOP)  # the server hangs: every command times out
+    try:
+        started = time.monotonic()
+        c.press("1")
+        assert time.monotonic() - started < 2  # the production client gives up fast
+        assert c.statuses[-1] == 200
+        assert c.last_heard.startswith("Sorry, we are having trouble right now.")
+        assert c.ended == "dial"
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert inspector.hgetall(session_key) == before
+    assert c.hang_up("completed") == 204
+    back = dial(app)
+    assert back.last_heard.startswith("Welcome back. Last time you were choosing a new flight")
+    back.say("continue please")
+    assert "Press 1 for flight OV 105" in back.last_heard
+    back.press("1")
+    assert "OV 105" in back.last_heard
+    connection.close()
+    inspector.close()
 
 
 LEAKY_FLOW = """
