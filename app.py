@@ -69,7 +69,8 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 class CookielessSessions(SecureCookieSessionInterface):
     """Flask's cookie sessions, without building a signer for requests that carry no cookie.
 
-    Twilio's webhooks carry none, and the signer was a measurable share of a webhook's time.
+    Data dips served in-process (the demo back-end), health checks and metrics scrapes carry
+    none, and the signer was a measurable share of such a request's time.
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:

@@ -18,7 +18,7 @@ from ivr import answers, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import GatherSpec, Node, PausePart, PlayPart, Prompt, RetrySpec, SayPart
-from ivr.session import ACTIVE, COMPLETED, TRAIL_LIMIT, TRANSFERRED, Session, Visit
+from ivr.session import ACTIVE, COMPLETED, TRANSFERRED, Session, Visit
 from ivr.turn import (
     Action,
     Answer,
@@ -124,11 +124,11 @@ class _Runner:
             # Entering a node (even the same one again) starts its retry count afresh; a reprompt
             # does not come through here.
             session = self.session
-            self.session = session.evolve(
+            self.session = session.visited(
+                Visit(name),
                 node=name,
                 no_input_count=0,
                 no_match_count=0,
-                trail=(*session.trail, Visit(name))[-TRAIL_LIMIT:],
                 checkpoint=name if node.checkpoint else session.checkpoint,
             )
             if node.set:

@@ -75,9 +75,9 @@ class Session:
         clone.__dict__.update(changes)
         return clone
 
-    def visited(self, visit: Visit) -> Session:
-        """Return a copy with ``visit`` appended to the (bounded) trail."""
-        return self.evolve(trail=(*self.trail, visit)[-TRAIL_LIMIT:])
+    def visited(self, visit: Visit, **changes: Any) -> Session:
+        """Return a copy with ``visit`` appended to the (bounded) trail and ``changes`` applied."""
+        return self.evolve(trail=(*self.trail, visit)[-TRAIL_LIMIT:], **changes)
 
     def call_ended(self, call_status: str, at: float) -> Session:
         """Record that the call ended; a session still in self-service becomes interrupted."""

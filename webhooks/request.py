@@ -1,7 +1,7 @@
 """A Twilio webhook request, read straight from the WSGI environ.
 
 Twilio posts small ``application/x-www-form-urlencoded`` forms. :func:`read` takes what the voice
-webhooks need (method, path, query, every form value, the signature headers and the URL as Twilio
+webhooks need (path, query, every form value, the signature headers and the URL as Twilio
 requested it) in one pass, without a framework's request object: on the path every call takes,
 that object cost more than the flow engine's whole step.
 
@@ -28,7 +28,6 @@ class BodyTooLarge(ValueError):
 class WebhookRequest:
     """The parts of a webhook request the voice endpoints use."""
 
-    method: str
     path: str
     script_root: str  # where the app is mounted (SCRIPT_NAME)
     query: dict[str, list[str]]
@@ -38,11 +37,6 @@ class WebhookRequest:
     signature: str | None
     signature_settings: str | None
     url: str  # the URL Twilio requested, as it signed it
-
-    def field(self, name: str) -> str | None:
-        """The first value of form field ``name``."""
-        values = self.form.get(name)
-        return values[0] if values else None
 
     def fields(self) -> dict[str, str]:
         """Each form field's first value."""
@@ -65,7 +59,6 @@ def read(environ: dict[str, Any], public_base: str | None = None) -> WebhookRequ
     body = _body(environ)
     form = parse_pairs(body.decode("utf-8", "replace")) if mimetype == FORM and body else {}
     return WebhookRequest(
-        method=str(environ.get("REQUEST_METHOD", "GET")).upper(),
         path=str(environ.get("PATH_INFO", "")),
         script_root=str(environ.get("SCRIPT_NAME", "")).rstrip("/"),
         query=parse_pairs(str(environ.get("QUERY_STRING", ""))),
@@ -124,7 +117,7 @@ def parse_pairs(text: str) -> dict[str, list[str]]:
 
 def public_url(environ: dict[str, Any], public_base: str | None = None) -> str:
     """The URL Twilio requested, as Twilio saw it (percent-escapes exactly as sent)."""
-    target = request_target(environ)
+    target = _request_target(environ)
     if public_base:
         root = str(environ.get("SCRIPT_NAME", ""))
         if root and target.startswith(root):
@@ -143,7 +136,7 @@ def public_url(environ: dict[str, Any], public_base: str | None = None) -> str:
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
-def request_target(environ: dict[str, Any]) -> str:
+def _request_target(environ: dict[str, Any]) -> str:
     """The path and query of the request line, before any decoding."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw:
