@@ -22,6 +22,7 @@ import redis
 
 from context.callers import masked
 from context.keys import Keys
+from context.redis_errors import STORE_UNAVAILABLE
 from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.session import Session
 
@@ -48,7 +49,7 @@ return {fields[1], fields[2], reply, false}
 
 _T = TypeVar("_T")
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+REDIS_DOWN = STORE_UNAVAILABLE
 
 
 @dataclass(frozen=True)

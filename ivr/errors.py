@@ -3,6 +3,7 @@
 ::
 
     OmnivoiceError
+    ├── ConfigurationError        a setting is unusable (named, with its masked value)
     ├── FlowError                 a flow definition is unusable
     │   └── FlowLoadError         YAML or schema problems, each with file:line:col
     ├── EngineError               a flow could not be stepped (loop guard, bad state)
@@ -37,6 +38,16 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+
+class ConfigurationError(OmnivoiceError):
+    """A setting (``REDIS_URL``, for instance) has a value Omnivoice cannot use."""
+
+    def __init__(self, setting: str, value: str, reason: str) -> None:
+        self.setting = setting
+        self.value = value  # already masked: never a password
+        self.reason = reason
+        super().__init__(f"{setting} {value!r} is not usable: {reason}")
 
 
 class FlowError(OmnivoiceError):
