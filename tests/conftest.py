@@ -107,6 +107,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     connection = client_for(redis_url)
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     connection.test_prefix = prefix
+    connection.omnivoice_url = redis_url
     delete_under(connection, prefix)
     yield connection
     delete_under(connection, prefix)

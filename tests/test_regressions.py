@@ -21,7 +21,7 @@ from tests.test_sessions import _valid_doc
 
 @pytest.fixture
 def counted(redis_client: redis.Redis) -> Iterator[tuple[redis.Redis, RoundTrips]]:
-    connection, counter = counting_client()
+    connection, counter = counting_client(redis_client)
     yield connection, counter
     connection.close()
 
