@@ -19,6 +19,7 @@ from flask.wrappers import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from channels.http import HttpFetcher
+from context import health
 from context.keys import Keys
 from context.redis_client import connect
 from context.sessions import SessionStore
@@ -145,17 +146,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        if unfit:
-            return Response(
-                "no REDIS_URL: sessions are not shared or durable (set OMNIVOICE_DEV=1 for a demo)\n",
-                503,
-                mimetype="text/plain",
-            )
-        try:
-            connection.ping()
-        except Exception as exc:  # any failure means "not ready"
-            return Response(f"redis: {type(exc).__name__}\n", 503, mimetype="text/plain")
-        return Response(f"ok: {len(catalog.flows())} flow(s)\n", 200, mimetype="text/plain")
+        checked = health.report(connection, store.keys, catalog, unshared=unfit)
+        return Response(checked.text, checked.status, mimetype="text/plain")
 
     metrics.install(app)
     if app.config["DEMO_API"]:

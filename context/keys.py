@@ -44,3 +44,7 @@ class Keys:
     def resume_code_failures(self, minute: int) -> str:
         """How many wrong resume codes were keyed in one minute, across all callers."""
         return f"{self.prefix}:resume-code-failures:{minute}"
+
+    def health(self, tag: str) -> str:
+        """A short-lived key ``/healthz`` writes to prove a node accepts writes (``tag``: which)."""
+        return f"{self.prefix}:health:{{{_tag(tag)}}}"

@@ -93,10 +93,17 @@ def _cluster(target: RedisTarget, timeout: float) -> RedisCluster:
 
 
 def _sentinel_master(target: RedisTarget, timeout: float) -> redis.Redis:
-    """A client of the master the Sentinels name; it asks them again after a failover."""
+    """A client of the master the Sentinels name; it asks them again after a failover.
+
+    Each Sentinel is asked once, never retried: the next Sentinel in the list is the retry.
+    """
     sentinels = Sentinel(
         list(target.nodes),
-        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+        sentinel_kwargs={
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        },
     )
     assert target.service is not None  # parse_redis_url requires it
     return sentinels.master_for(
@@ -113,7 +120,8 @@ def _sentinel_master(target: RedisTarget, timeout: float) -> redis.Redis:
 class LazyCluster:
     """A :class:`RedisCluster` built at its first command (its constructor contacts the seeds).
 
-    Every attribute is the built client's. If no seed answers, the command raises
+    Every attribute is the built client's. If no seed answers (or none knows a master), the
+    command raises
     :class:`redis.ConnectionError` (a store outage, like any other) and the next command tries
     again.
     """
@@ -132,9 +140,11 @@ class LazyCluster:
                 if self._client is None:
                     try:
                         self._client = self._build()
-                    except (RedisClusterException, RedisError, OSError) as exc:
+                    # IndexError: redis-py's way of saying the layout has no master at all
+                    except (RedisClusterException, RedisError, OSError, IndexError) as exc:
                         raise redis.ConnectionError(
-                            f"no seed node of {self._seeds} answered: {exc}"
+                            f"no seed node of {self._seeds} gave a usable cluster layout: "
+                            f"{type(exc).__name__}: {exc}"
                         ) from exc
         return self._client
 

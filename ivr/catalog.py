@@ -131,6 +131,11 @@ class Catalog:
                 log.error("%s", problem)
         self._by_id, self._by_number = by_id, by_number
 
+    def refused(self) -> dict[Path, Problem]:
+        """Each file that is currently refused, with its first problem."""
+        with self._lock:
+            return {path: e.problems[0] for path, e in sorted(self._entries.items()) if e.problems}
+
     # ---- lookups --------------------------------------------------------------------------
     def flows(self) -> list[Flow]:
         """The current version of every flow, by id."""

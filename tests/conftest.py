@@ -91,6 +91,11 @@ def redis_sentinel_url() -> Iterator[str]:
     )
 
 
+def on_topologies(*names: str) -> pytest.MarkDecorator:
+    """Run a test only on the topologies ``names`` (say why where it is used)."""
+    return pytest.mark.parametrize("redis_url", names, indirect=True)
+
+
 @pytest.fixture(params=TOPOLOGIES)
 def redis_url(request: pytest.FixtureRequest) -> str:
     """The ``REDIS_URL`` of the topology this test runs on."""

@@ -185,7 +185,7 @@ class LocalServer:
 def start_server(*options: str) -> LocalServer:
     """A plain server with extra ``options`` (``--maxmemory 1``, ``--replicaof ...``)."""
     servers = Servers(Path(tempfile.mkdtemp(prefix="omnivoice-redis-")))
-    [port] = free_ports(1)
+    [port] = free_ports(1, bus="--cluster-enabled" in options)
     try:
         servers.start(port, *options)
     except BaseException:
