@@ -93,6 +93,14 @@ def wait_for(what: str, check: object, timeout: float = 20.0) -> None:
     raise TopologyError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def replicated(port: int) -> bool:
+    """Whether every replica of the master on ``port`` has all it wrote (offsets equal)."""
+    info = fields(cli(port, "INFO", "replication"))
+    offset = info.get("master_repl_offset")
+    replicas = [v for k, v in info.items() if k.startswith("slave") and k[5:].isdigit()]
+    return bool(replicas) and all(f"offset={offset}," in f"{r}," for r in replicas)
+
+
 @dataclass
 class Servers:
     """Processes started in one directory; :meth:`stop` kills them all and removes it."""

@@ -10,7 +10,7 @@ the first and to the last caller served again) are printed (``-s``) and recorded
 Callers of the master that is killed are parked, not stepping, when it dies: Redis replicates
 asynchronously, so a write acknowledged in the last milliseconds before a crash may be lost with
 the master, and "resumes where it left off" is only well defined for a session the replica had
-(``WAIT`` makes sure it has).
+(the tests wait until the replica's offset matches).
 """
 
 from __future__ import annotations
@@ -35,7 +35,14 @@ from context.keys import Keys
 from simulator import Call, FlaskTransport
 from tests import support_topologies
 from tests.conftest import AUTH_TOKEN, REPO, REQUIRE_TOPOLOGIES
-from tests.support_topologies import HOST, LocalCluster, LocalSentinels, cli
+from tests.support_topologies import (
+    HOST,
+    LocalCluster,
+    LocalSentinels,
+    cli,
+    replicated,
+    wait_for,
+)
 from webhooks.twiml import APOLOGY
 
 FALLBACK = "+14155550999"
@@ -275,7 +282,7 @@ def test_a_cluster_master_dies_and_only_its_callers_notice(
     victim = max(by_master, key=lambda port: len(by_master[port]))
 
     calls = {caller: park(app, caller) for caller in callers}
-    assert cli(victim, "WAIT", "1", "2000").strip() == "1"  # the replica has every session
+    wait_for("the replica to have every session", lambda: replicated(victim), timeout=5)
     doomed = {c: call for c, call in calls.items() if c in by_master[victim]}
     healthy = {c: call for c, call in calls.items() if c not in doomed}
     during: list[tuple[int, str]] = []
@@ -329,7 +336,7 @@ def test_sentinel_failover_is_followed_and_parked_callers_resume(
     app = build_app(sentinels.url, tmp_path / "flows", prefix)
     callers = [f"+1415555{3000 + n:04d}" for n in range(10)]
     calls = {caller: park(app, caller) for caller in callers}
-    assert cli(sentinels.master, "WAIT", "1", "2000").strip() == "1"
+    wait_for("the replica to have every session", lambda: replicated(sentinels.master), timeout=5)
     old_master = sentinels.master
     rejoined: list[int] = []
 
