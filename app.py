@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,13 +20,17 @@ from flask.wrappers import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from channels.http import HttpFetcher
+from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_client import connect
 from context.sessions import SessionStore
+from conversation.events import LogSink
+from conversation.flow_versions import FlowVersions
+from conversation.resume_codes import CodeLimits, ResumeCodes
+from conversation.service import ConversationService
 from ivr.catalog import Catalog
 from simulator.cli import call as simulated_call
-from webhooks import demo_api, logs, metrics, voice
-from webhooks.calls import CallService
+from webhooks import demo_api, logs, metrics, twiml, voice
 from webhooks.cli import flows
 
 log = logging.getLogger("omnivoice")
@@ -58,6 +63,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "RESUME_CODE_FAILURES_PER_MINUTE": int(
             environ.get("RESUME_CODE_FAILURES_PER_MINUTE", "30")
         ),
+        "EVENT_STREAM_SHARDS": int(environ.get("EVENT_STREAM_SHARDS", "8")),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
         "DEMO_API": environ.get("DEMO_API", "1").lower() in TRUE,
@@ -96,8 +102,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Sessions in one process are fine for a demo, never for a server that takes real calls.
     unshared = not app.config.get("REDIS_CLIENT") and not app.config["REDIS_URL"]
     unfit = unshared and not app.config["DEV_MODE"]
+    keys = Keys(app.config["REDIS_KEY_PREFIX"])
+    cluster = str(app.config.get("REDIS_URL") or "").startswith("redis+cluster://")
+    events = EventStream(connection, keys, app.config["EVENT_STREAM_SHARDS"])
     store = SessionStore(
-        connection, Keys(app.config["REDIS_KEY_PREFIX"]), app.config["SESSION_TTL"]
+        connection, keys, app.config["SESSION_TTL"], events=events, cluster=cluster
     )
     catalog = Catalog(app.config["FLOWS_DIR"], app.config["DEFAULT_FLOW"])
     catalog.refresh()
@@ -109,13 +118,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     }
     app.extensions["omnivoice.catalog"] = catalog
     app.extensions["omnivoice.store"] = store
-    service = CallService(
+    app.extensions["omnivoice.events"] = events
+    clock = app.config.get("CLOCK") or time.time
+    versions = FlowVersions(catalog, store)
+    limits = CodeLimits(floor=app.config["RESUME_CODE_FAILURES_PER_MINUTE"])
+    service = ConversationService(
         catalog,
         store,
         HttpFetcher(local_app=app),
-        answer_url=lambda root, step: f"{root}{voice.ANSWER_PATH}?step={step}",
+        twiml.VoiceRenderer(voice.ANSWER_PATH),
         env=flow_env,
-        code_failure_limit=app.config["RESUME_CODE_FAILURES_PER_MINUTE"],
+        clock=clock,
+        versions=versions,
+        codes=ResumeCodes(store, versions, clock, limits),
+        sinks=(LogSink(), metrics.MetricsSink(), *app.config.get("EVENT_SINKS", ())),
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
     )
     app.extensions["omnivoice.calls"] = service

@@ -11,10 +11,28 @@ from __future__ import annotations
 import logging
 
 import redis
+from redis import exceptions as errors
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 log = logging.getLogger(__name__)
+
+# What "the store is unavailable" looks like from redis-py: no answer, a cluster that is down or
+# failing over, a replica that was a master a moment ago, a server out of memory. Each becomes
+# the caller's spoken fallback (and a "store unavailable" log line), never an unexpected failure.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    errors.ConnectionError,  # includes sentinel's MasterNotFoundError
+    errors.TimeoutError,
+    ConnectionError,
+    OSError,
+    errors.ClusterError,  # ClusterDownError, MasterDownError
+    errors.TryAgainError,
+    errors.ReadOnlyError,
+    errors.OutOfMemoryError,
+    errors.BusyLoadingError,
+    errors.SlotNotCoveredError,
+    errors.RedisClusterException,  # no seed node of a cluster answered
+)
 
 EMBEDDED_WARNING = (
     "REDIS_URL is not set: sessions live in an in-process fakeredis. They are NOT shared between "

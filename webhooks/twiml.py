@@ -21,6 +21,17 @@ CONNECTING = "Please hold while I connect you to someone who can help."
 GOODBYE = "Please call again later. Goodbye."
 
 
+class VoiceRenderer:
+    """The voice channel's renderer: TwiML whose gathers post to ``answer_path?step=N``."""
+
+    def __init__(self, answer_path: str) -> None:
+        self.answer_path = answer_path
+
+    def render(self, actions: tuple[Action, ...], url_root: str, step: int) -> str:
+        """TwiML for ``actions``; the caller's answer comes back naming ``step``."""
+        return render(actions, f"{url_root}{self.answer_path}?step={step}")
+
+
 def render(actions: Iterable[Action], answer_url: str) -> str:
     """TwiML for ``actions``; gathers post their answer to ``answer_url``.
 

@@ -4,7 +4,7 @@
 everything else (health, metrics, the demo back-end). A webhook is dead air for the caller, and
 Flask's per-request machinery (contexts, routing, hooks, request and response objects) cost more
 than the flow engine's whole step; these three endpoints need none of it. Views only parse,
-check the signature, delegate to :class:`~webhooks.calls.CallService` and render; any failure
+check the signature, delegate to :class:`~conversation.service.ConversationService` and render; any failure
 becomes a spoken apology and a route to a person (``FALLBACK_NUMBER`` / ``FALLBACK_QUEUE``),
 never a 500.
 """
@@ -20,9 +20,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
 from ivr.errors import OmnivoiceError, StoreUnavailable
 from webhooks import metrics, twiml
-from webhooks.calls import INCOMING_STEP, MAX_STEP, CallService
 from webhooks.params import CallParams
 from webhooks.request import BodyTooLarge, WebhookRequest, read
 from webhooks.signature import is_signed
@@ -81,7 +81,7 @@ class VoiceWebhooks:
     def __init__(
         self,
         other: WsgiApp,
-        service: CallService,
+        service: ConversationService,
         settings: VoiceSettings,
         before: Callable[[], None] = lambda: None,
     ) -> None:
