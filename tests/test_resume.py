@@ -74,7 +74,8 @@ class Clock:
 @pytest.fixture
 def clock(app: Flask) -> Clock:
     fake = Clock()
-    app.extensions["omnivoice.calls"].clock = fake
+    service = app.extensions["omnivoice.calls"]
+    service.clock = service.codes.clock = fake
     return fake
 
 
