@@ -33,6 +33,7 @@ from conversation.events import (
     from_effects,
 )
 from conversation.flow_versions import FlowVersions
+from conversation.inbound import Inbound
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
 from ivr import engine, resume, steps
 from ivr.catalog import Catalog
@@ -41,7 +42,6 @@ from ivr.flow import Flow
 from ivr.session import Session
 from ivr.states import EventName, PlanKind, Status, Waiting, start_event
 from ivr.turn import Action, Answer, FetchResult, Gather, Hangup, HttpRequest, Note, Say, Turn
-from webhooks.params import CallParams
 
 log = logging.getLogger("omnivoice.calls")
 
@@ -108,7 +108,7 @@ class ConversationService:
         self.stream: EventStream | None = store.events
 
     # ---- voice ----------------------------------------------------------------------------
-    def incoming(self, params: CallParams) -> str | None:
+    def incoming(self, params: Inbound) -> str | None:
         """A new call: start (or resume) the flow for the called number; ``None``: no flow."""
 
         def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
@@ -118,7 +118,7 @@ class ConversationService:
 
         return self._exchange(params, INCOMING_STEP, decide)
 
-    def answer(self, params: CallParams, step: int) -> str | None:
+    def answer(self, params: Inbound, step: int) -> str | None:
         """The caller's answer to what was asked at ``step``."""
 
         def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
@@ -147,19 +147,19 @@ class ConversationService:
 
         return self._exchange(params, step, decide)
 
-    def status(self, params: CallParams) -> bool:
+    def status(self, params: Inbound) -> bool:
         """Record a call status callback; ``False`` when the call is unknown or already recorded."""
-        if params.call_status not in TERMINAL_CALL_STATUSES:
+        if params.status not in TERMINAL_CALL_STATUSES:
             return False
         for _ in range(SAVE_ATTEMPTS):
             loaded = self._load(params.caller.key)
             session = loaded.session
-            if session is None or session.call_sid != params.call_sid:
+            if session is None or session.call_sid != params.contact_id:
                 return False
             if session.call_status in TERMINAL_CALL_STATUSES:
                 return False
             now = self.clock()
-            ended = session.call_ended(params.call_status, now)
+            ended = session.call_ended(params.status, now)
             note = Note(
                 EventName.CALL_ENDED, {"status": ended.status, "reason": ended.ended_reason}
             )
@@ -173,13 +173,13 @@ class ConversationService:
 
     # ---- the exchange ---------------------------------------------------------------------
     def _exchange(
-        self, params: CallParams, step: int, decide: Callable[[Loaded, list[Note]], Outcome]
+        self, params: Inbound, step: int, decide: Callable[[Loaded, list[Note]], Outcome]
     ) -> str | None:
         """Load, decide, settle, render, save; the events reach the sinks once the save stands."""
         deadline = time.monotonic() + self.turn_budget  # data dips share it, retries included
         try:
             for _ in range(SAVE_ATTEMPTS):
-                loaded = self._load(params.caller.key, params.call_sid, step)
+                loaded = self._load(params.caller.key, params.contact_id, step)
                 notes: list[Note] = []
                 outcome = decide(loaded, notes)
                 if outcome.turn is None or outcome.flow is None:
@@ -218,7 +218,7 @@ class ConversationService:
         except StoreUnavailable:
             self.versions.store_failed()  # it may come back empty: publish versions again
             raise
-        raise SessionContention(params.call_sid)
+        raise SessionContention(params.contact_id)
 
     def _save(
         self,
@@ -237,7 +237,7 @@ class ConversationService:
         )
         return None if saved is None else saved.published
 
-    def _begin(self, params: CallParams, loaded: Loaded, notes: list[Note]) -> Outcome:
+    def _begin(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
         """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`."""
         flow = self.catalog.for_number(params.to)
         if flow is None:
@@ -248,7 +248,7 @@ class ConversationService:
         if (
             previous is not None
             and previous.status == Status.ACTIVE
-            and previous.call_sid != params.call_sid
+            and previous.call_sid != params.contact_id
         ):
             notes.append(Note(EventName.CALL_SUPERSEDED, {"previous_call": previous.call_sid}))
         pinned = (
@@ -266,7 +266,7 @@ class ConversationService:
         if pinned is None or previous is None:
             notes.append(Note(EventName.FLOW_VERSION_GONE))
             return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
-        carried = resume.carried_over(pinned, previous, params.call_sid, now, params.attested)
+        carried = resume.carried_over(pinned, previous, params.contact_id, now, params.attested)
         if plan.kind == PlanKind.OFFER:
             return Outcome(flow=pinned, turn=resume.offer(pinned, carried, self.env))
         if plan.kind == PlanKind.TRANSFERRED:
@@ -275,10 +275,10 @@ class ConversationService:
             )
         return Outcome(flow=pinned, turn=resume.restore(pinned, carried, now, self.env))
 
-    def _fresh(self, flow: Flow, params: CallParams, apology: str | None = None) -> Turn:
+    def _fresh(self, flow: Flow, params: Inbound, apology: str | None = None) -> Turn:
         lead = (Say(apology, flow.spec.voice, flow.spec.language),) if apology else ()
         turn = engine.start(
-            flow, caller=params.caller.key, call_sid=params.call_sid, at=self.clock(),
+            flow, caller=params.caller.key, call_sid=params.contact_id, at=self.clock(),
             env=self.env, lead=lead,
         )  # fmt: skip
         session = turn.session.evolve(
@@ -286,7 +286,7 @@ class ConversationService:
         )
         return turn.evolve(session=session)
 
-    def _restart(self, params: CallParams, session: Session) -> Outcome:
+    def _restart(self, params: Inbound, session: Session) -> Outcome:
         """The session's flow version cannot be served: apologise and start the current flow."""
         flow = self.catalog.for_number(params.to) or self.catalog.get(session.flow_id)
         if flow is None:
@@ -302,13 +302,13 @@ class ConversationService:
             env=self.env, node=session.node, session=session,
         )  # fmt: skip
 
-    def _say_goodbye(self, params: CallParams, text: str | None = None) -> Outcome:
+    def _say_goodbye(self, params: Inbound, text: str | None = None) -> Outcome:
         actions: tuple[Action, ...] = (Say(text), Hangup()) if text else (Hangup(),)
         return Outcome(reply=self.renderer.render(actions, params.url_root, INCOMING_STEP))
 
     # ---- resume codes ---------------------------------------------------------------------
     def _code_answer(
-        self, flow: Flow, session: Session, params: CallParams, notes: list[Note]
+        self, flow: Flow, session: Session, params: Inbound, notes: list[Note]
     ) -> Outcome:
         code = (params.digits or "").rstrip("#")
         if not code:
@@ -328,11 +328,11 @@ class ConversationService:
         return Outcome(flow=flow, turn=resume.ask_code(flow, retry, retry=True))
 
     def _resume_by_code(
-        self, code: str, found: Redeemed, session: Session, params: CallParams
+        self, code: str, found: Redeemed, session: Session, params: Inbound
     ) -> Outcome:
         now = self.clock()
         moved = resume.carried_over(
-            found.flow, found.previous, params.call_sid, now, params.attested
+            found.flow, found.previous, params.contact_id, now, params.attested
         ).evolve(caller=session.caller, resume_code=None, step=session.step + 1)
         turn = resume.restore(found.flow, moved, now, self.env)
         return Outcome(
@@ -342,7 +342,7 @@ class ConversationService:
             redeemed=(code, found),
         )
 
-    def _issue_code(self, flow: Flow, params: CallParams, turn: Turn) -> Turn:
+    def _issue_code(self, flow: Flow, params: Inbound, turn: Turn) -> Turn:
         """Give a caller without caller ID a resume code at their first question, once."""
         session = turn.session
         if (
@@ -403,7 +403,7 @@ class ConversationService:
         return Turn(turn.session, tuple(actions), tuple(effects))
 
     def _emit_unsaved(
-        self, params: CallParams, session: Session | None, notes: Sequence[Note]
+        self, params: Inbound, session: Session | None, notes: Sequence[Note]
     ) -> None:
         """Events of a decision that saved nothing: to the sinks (log, metrics), not the stream."""
         if not notes:
@@ -412,10 +412,10 @@ class ConversationService:
         now = self.clock()
         if about is None:
             about = Session(
-                caller=params.caller.key, flow_id="", flow_version="", call_sid=params.call_sid
+                caller=params.caller.key, flow_id="", flow_version="", call_sid=params.contact_id
             )
         emit_all(self.sinks, from_effects(notes, about, None, now))
 
 
-def _owned(session: Session | None, params: CallParams) -> bool:
-    return session is not None and session.call_sid == params.call_sid
+def _owned(session: Session | None, params: Inbound) -> bool:
+    return session is not None and session.call_sid == params.contact_id

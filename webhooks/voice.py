@@ -20,10 +20,11 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+from conversation.inbound import Inbound
 from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
 from ivr.errors import OmnivoiceError, StoreUnavailable
 from webhooks import metrics, twiml
-from webhooks.params import CallParams
+from webhooks.params import parse_call
 from webhooks.request import BodyTooLarge, WebhookRequest, read
 from webhooks.signature import is_signed
 
@@ -178,12 +179,12 @@ class VoiceWebhooks:
         return Reply(204, content_type="text/plain; charset=utf-8")
 
     # ---- pieces -------------------------------------------------------------------------------
-    def params(self, request: WebhookRequest) -> CallParams:
+    def params(self, request: WebhookRequest) -> Inbound:
         root = self.settings.base_path
         if root is None:
             root = request.script_root
-        params = CallParams.parse(request.fields(), self.settings.default_region, root)
-        if not params.call_sid:
+        params = parse_call(request.fields(), self.settings.default_region, root)
+        if not params.contact_id:
             # Twilio always sends a CallSid; without one there is no call to keep state for.
             raise BadRequest(400, "CallSid is missing")
         return params
