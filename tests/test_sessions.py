@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from context.event_stream import EventStream
 from context.keys import Keys
 from context.sessions import SessionStore
-from ivr.errors import SessionCorrupt
+from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.session import Session, Visit
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
@@ -427,3 +427,59 @@ def test_a_document_written_by_json_alone_still_loads(
     redis_client.hset(key, mapping={"seq": 3, "doc": json.dumps(session.to_dict()), "call": "x"})
     loaded = store.load(session.caller)
     assert loaded.seq == 3 and loaded.session == session
+
+
+# ---- what counts as "store unavailable" ---------------------------------------------------
+class _Refusing:
+    """A connection whose every command fails with ``error`` (a cluster mid-failover, ...)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def execute_command(self, *args: object, **kwargs: object) -> object:
+        raise self.error
+
+    def pipeline(self, *args: object, **kwargs: object) -> _Refusing:
+        return self
+
+    def __enter__(self) -> _Refusing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        return self.execute_command
+
+
+FAILOVER_ERRORS = [
+    redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+    redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+    redis.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."),
+    redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'"),
+    redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379"),
+]
+
+
+@pytest.mark.parametrize("error", FAILOVER_ERRORS, ids=lambda e: type(e).__name__)
+def test_failover_and_memory_errors_are_store_unavailable(error: Exception) -> None:
+    store = SessionStore(_Refusing(error), Keys("x"), TTL)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailable):
+        store.load(CALLER, CALL_SID, 0)
+    with pytest.raises(StoreUnavailable):
+        store.save(a_session(), 0)
+
+
+@pytest.mark.parametrize("error", FAILOVER_ERRORS, ids=lambda e: type(e).__name__)
+def test_a_caller_hears_the_fallback_when_the_store_fails_over(
+    make_app: Callable[..., Flask], error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(REDIS_CLIENT=_Refusing(error), FALLBACK_QUEUE="support")
+    with caplog.at_level(logging.ERROR):
+        response = post(app.test_client(), "/voice", form())
+    assert response.status_code == 200
+    root = twiml(response)
+    assert root.find("Enqueue") is not None and root.find("Enqueue").text == "support"
+    assert any("session store unavailable" in r.getMessage() for r in caplog.records)
+    assert not any("unexpected failure" in r.getMessage() for r in caplog.records)
