@@ -24,8 +24,8 @@ from context.redis_client import connect
 from context.sessions import SessionStore
 from ivr.catalog import Catalog
 from simulator.cli import call as simulated_call
-from webhooks import demo_api, logs, metrics, voice
-from webhooks.calls import CallService
+from webhooks import demo_api, front, logs, metrics, voice
+from webhooks.calls import INCOMING_STEP, MAX_STEP, CallService
 from webhooks.cli import flows
 
 log = logging.getLogger("omnivoice")
@@ -113,7 +113,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         catalog,
         store,
         HttpFetcher(local_app=app),
-        answer_url=lambda root, step: f"{root}{voice.ANSWER_PATH}?step={step}",
+        answer_url=voice.answer_url,
         env=flow_env,
         code_failure_limit=app.config["RESUME_CODE_FAILURES_PER_MINUTE"],
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
@@ -121,22 +121,33 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["omnivoice.calls"] = service
     reload_every = app.config["FLOW_RELOAD_SECONDS"]
 
-    @app.before_request  # the voice webhooks run it themselves: they are not Flask views
+    @app.before_request  # the Twilio front runs it itself: its webhooks are not Flask views
     def reload_flows() -> None:
         if reload_every >= 0:
             catalog.refresh_every(reload_every)
 
-    # Twilio's webhooks are served in front of Flask (see webhooks.voice); ProxyFix goes outside
+    # Twilio's webhooks are served in front of Flask (see webhooks.front); ProxyFix goes outside
     # both, so they see the same forwarded scheme and host.
-    settings = voice.VoiceSettings(
-        auth_token=app.config.get("TWILIO_AUTH_TOKEN"),
-        dev_mode=bool(app.config["DEV_MODE"]),
-        public_base_url=app.config.get("PUBLIC_BASE_URL"),
-        default_region=app.config["DEFAULT_REGION"],
-        fallback_number=app.config.get("FALLBACK_NUMBER"),
-        fallback_queue=app.config.get("FALLBACK_QUEUE"),
+    edge = front.TwilioFront(
+        app.wsgi_app,
+        front.FrontSettings(
+            auth_token=app.config.get("TWILIO_AUTH_TOKEN"),
+            dev_mode=bool(app.config["DEV_MODE"]),
+            public_base_url=app.config.get("PUBLIC_BASE_URL"),
+        ),
+        before=reload_flows,
     )
-    edge = voice.VoiceWebhooks(app.wsgi_app, service, settings, before=reload_flows)
+    voice.register(
+        edge,
+        service,
+        voice.VoiceSettings(
+            steps=range(INCOMING_STEP, MAX_STEP + 1),
+            default_region=app.config["DEFAULT_REGION"],
+            fallback_number=app.config.get("FALLBACK_NUMBER"),
+            fallback_queue=app.config.get("FALLBACK_QUEUE"),
+        ),
+    )
+    app.extensions["omnivoice.front"] = edge
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(edge, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
