@@ -2,8 +2,8 @@
 
 Each script runs in its own process (so one failure does not stop the rest, and each cleans up
 its own servers and keys), writes ``bench/results/<name>.json``, and this module reads those
-files back into ``bench/results/summary.json``. The defaults are short (about three minutes);
-``--full`` uses each script's own defaults (webhooks 3 x 10 s, soak 60 s, about five minutes).
+files back into ``bench/results/summary.json``. The defaults are short (about five minutes);
+``--full`` uses each script's own defaults (webhooks 3 x 10 s, soak 60 s, about nine minutes).
 The profile runs only when py-spy is installed.
 """
 
