@@ -3,6 +3,7 @@
 ::
 
     OmnivoiceError
+    ├── ConfigError               a setting from the environment is missing or unusable
     ├── FlowError                 a flow definition is unusable
     │   └── FlowLoadError         YAML or schema problems, each with file:line:col
     ├── EngineError               a flow could not be stepped (loop guard, bad state)
@@ -37,6 +38,21 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+
+class ConfigError(OmnivoiceError):
+    """A setting is missing or unusable; the app refuses to start rather than misbehave later.
+
+    ``name`` is the environment variable, ``value`` what it held (``None`` when it is unset) and
+    ``reason`` a sentence saying what it must be.
+    """
+
+    def __init__(self, name: str, value: str | None, reason: str) -> None:
+        self.name = name
+        self.value = value
+        self.reason = reason
+        shown = f"{name} is not set" if value is None else f"{name}={value!r} is not usable"
+        super().__init__(f"{shown}: {reason}")
 
 
 class FlowError(OmnivoiceError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from twilio.twiml.voice_response import Gather as GatherVerb
 from twilio.twiml.voice_response import VoiceResponse
@@ -22,14 +22,14 @@ GOODBYE = "Please call again later. Goodbye."
 
 
 class VoiceRenderer:
-    """The voice channel's renderer: TwiML whose gathers post to ``answer_path?step=N``."""
+    """The voice channel's renderer: TwiML whose gathers post to ``answer_url(root, step)``."""
 
-    def __init__(self, answer_path: str) -> None:
-        self.answer_path = answer_path
+    def __init__(self, answer_url: Callable[[str, int], str]) -> None:
+        self.answer_url = answer_url
 
     def render(self, actions: tuple[Action, ...], url_root: str, step: int) -> str:
         """TwiML for ``actions``; the caller's answer comes back naming ``step``."""
-        return render(actions, f"{url_root}{self.answer_path}?step={step}")
+        return render(actions, self.answer_url(url_root, step))
 
 
 def render(actions: Iterable[Action], answer_url: str) -> str:
