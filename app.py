@@ -78,7 +78,9 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "RESUME_CODE_FAILURES_PER_MINUTE": _number(
             environ, "RESUME_CODE_FAILURES_PER_MINUTE", "30", int, above=0
         ),
-        "EVENT_STREAM_SHARDS": int(environ.get("EVENT_STREAM_SHARDS", "8")),
+        "EVENT_STREAM_SHARDS": _number(
+            environ, "EVENT_STREAM_SHARDS", "8", int, above=0, below=1025
+        ),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
         "DEMO_API": _flag(environ, "DEMO_API", "1"),

@@ -41,6 +41,8 @@ from tests.conftest import REPO
         ("REDIS_KEY_PREFIX", ""),
         ("OMNIVOICE_DEV", "maybe"),
         ("DEMO_API", "sure"),
+        ("EVENT_STREAM_SHARDS", "0"),
+        ("EVENT_STREAM_SHARDS", "eight"),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_name_and_value(name: str, value: str) -> None:
