@@ -15,8 +15,8 @@ voice webhooks call, with a call's CallSid as the contact id.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -92,7 +92,7 @@ class ConversationService:
         codes: ResumeCodes | None = None,
         sinks: Sequence[EventSink] = (LogSink(),),
         turn_budget: float = TURN_BUDGET,
-        new_conversation: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_conversation: Callable[[], str] = lambda: secrets.token_hex(16),
     ) -> None:
         self.catalog = catalog
         self.store = store
