@@ -10,9 +10,11 @@ import gc
 import logging
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
+import click
 from flask import Flask, Response
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.wrappers import Request
@@ -20,51 +22,140 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from channels.http import HttpFetcher
 from context import health
+from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_client import connect
 from context.sessions import SessionStore
+from conversation.events import LogSink
+from conversation.flow_versions import FlowVersions
+from conversation.resume_codes import CodeLimits, ResumeCodes
+from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
 from ivr.catalog import Catalog
+from ivr.errors import ConfigError
 from simulator.cli import call as simulated_call
-from webhooks import demo_api, logs, metrics, voice
-from webhooks.calls import CallService
+from webhooks import demo_api, front, logs, metrics, twiml, voice
 from webhooks.cli import flows
 
 log = logging.getLogger("omnivoice")
 
 TRUE = {"1", "true", "yes", "on"}
+FALSE = {"", "0", "false", "no", "off"}
+NO_SECRET_KEY = (
+    "links and console cookies signed by one worker must verify on every other, so set "
+    "SECRET_KEY to a long random string shared by all workers, e.g. "
+    "python -c 'import secrets; print(secrets.token_hex(32))' (OMNIVOICE_DEV=1 makes up one "
+    "per process for a demo)."
+)
 
 
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Omnivoice's settings from environment variables, with their documented defaults."""
+    """Omnivoice's settings from environment variables, with their documented defaults.
+
+    Raises:
+        ConfigError: a variable holds a value that cannot be used (named with the value).
+    """
     flow_env_names = [n.strip() for n in environ.get("FLOW_ENV", "").split(",") if n.strip()]
     return {
         "TWILIO_ACCOUNT_SID": environ.get("TWILIO_ACCOUNT_SID"),
         "TWILIO_AUTH_TOKEN": environ.get("TWILIO_AUTH_TOKEN"),
         "TWILIO_PHONE_NUMBER": environ.get("TWILIO_PHONE_NUMBER"),
         "REDIS_URL": environ.get("REDIS_URL"),
-        "REDIS_TIMEOUT": float(environ.get("REDIS_TIMEOUT", "0.5")),
-        "REDIS_KEY_PREFIX": environ.get("REDIS_KEY_PREFIX", "omnivoice"),
+        "REDIS_TIMEOUT": _number(environ, "REDIS_TIMEOUT", "0.5", float, above=0),
+        "REDIS_KEY_PREFIX": _key_prefix(environ.get("REDIS_KEY_PREFIX", "omnivoice")),
         "DATABASE_URL": environ.get("DATABASE_URL", "sqlite:///omnivoice.db"),
         "FLOWS_DIR": environ.get("FLOWS_DIR", "flows"),
         "DEFAULT_FLOW": environ.get("DEFAULT_FLOW"),
-        "FLOW_RELOAD_SECONDS": float(environ.get("FLOW_RELOAD_SECONDS", "2")),
+        "FLOW_RELOAD_SECONDS": _number(environ, "FLOW_RELOAD_SECONDS", "2", float),
         "FLOW_ENV": {name: environ.get(name, "") for name in flow_env_names},
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL"),
-        "TRUST_PROXY": int(environ.get("TRUST_PROXY", "0")),
-        "SECRET_KEY": environ.get("SECRET_KEY") or secrets.token_hex(32),
-        "DEV_MODE": environ.get("OMNIVOICE_DEV", "").lower() in TRUE,
+        "TRUST_PROXY": _number(environ, "TRUST_PROXY", "0", int, above=-1),
+        "SECRET_KEY": environ.get("SECRET_KEY") or None,  # required outside dev mode
+        "DEV_MODE": _flag(environ, "OMNIVOICE_DEV", ""),
         "DEFAULT_REGION": environ.get("DEFAULT_REGION", "US"),
-        "SESSION_TTL": int(environ.get("SESSION_TTL", "86400")),
-        "WEBHOOK_BUDGET_SECONDS": float(environ.get("WEBHOOK_BUDGET_SECONDS", "11")),
-        "RESUME_CODE_FAILURES_PER_MINUTE": int(
-            environ.get("RESUME_CODE_FAILURES_PER_MINUTE", "30")
+        "SESSION_TTL": _number(environ, "SESSION_TTL", "86400", int, above=0),
+        "WEBHOOK_BUDGET_SECONDS": _number(
+            environ, "WEBHOOK_BUDGET_SECONDS", "11", float, above=0, below=15
+        ),
+        "RESUME_CODE_FAILURES_PER_MINUTE": _number(
+            environ, "RESUME_CODE_FAILURES_PER_MINUTE", "30", int, above=0
+        ),
+        "EVENT_STREAM_SHARDS": _number(
+            environ, "EVENT_STREAM_SHARDS", "8", int, above=0, below=1025
         ),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
-        "DEMO_API": environ.get("DEMO_API", "1").lower() in TRUE,
+        "DEMO_API": _flag(environ, "DEMO_API", "1"),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": environ.get("LOG_FORMAT", "json"),
     }
+
+
+def _number(
+    environ: Mapping[str, str],
+    name: str,
+    default: str,
+    kind: type[int] | type[float],
+    above: float | None = None,
+    below: float | None = None,
+) -> Any:
+    """Variable ``name`` as an ``int`` or a finite ``float``, strictly between the bounds."""
+    raw = environ.get(name, default)
+    what = "a whole number" if kind is int else "a number"
+    bounds = ""
+    if above is not None:
+        bounds = f" of {int(above) + 1} or more" if kind is int else f" above {above:g}"
+    if below is not None:
+        bounds += f" and below {below:g}"
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise ConfigError(name, raw, f"it must be {what}{bounds}.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(name, raw, f"it must be a finite number{bounds}.")
+    if (above is not None and value <= above) or (below is not None and value >= below):
+        raise ConfigError(name, raw, f"it must be {what}{bounds}.")
+    return value
+
+
+def _flag(environ: Mapping[str, str], name: str, default: str) -> bool:
+    """Variable ``name`` as a boolean: 1/true/yes/on or 0/false/no/off (or empty)."""
+    raw = environ.get(name, default)
+    if raw.strip().lower() in TRUE:
+        return True
+    if raw.strip().lower() in FALSE:
+        return False
+    raise ConfigError(name, raw, "it must be 1, true, yes or on, or 0, false, no or off.")
+
+
+def _key_prefix(raw: str) -> str:
+    """``REDIS_KEY_PREFIX``: braces would become Redis Cluster hash tags and split a caller's keys."""
+    if not raw or "{" in raw or "}" in raw:
+        raise ConfigError(
+            "REDIS_KEY_PREFIX",
+            raw,
+            "it must be non-empty text without { or }: keys put the caller in braces as a Redis "
+            "Cluster hash tag, and a brace in the prefix would become the tag instead.",
+        )
+    return raw
+
+
+def secret_key(config: Mapping[str, Any]) -> str:
+    """The ``SECRET_KEY`` to sign with: the configured one, or a random one where that is fine.
+
+    Outside dev mode a server must have one shared by every worker; a command-line command
+    (``flask --app app flows validate``, ``flask --app app call``) signs nothing and gets a
+    random one.
+
+    Raises:
+        ConfigError: no ``SECRET_KEY`` outside dev mode, for a server.
+    """
+    if config.get("SECRET_KEY"):
+        return str(config["SECRET_KEY"])
+    if config["DEV_MODE"]:
+        log.warning("DEV MODE: SECRET_KEY is not set; using a random one for this process")
+    elif click.get_current_context(silent=True) is None:  # gunicorn, not the flask command
+        raise ConfigError("SECRET_KEY", None, NO_SECRET_KEY)
+    return secrets.token_hex(32)
 
 
 class CookielessSessions(SecureCookieSessionInterface):
@@ -88,6 +179,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     if app.config.get("CONFIGURE_LOGGING", True):
         logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    app.config["SECRET_KEY"] = secret_key(app.config)
     if app.config["DEV_MODE"]:
         log.warning("DEV MODE: Twilio signatures are NOT checked. Never expose this server.")
 
@@ -97,8 +189,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Sessions in one process are fine for a demo, never for a server that takes real calls.
     unshared = not app.config.get("REDIS_CLIENT") and not app.config["REDIS_URL"]
     unfit = unshared and not app.config["DEV_MODE"]
+    keys = Keys(app.config["REDIS_KEY_PREFIX"])
+    cluster = str(app.config.get("REDIS_URL") or "").startswith("redis+cluster://")
+    events = EventStream(connection, keys, app.config["EVENT_STREAM_SHARDS"])
     store = SessionStore(
-        connection, Keys(app.config["REDIS_KEY_PREFIX"]), app.config["SESSION_TTL"]
+        connection, keys, app.config["SESSION_TTL"], events=events, cluster=cluster
     )
     catalog = Catalog(app.config["FLOWS_DIR"], app.config["DEFAULT_FLOW"])
     catalog.refresh()
@@ -110,34 +205,52 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     }
     app.extensions["omnivoice.catalog"] = catalog
     app.extensions["omnivoice.store"] = store
-    service = CallService(
+    app.extensions["omnivoice.events"] = events
+    clock = app.config.get("CLOCK") or time.time
+    versions = FlowVersions(catalog, store)
+    limits = CodeLimits(floor=app.config["RESUME_CODE_FAILURES_PER_MINUTE"])
+    service = ConversationService(
         catalog,
         store,
         HttpFetcher(local_app=app),
-        answer_url=lambda root, step: f"{root}{voice.ANSWER_PATH}?step={step}",
+        twiml.VoiceRenderer(voice.answer_url),
         env=flow_env,
-        code_failure_limit=app.config["RESUME_CODE_FAILURES_PER_MINUTE"],
+        clock=clock,
+        versions=versions,
+        codes=ResumeCodes(store, versions, clock, limits),
+        sinks=(LogSink(), metrics.MetricsSink(), *app.config.get("EVENT_SINKS", ())),
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
     )
     app.extensions["omnivoice.calls"] = service
     reload_every = app.config["FLOW_RELOAD_SECONDS"]
 
-    @app.before_request  # the voice webhooks run it themselves: they are not Flask views
+    @app.before_request  # the Twilio front runs it itself: its webhooks are not Flask views
     def reload_flows() -> None:
         if reload_every >= 0:
             catalog.refresh_every(reload_every)
 
-    # Twilio's webhooks are served in front of Flask (see webhooks.voice); ProxyFix goes outside
+    # Twilio's webhooks are served in front of Flask (see webhooks.front); ProxyFix goes outside
     # both, so they see the same forwarded scheme and host.
-    settings = voice.VoiceSettings(
-        auth_token=app.config.get("TWILIO_AUTH_TOKEN"),
-        dev_mode=bool(app.config["DEV_MODE"]),
-        public_base_url=app.config.get("PUBLIC_BASE_URL"),
-        default_region=app.config["DEFAULT_REGION"],
-        fallback_number=app.config.get("FALLBACK_NUMBER"),
-        fallback_queue=app.config.get("FALLBACK_QUEUE"),
+    edge = front.TwilioFront(
+        app.wsgi_app,
+        front.FrontSettings(
+            auth_token=app.config.get("TWILIO_AUTH_TOKEN"),
+            dev_mode=bool(app.config["DEV_MODE"]),
+            public_base_url=app.config.get("PUBLIC_BASE_URL"),
+        ),
+        before=reload_flows,
     )
-    edge = voice.VoiceWebhooks(app.wsgi_app, service, settings, before=reload_flows)
+    voice.register(
+        edge,
+        service,
+        voice.VoiceSettings(
+            steps=range(INCOMING_STEP, MAX_STEP + 1),
+            default_region=app.config["DEFAULT_REGION"],
+            fallback_number=app.config.get("FALLBACK_NUMBER"),
+            fallback_queue=app.config.get("FALLBACK_QUEUE"),
+        ),
+    )
+    app.extensions["omnivoice.front"] = edge
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(edge, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]

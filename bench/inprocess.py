@@ -20,6 +20,7 @@ from flask import Flask
 from bench.servers import (
     AUTH_TOKEN,
     REDIS_URL,
+    SECRET_KEY,
     delete_prefix,
     flows_copy,
     redis_connection,
@@ -38,6 +39,7 @@ def _create_app() -> Any:
     os.environ["LOG_LEVEL"] = "ERROR"
     # The default app is built on the same Redis, so it does not report the in-process stand-in.
     os.environ.setdefault("REDIS_URL", REDIS_URL)
+    os.environ.setdefault("SECRET_KEY", SECRET_KEY)
     try:
         from app import create_app  # importing app builds its default app: only when needed
     finally:

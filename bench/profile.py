@@ -28,6 +28,7 @@ from bench.servers import (
     AUTH_TOKEN,
     HOST,
     REDIS_URL,
+    SECRET_KEY,
     Gunicorn,
     WorkerConfig,
     delete_prefix,
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server = Gunicorn("profile", "app:app", config)
         server.env = {
             "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "FLOWS_DIR": flows, "PUBLIC_BASE_URL": server.base_url, "LOG_LEVEL": args.app_log_level,
+            "SECRET_KEY": SECRET_KEY, "FLOWS_DIR": flows, "PUBLIC_BASE_URL": server.base_url, "LOG_LEVEL": args.app_log_level,
         }  # fmt: skip
         stack.enter_context(server)
         assert server.process is not None

@@ -2,8 +2,8 @@
 
 Each script runs in its own process (so one failure does not stop the rest, and each cleans up
 its own servers and keys), writes ``bench/results/<name>.json``, and this module reads those
-files back into ``bench/results/summary.json``. The defaults are short (about three minutes);
-``--full`` uses each script's own defaults (webhooks 3 x 10 s, soak 60 s, about five minutes).
+files back into ``bench/results/summary.json``. The defaults are short (about five minutes);
+``--full`` uses each script's own defaults (webhooks 3 x 10 s, soak 60 s, about nine minutes).
 The profile runs only when py-spy is installed.
 """
 
@@ -24,6 +24,30 @@ from bench.servers import REPO, RESULTS
 SHORT = {
     "webhooks_flask": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "flask"],
     "webhooks_wsgi": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "wsgi"],
+    "webhooks_flask_incoming": [
+        "--seconds",
+        "5",
+        "--rounds",
+        "3",
+        "--warmup",
+        "2",
+        "--reference",
+        "flask",
+        "--scenario",
+        "incoming",
+    ],
+    "webhooks_wsgi_incoming": [
+        "--seconds",
+        "5",
+        "--rounds",
+        "3",
+        "--warmup",
+        "2",
+        "--reference",
+        "wsgi",
+        "--scenario",
+        "incoming",
+    ],
     "roundtrips": [],
     "flow_scaling": ["--batches", "12"],
     "session_size": [],
@@ -34,7 +58,15 @@ SHORT = {
 FULL: dict[str, list[str]] = {name: [] for name in SHORT}
 FULL["webhooks_flask"] = ["--reference", "flask"]
 FULL["webhooks_wsgi"] = ["--reference", "wsgi"]
-MODULES = {"webhooks_flask": "webhooks", "webhooks_wsgi": "webhooks"}  # result name -> script
+FULL["webhooks_flask_incoming"] = ["--reference", "flask", "--scenario", "incoming"]
+FULL["webhooks_wsgi_incoming"] = ["--reference", "wsgi", "--scenario", "incoming"]
+WEBHOOK_RUNS = (
+    "webhooks_flask",
+    "webhooks_wsgi",
+    "webhooks_flask_incoming",
+    "webhooks_wsgi_incoming",
+)
+MODULES = dict.fromkeys(WEBHOOK_RUNS, "webhooks")  # result name -> script
 FULL["profile"] = ["--seconds", "10"]
 
 
@@ -65,7 +97,7 @@ def load(name: str) -> dict[str, Any] | None:
 def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
     """One row per target: benchmark, measure, value, target, verdict."""
     out: list[list[Any]] = []
-    for name in ("webhooks_flask", "webhooks_wsgi"):
+    for name in WEBHOOK_RUNS:
         w = results.get(name)
         if w is None:
             continue

@@ -31,6 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
+SECRET_KEY = "bench-secret-key-" + "0" * 48  # the app refuses to start without one
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 

@@ -38,6 +38,7 @@ from bench.callers import new_call_sid, new_caller
 from bench.servers import (
     AUTH_TOKEN,
     REDIS_URL,
+    SECRET_KEY,
     Gunicorn,
     WorkerConfig,
     delete_prefix,
@@ -280,7 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server = Gunicorn("soak", "app:app", config)
         server.env = {
             "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": prefix, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "FLOWS_DIR": flows, "PUBLIC_BASE_URL": server.base_url, "LOG_LEVEL": "INFO",
+            "SECRET_KEY": SECRET_KEY, "FLOWS_DIR": flows, "PUBLIC_BASE_URL": server.base_url, "LOG_LEVEL": "INFO",
             "DEMO_API": "1",
         }  # fmt: skip
         stack.enter_context(server)

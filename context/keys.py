@@ -1,7 +1,9 @@
 """Every Redis key Omnivoice uses, built in one place.
 
-Keys of one caller share the hash tag ``{caller}``, so the Lua script that saves a session and its
-cached reply touches one Redis Cluster slot. The prefix is configurable so tests (and several
+Keys of one caller share the hash tag ``{caller}``, so the Lua script that saves a session, its
+cached reply and its call marker touches one Redis Cluster slot. Counters that every caller bumps
+and the event stream are sharded over several keys, so no single key (and no single cluster node)
+takes all the traffic. The prefix is configurable so tests (and several
 deployments on one Redis) never see each other's keys.
 """
 
@@ -29,9 +31,12 @@ class Keys:
         """The TwiML already sent for one step of one call (replayed if Twilio retries)."""
         return f"{self.prefix}:{{{_tag(caller)}}}:reply:{call_sid}:{step}"
 
-    def call(self, call_sid: str) -> str:
-        """CallSid → caller index, for callbacks that arrive without a usable caller."""
-        return f"{self.prefix}:call:{{{_tag(call_sid)}}}"
+    def call(self, caller: str, call_sid: str) -> str:
+        """Marks that ``call_sid`` had this caller's session (fences a superseded call).
+
+        Under the caller's hash tag: the save script writes it with the session, in one slot.
+        """
+        return f"{self.prefix}:{{{_tag(caller)}}}:call:{call_sid}"
 
     def flow_version(self, version: str) -> str:
         """The YAML text of one flow version, so pinned calls survive a restart."""
@@ -41,9 +46,21 @@ class Keys:
         """A short code that lets a caller without caller ID resume a session."""
         return f"{self.prefix}:resume-code:{code}"
 
-    def resume_code_failures(self, minute: int) -> str:
-        """How many wrong resume codes were keyed in one minute, across all callers."""
-        return f"{self.prefix}:resume-code-failures:{minute}"
+    def code_failures_of(self, source: str, minute: int) -> str:
+        """Wrong resume codes keyed by one source (a caller key or CallSid) in one minute."""
+        return f"{self.prefix}:{{{_tag(source)}}}:code-failures:{minute}"
+
+    def code_failures(self, minute: int, shard: int) -> str:
+        """One shard of the wrong resume codes keyed in one minute by everyone."""
+        return f"{self.prefix}:code-failures:{minute}:{shard}"
+
+    def code_prompts(self, minute: int, shard: int) -> str:
+        """One shard of how many calls were asked for a resume code in one minute."""
+        return f"{self.prefix}:code-prompts:{minute}:{shard}"
+
+    def events(self, shard: int) -> str:
+        """One shard of the event stream (see :mod:`context.event_stream`)."""
+        return f"{self.prefix}:events:{shard}"
 
     def health(self, tag: str) -> str:
         """A short-lived key ``/healthz`` writes to prove a node accepts writes (``tag``: which)."""

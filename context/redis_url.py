@@ -5,7 +5,7 @@ Four forms are accepted: ``redis://`` and ``rediss://`` (one server, as redis-py
 database 0) and ``redis+sentinel://[user:pass@]host1:port1,host2:port2/SERVICE[?db=N]`` (the
 Sentinels to ask for the master of ``SERVICE``; the credentials are the master's). Parsing is
 strict, because a typo here would otherwise surface as a caller's apology at the first webhook:
-anything unusable is a :class:`~ivr.errors.ConfigurationError` that names ``REDIS_URL`` and shows
+anything unusable is a :class:`~ivr.errors.ConfigError` that names ``REDIS_URL`` and shows
 the value with its password masked.
 """
 
@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ivr.errors import ConfigurationError
+from ivr.errors import ConfigError
 
 SETTING = "REDIS_URL"
 DEFAULT_PORT = 6379
@@ -64,7 +64,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     """Read ``url`` into a :class:`RedisTarget`.
 
     Raises:
-        ConfigurationError: the URL has an unknown scheme, no host, a bad port, a database a
+        ConfigError: the URL has an unknown scheme, no host, a bad port, a database a
             cluster cannot have, no Sentinel service name, or options Omnivoice does not know.
     """
     scheme, sep, rest = url.partition("://")
@@ -168,4 +168,4 @@ def _db(url: str, query: str) -> int:
 
 
 def _refuse(url: str, reason: str) -> NoReturn:
-    raise ConfigurationError(SETTING, masked_url(url), reason)
+    raise ConfigError(SETTING, masked_url(url), reason)

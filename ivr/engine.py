@@ -12,16 +12,19 @@ call goes to ``then`` (else the flow's ``fallback`` node, else a polite goodbye)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from ivr import answers, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import GatherSpec, Node, PausePart, PlayPart, Prompt, RetrySpec, SayPart
-from ivr.session import ACTIVE, COMPLETED, TRANSFERRED, Session, Visit
+from ivr.session import Session, Visit
+from ivr.states import EventName, Status, Waiting
 from ivr.turn import (
     Action,
     Answer,
+    AttachHandoff,
+    Effect,
     Event,
     FetchResult,
     Gather,
@@ -70,7 +73,9 @@ def start(
             updated_at=at,
         )
     else:
-        session = session.evolve(call_sid=call_sid, status=ACTIVE, ended_reason=None, updated_at=at)
+        session = session.evolve(
+            call_sid=call_sid, status=Status.ACTIVE, ended_reason=None, updated_at=at
+        )
     session = session.evolve(node=None, no_input_count=0, no_match_count=0)
     runner = _Runner(flow, session, env or {})
     runner.actions.extend(lead)
@@ -78,21 +83,21 @@ def start(
 
 
 def step(flow: Flow, session: Session, event: Event, env: Mapping[str, Any] | None = None) -> Turn:
-    """Apply ``event`` to ``session`` (which must be waiting for it) on ``flow``."""
-    if session.status != ACTIVE or session.node is None:
+    """Apply ``event`` to ``session`` (which must be waiting for it at a node) on ``flow``.
+
+    The engine answers a node's gather and a data dip; a returning caller's "continue or start
+    over?" is :func:`ivr.resume.answer_offer`, and :func:`ivr.steps.advance` picks between them.
+    """
+    if session.status != Status.ACTIVE or session.node is None:
         raise EngineError(f"The session is {session.status}; nothing is waiting for an answer.")
     if session.node not in flow.spec.nodes:
         raise UnknownNodeError(flow.id, session.node)
     session = session.evolve(step=session.step + 1, updated_at=event.at)
     runner = _Runner(flow, session, env or {})
-    if isinstance(event, Answer) and session.waiting == "input":
+    if isinstance(event, Answer) and session.waiting == Waiting.INPUT:
         return runner.answer(event)
-    if isinstance(event, FetchResult) and session.waiting == "fetch":
+    if isinstance(event, FetchResult) and session.waiting == Waiting.FETCH:
         return runner.fetched(event)
-    if isinstance(event, Answer) and session.waiting == "resume":
-        from ivr import resume  # resume builds on this module
-
-        return resume.answer_offer(flow, session, event, env)
     raise EngineError(f"Node {session.node!r} is waiting for {session.waiting}, not {event!r}.")
 
 
@@ -104,15 +109,19 @@ class _Runner:
         self.session = session
         self.env = env
         self.actions: list[Action] = []
-        self.notes: list[Note] = []
+        self.effects: list[Effect] = []
 
     # ---- turn endings ---------------------------------------------------------------------
     def turn(self, fetch: HttpRequest | None = None) -> Turn:
-        return Turn(self.session, tuple(self.actions), fetch, tuple(self.notes))
+        effects = (*self.effects, fetch) if fetch else tuple(self.effects)
+        return Turn(self.session, tuple(self.actions), effects)
 
-    def end(self, status: str, reason: str) -> Turn:
+    def note(self, name: EventName, **data: Any) -> None:
+        self.effects.append(Note(name, data))
+
+    def end(self, status: Status, reason: str) -> Turn:
         self.session = self.session.evolve(status=status, ended_reason=reason, waiting=None)
-        self.notes.append(Note("session_ended", {"status": status, "reason": reason}))
+        self.note(EventName.SESSION_ENDED, status=status, reason=reason)
         return self.turn()
 
     # ---- walking nodes --------------------------------------------------------------------
@@ -143,7 +152,7 @@ class _Runner:
             if isinstance(following, Turn):
                 return following
             name = following
-        self.notes.append(Note("loop_guard", {"node": name, "hops": MAX_HOPS}))
+        self.note(EventName.LOOP_GUARD, node=name, hops=MAX_HOPS)
         return self.give_up("loop")
 
     def finish(self, name: str, node: Node) -> Turn | str:
@@ -154,7 +163,7 @@ class _Runner:
         if node.pause:
             self.actions.append(Pause(max(1, round(node.pause))))
         if node.gather:
-            self.session = self.session.evolve(waiting="input", checkpoint=name)
+            self.session = self.session.evolve(waiting=Waiting.INPUT, checkpoint=name)
             self.actions.append(self.gather(node.gather, ()))
             return self.turn()
         if node.transfer:
@@ -162,25 +171,26 @@ class _Runner:
             context = {key: _lookup(self.variables(), key) for key in spec.context}
             # Kept in the session too: the agent's side finds it by caller, whatever the route.
             self.session = self.session.evolve(handoff=context)
-            self.actions.append(
-                Transfer(spec.queue, spec.number, spec.client, context, round(spec.timeout))
-            )
-            return self.end(TRANSFERRED, f"transfer at {name}")
+            transfer = Transfer(spec.queue, spec.number, spec.client, context, round(spec.timeout))
+            self.actions.append(transfer)
+            route, target = _route(transfer)
+            self.effects.append(AttachHandoff(_masked_context(self.flow, context), route, target))
+            return self.end(Status.TRANSFERRED, f"transfer at {name}")
         for case in node.branch or []:
             if templates.evaluate(self.flow.expression(case.when), self.variables()):
                 return case.then
         if node.following and not node.hangup:
             return node.following
         self.actions.append(Hangup())
-        return self.end(COMPLETED, f"ended at {name}")
+        return self.end(Status.COMPLETED, f"ended at {name}")
 
     def give_up(self, reason: str) -> Turn:
         fallback = self.flow.spec.fallback
         if fallback and fallback != self.session.node and reason != "loop":
-            self.notes.append(Note("fallback", {"reason": reason, "node": fallback}))
+            self.note(EventName.FALLBACK, reason=reason, node=fallback)
             return self.run(fallback)
         self.actions.extend((Say(GIVE_UP_TEXT, *self.voice()), Hangup()))
-        return self.end(COMPLETED, f"gave up: {reason}")
+        return self.end(Status.COMPLETED, f"gave up: {reason}")
 
     # ---- events ---------------------------------------------------------------------------
     def answer(self, event: Answer) -> Turn:
@@ -194,16 +204,14 @@ class _Runner:
         if digits is None and speech is None:
             return self.retry(name, node, "no_input")
         if digits is not None and not set(digits) <= KEYPAD:
-            self.notes.append(Note("not_keypad_digits", {"node": name}))
+            self.note(EventName.NOT_KEYPAD_DIGITS, node=name)
             return self.retry(name, node, "no_match")
         if (
             digits is None
             and event.confidence is not None
             and event.confidence < spec.min_confidence
         ):
-            self.notes.append(
-                Note("low_confidence", {"node": name, "confidence": event.confidence})
-            )
+            self.note(EventName.LOW_CONFIDENCE, node=name, confidence=event.confidence)
             return self.retry(name, node, "no_match")
         target = answers.route(node.on or {}, digits, speech) if node.on else None
         value: str | None = digits if digits is not None else speech
@@ -212,9 +220,11 @@ class _Runner:
             value = answers.accept(node.validation, value or "", spoken=digits is None)
             if target is None or value is None:
                 return self.retry(name, node, "no_match")
+        shown = _masked(self.flow, node.save_as, value)
         self.session = self.session.evolve(trail=self.session.trail[:-1]).visited(
-            Visit(name, _masked(self.flow, node.save_as, value), "matched")
+            Visit(name, shown, "matched")
         )
+        self.note(EventName.INPUT, node=name, value=shown, by="keypad" if digits else "speech")
         if node.save_as:
             self.session = self.session.evolve(
                 variables={**self.session.variables, node.save_as: value}
@@ -222,12 +232,12 @@ class _Runner:
         self.session = self.session.evolve(waiting=None)
         return self.run(self.back_to_checkpoint() or target)
 
-    def retry(self, name: str, node: Node, kind: str) -> Turn:
+    def retry(self, name: str, node: Node, kind: Literal["no_input", "no_match"]) -> Turn:
         defaults = getattr(self.flow.spec.defaults, kind)
         spec: RetrySpec = getattr(node, kind) or defaults or DEFAULT_RETRY
         count = getattr(self.session, f"{kind}_count") + 1
         self.session = self.session.evolve(**{f"{kind}_count": count})
-        self.notes.append(Note(kind, {"node": name, "attempt": count}))
+        self.note(EventName(kind), node=name, attempt=count)
         if count > spec.retries:
             if spec.then:
                 self.session = self.session.evolve(waiting=None)
@@ -247,7 +257,7 @@ class _Runner:
         node = self.flow.node(name)
         self.session = self.session.evolve(waiting=None)
         if not result.ok:
-            self.notes.append(Note("http_error", {"node": name, "error": result.error}))
+            self.note(EventName.HTTP_ERROR, node=name, error=result.error)
             failure = {"status": result.status, "error": result.error}
             self.session = self.session.evolve(
                 variables={**self.session.variables, "http_error": failure}
@@ -273,7 +283,7 @@ class _Runner:
         if not all(name in session.variables for name in missing):
             return None
         self.session = session.evolve(resume_return=None, resume_missing=())
-        self.notes.append(Note("sensitive_recollected", {"checkpoint": session.resume_return}))
+        self.note(EventName.SENSITIVE_RECOLLECTED, checkpoint=session.resume_return)
         return session.resume_return
 
     def verification_passed(self) -> str | None:
@@ -284,7 +294,7 @@ class _Runner:
         self.session = session.evolve(
             variables={**session.variables, **session.held}, held={}, resume_return=None
         )
-        self.notes.append(Note("caller_verified", {"checkpoint": session.resume_return}))
+        self.note(EventName.CALLER_VERIFIED, checkpoint=session.resume_return)
         return session.resume_return
 
     # ---- helpers --------------------------------------------------------------------------
@@ -297,7 +307,7 @@ class _Runner:
         return templates.render(self.flow.template(source), self.variables(), self.template_failed)
 
     def template_failed(self, reason: str) -> None:
-        self.notes.append(Note("template_failed", {"node": self.session.node, "error": reason}))
+        self.note(EventName.TEMPLATE_FAILED, node=self.session.node, error=reason)
 
     def voice(self) -> tuple[str | None, str | None]:
         return self.flow.spec.voice, self.flow.spec.language
@@ -364,7 +374,7 @@ class _Runner:
         assert node.http is not None
         spec = node.http
         scope = self.variables()
-        self.session = self.session.evolve(waiting="fetch")
+        self.session = self.session.evolve(waiting=Waiting.FETCH)
         return HttpRequest(
             url=self.text(spec.url),
             method=spec.method,
@@ -395,6 +405,22 @@ def _lookup(variables: Mapping[str, Any], dotted: str) -> Any:
         else:
             return None
     return current
+
+
+def _route(transfer: Transfer) -> tuple[str, str]:
+    for route in ("queue", "number", "client"):
+        target = getattr(transfer, route)
+        if target:
+            return route, target
+    return "queue", ""
+
+
+def _masked_context(flow: Flow, context: dict[str, Any]) -> dict[str, Any]:
+    """A transfer's context for the record: values of sensitive variables masked."""
+    sensitive = flow.spec.sensitive
+    return {
+        key: "***" if key.split(".", 1)[0] in sensitive else value for key, value in context.items()
+    }
 
 
 def _masked(flow: Flow, save_as: str | None, value: str | None) -> str | None:

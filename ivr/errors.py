@@ -3,7 +3,7 @@
 ::
 
     OmnivoiceError
-    ├── ConfigurationError        a setting is unusable (named, with its masked value)
+    ├── ConfigError               a setting from the environment is missing or unusable
     ├── FlowError                 a flow definition is unusable
     │   └── FlowLoadError         YAML or schema problems, each with file:line:col
     ├── EngineError               a flow could not be stepped (loop guard, bad state)
@@ -40,14 +40,19 @@ class Problem:
         return f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
 
 
-class ConfigurationError(OmnivoiceError):
-    """A setting (``REDIS_URL``, for instance) has a value Omnivoice cannot use."""
+class ConfigError(OmnivoiceError):
+    """A setting is missing or unusable; the app refuses to start rather than misbehave later.
 
-    def __init__(self, setting: str, value: str, reason: str) -> None:
-        self.setting = setting
-        self.value = value  # already masked: never a password
+    ``name`` is the environment variable, ``value`` what it held (``None`` when it is unset) and
+    ``reason`` a sentence saying what it must be.
+    """
+
+    def __init__(self, name: str, value: str | None, reason: str) -> None:
+        self.name = name
+        self.value = value
         self.reason = reason
-        super().__init__(f"{setting} {value!r} is not usable: {reason}")
+        shown = f"{name} is not set" if value is None else f"{name}={value!r} is not usable"
+        super().__init__(f"{shown}: {reason}")
 
 
 class FlowError(OmnivoiceError):

@@ -5,8 +5,8 @@ or start over?"; :func:`answer_offer` applies the reply; :func:`restore` puts th
 their checkpoint with their variables, except sensitive ones when the caller ID is not fully
 attested (those wait for the flow's ``verify`` node, or are asked again).
 
-The shell (``webhooks.calls``) does the I/O: it loads the previous session, looks up resume
-codes, and stores what these functions return.
+The shell (:mod:`conversation.service`, with :mod:`conversation.resume_codes`) does the I/O: it
+loads the previous session, redeems resume codes, and stores what these functions return.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 from ivr import answers, engine, templates
 from ivr.flow import Flow
-from ivr.session import ACTIVE, COMPLETED, TRANSFERRED, Session
+from ivr.session import Session
+from ivr.states import EventName, PlanKind, Status, Waiting
 from ivr.turn import Answer, Gather, Note, Say, Turn
 
 DEFAULT_PROMPT = (
@@ -37,18 +38,12 @@ OFFER_RETRIES = 1
 CODE_ATTEMPTS = 3
 CODE_LENGTH = 6
 
-FRESH = "fresh"
-OFFER = "offer"
-CONTINUE = "continue"
-TRANSFERRED_ROUTE = "transferred"
-ASK_CODE = "ask_code"
-
 
 @dataclass(frozen=True)
 class Plan:
     """What a new call should get, and why (the reason is logged as an event)."""
 
-    kind: str
+    kind: PlanKind
     reason: str
 
 
@@ -57,23 +52,24 @@ def plan(flow: Flow, previous: Session | None, now: float, recognised: bool = Tr
     policy = flow.spec.resume
     if previous is None:
         if not recognised and policy.codes:
-            return Plan(ASK_CODE, "caller ID withheld")
-        return Plan(FRESH, "no previous session")
+            return Plan(PlanKind.ASK_CODE, "caller ID withheld")
+        return Plan(PlanKind.FRESH, "no previous session")
     if previous.flow_id != flow.id:
-        return Plan(FRESH, f"previous session was in flow {previous.flow_id}")
-    if previous.status == COMPLETED:
-        return Plan(FRESH, "previous call completed")
+        return Plan(PlanKind.FRESH, f"previous session was in flow {previous.flow_id}")
+    if previous.status == Status.COMPLETED:
+        return Plan(PlanKind.FRESH, "previous call completed")
     age = now - (previous.ended_at or previous.updated_at)
     if policy.within <= 0 or age > policy.within:
-        return Plan(FRESH, f"resume window expired ({age:.0f}s > {policy.within:.0f}s)")
-    if previous.status == TRANSFERRED:
+        return Plan(PlanKind.FRESH, f"resume window expired ({age:.0f}s > {policy.within:.0f}s)")
+    if previous.status == Status.TRANSFERRED:
         if policy.transferred:
-            return Plan(TRANSFERRED_ROUTE, "caller was transferred")
-        return Plan(FRESH, "caller was transferred")
+            return Plan(PlanKind.TRANSFERRED, "caller was transferred")
+        return Plan(PlanKind.FRESH, "caller was transferred")
     if previous.checkpoint is None or previous.checkpoint not in flow.spec.nodes:
-        return Plan(FRESH, "no checkpoint to resume at")
-    reason = "superseded a live call" if previous.status == ACTIVE else "call was interrupted"
-    return Plan(OFFER if policy.ask else CONTINUE, reason)
+        return Plan(PlanKind.FRESH, "no checkpoint to resume at")
+    live = previous.status == Status.ACTIVE
+    reason = "superseded a live call" if live else "call was interrupted"
+    return Plan(PlanKind.OFFER if policy.ask else PlanKind.CONTINUE, reason)
 
 
 def where(flow: Flow, node: str) -> str:
@@ -107,7 +103,7 @@ def carried_over(
         resume_return=None,
         resume_missing=(),
         call_sid=call_sid,
-        status=ACTIVE,
+        status=Status.ACTIVE,
         ended_reason=None,
         call_status=None,
         ended_at=None,
@@ -125,11 +121,11 @@ def offer(flow: Flow, session: Session, env: Mapping[str, Any] | None = None) ->
     scope: dict[str, Any] = {**session.variables, "caller": session.caller, "env": env or {}}
     scope["where"] = templates.render(flow.template(where(flow, checkpoint)), scope)
     spoken = templates.render(flow.template(text), scope)
-    session = session.evolve(node=checkpoint, waiting="resume")
+    session = session.evolve(node=checkpoint, waiting=Waiting.RESUME_OFFER)
     return Turn(
         session,
         (_offer_gather(flow, spoken),),
-        notes=(Note("resume_offered", {"checkpoint": checkpoint}),),
+        (Note(EventName.RESUME_OFFERED, {"checkpoint": checkpoint}),),
     )
 
 
@@ -164,9 +160,11 @@ def answer_offer(
         fresh = engine.start(
             flow, caller=session.caller, call_sid=session.call_sid, at=event.at, env=env
         )
-        fresh_session = fresh.session.evolve(attested=session.attested, step=session.step)
-        return Turn(
-            fresh_session, fresh.actions, fresh.fetch, (Note("resume_declined"), *fresh.notes)
+        fresh_session = fresh.session.evolve(
+            attested=session.attested, step=session.step, conversation=session.conversation
+        )
+        return fresh.evolve(session=fresh_session).noting(
+            Note(EventName.RESUME_DECLINED), first=True
         )
     return restore(flow, session, at=event.at, env=env)
 
@@ -174,12 +172,12 @@ def answer_offer(
 def restore(flow: Flow, session: Session, at: float, env: Mapping[str, Any] | None = None) -> Turn:
     """Put the caller back at their checkpoint; sensitive variables only if they can be trusted."""
     checkpoint = session.checkpoint or flow.spec.start
-    notes = [Note("resumed", {"checkpoint": checkpoint, "attested": session.attested})]
+    notes = [Note(EventName.RESUMED, {"checkpoint": checkpoint, "attested": session.attested})]
     node = checkpoint
     if session.held:  # see carried_over: sensitive values of a caller who is not attested
         sensitive = [name for name in flow.spec.sensitive if name in session.held]
         sensitive += sorted(set(session.held) - set(sensitive))
-        notes.append(Note("sensitive_withheld", {"variables": sensitive}))
+        notes.append(Note(EventName.SENSITIVE_WITHHELD, {"variables": sensitive}))
         verify = flow.spec.resume.verify
         if verify:
             session = session.evolve(resume_return=checkpoint)
@@ -196,7 +194,7 @@ def restore(flow: Flow, session: Session, at: float, env: Mapping[str, Any] | No
         flow, caller=session.caller, call_sid=session.call_sid, at=at, env=env,
         node=node, session=session,
     )  # fmt: skip
-    return Turn(turn.session, turn.actions, turn.fetch, (*notes, *turn.notes))
+    return turn.noting(*notes, first=True)
 
 
 def transferred_route(
@@ -208,9 +206,7 @@ def transferred_route(
         flow, caller=session.caller, call_sid=session.call_sid, at=at, env=env,
         node=node, session=session,
     )  # fmt: skip
-    return Turn(
-        turn.session, turn.actions, turn.fetch, (Note("transferred_caller_back"), *turn.notes)
-    )
+    return turn.noting(Note(EventName.TRANSFERRED_CALLER_BACK), first=True)
 
 
 def _collector(flow: Flow, variable: str) -> str | None:
@@ -229,7 +225,7 @@ def ask_code(flow: Flow, session: Session, retry: bool = False) -> Turn:
         Say(t, voice, language) for t in ((CODE_RETRY,) if retry else ()) + (CODE_PROMPT,)
     )
     gather = Gather(prompt=prompt, num_digits=CODE_LENGTH, finish_on_key="#", timeout=6)
-    return Turn(session.evolve(waiting="resume_code", node=None), (gather,))
+    return Turn(session.evolve(waiting=Waiting.RESUME_CODE, node=None), (gather,))
 
 
 def spoken_code(code: str) -> str:

@@ -9,14 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
-SCHEMA_VERSION = 1
+from ivr.states import Status, Waiting
 
-# A session's life: it is active while the caller is in self-service, then ends in one of these.
-ACTIVE = "active"
-COMPLETED = "completed"
-TRANSFERRED = "transferred"
-INTERRUPTED = "interrupted"
-STATUSES = (ACTIVE, COMPLETED, TRANSFERRED, INTERRUPTED)
+SCHEMA_VERSION = 1
 
 TRAIL_LIMIT = 20
 
@@ -41,13 +36,13 @@ class Session:
     flow_version: str
     call_sid: str
     node: str | None = None
-    waiting: str | None = None  # "input" at a gather, "fetch" at an http node, None when ended
+    waiting: Waiting | None = None  # None once the session ended
     checkpoint: str | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     no_input_count: int = 0
     no_match_count: int = 0
     step: int = 0
-    status: str = ACTIVE
+    status: Status = Status.ACTIVE
     ended_reason: str | None = None
     trail: tuple[Visit, ...] = ()
     started_at: float = 0.0
@@ -60,6 +55,7 @@ class Session:
     resume_missing: tuple[str, ...] = ()  # sensitive variables the caller must give again
     held: dict[str, Any] = field(default_factory=dict)  # sensitive values awaiting verification
     handoff: dict[str, Any] = field(default_factory=dict)  # what the agent gets at a transfer
+    conversation: str = ""  # one matter across calls: kept by a resume, new for a fresh start
 
     def evolve(self, **changes: Any) -> Session:
         """Return a copy with ``changes`` applied.
@@ -81,10 +77,10 @@ class Session:
 
     def call_ended(self, call_status: str, at: float) -> Session:
         """Record that the call ended; a session still in self-service becomes interrupted."""
-        if self.status == ACTIVE:
+        if self.status == Status.ACTIVE:
             where = self.node or "the start"
             return self.evolve(
-                status=INTERRUPTED,
+                status=Status.INTERRUPTED,
                 ended_reason=f"call {call_status} at {where}",
                 call_status=call_status,
                 ended_at=at,
@@ -133,8 +129,15 @@ class Session:
                 name == "attested"
             ):
                 raise ValueError(f"session field {name} has the wrong type: {value!r:.40}")
-        if values["status"] not in STATUSES:
-            raise ValueError(f"session has an unknown status {values['status']!r}")
+        try:
+            values["status"] = Status(values["status"])
+            if values["waiting"] is not None:
+                values["waiting"] = Waiting(values["waiting"])
+        except ValueError:
+            raise ValueError(
+                f"session has an unknown status or waiting state: {values['status']!r:.20}, "
+                f"{values['waiting']!r:.20}"
+            ) from None
         session = object.__new__(cls)
         session.__dict__.update(values)
         return session
@@ -165,10 +168,10 @@ def _fresh_default(name: str) -> Any:
 _REQUIRED = {"caller", "flow_id", "flow_version", "call_sid"}
 _DEFAULTS: dict[str, Any] = {
     "node": None, "waiting": None, "checkpoint": None, "variables": {}, "no_input_count": 0,
-    "no_match_count": 0, "step": 0, "status": ACTIVE, "ended_reason": None, "trail": (),
+    "no_match_count": 0, "step": 0, "status": Status.ACTIVE, "ended_reason": None, "trail": (),
     "started_at": 0.0, "updated_at": 0.0, "call_status": None, "ended_at": None,
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
-    "held": {}, "handoff": {},
+    "held": {}, "handoff": {}, "conversation": "",
 }  # fmt: skip
 
 
@@ -192,5 +195,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "ended_reason": _MAYBE_TEXT, "trail": (tuple,), "started_at": _NUMBER, "updated_at": _NUMBER,
     "call_status": _MAYBE_TEXT, "ended_at": (*_NUMBER, type(None)), "attested": (bool,),
     "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
-    "held": (dict,), "handoff": (dict,),
+    "held": (dict,), "handoff": (dict,), "conversation": _TEXT,
 }  # fmt: skip

@@ -1,16 +1,19 @@
 """What the engine consumes (events) and produces (a :class:`Turn`).
 
 Events are what the caller (or a data dip) did; a Turn is what the caller should hear and do
-next, the data dip to run before the reply (if any), side effects for the shell, and the new
-session. Actions are channel-neutral: ``webhooks.twiml`` renders them as TwiML.
+next, the **effects** the shell must carry out (a data dip before the reply, events to record, a
+handoff to attach; messages to send come next), and the new session. Actions are
+channel-neutral: a renderer per channel turns them into TwiML (``webhooks.twiml``) or, later, an
+SMS text or a page.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ivr.session import Session
+from ivr.states import EventName
 
 
 # ---- events -------------------------------------------------------------------------------
@@ -102,7 +105,7 @@ class Hangup:
 Action = Say | Play | Pause | Gather | Transfer | Hangup
 
 
-# ---- side effects -------------------------------------------------------------------------
+# ---- effects ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class HttpRequest:
     """A data dip the shell must run, then report back as a :class:`FetchResult`."""
@@ -116,20 +119,60 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class Note:
-    """Something worth recording about the call (a structured log line, later history)."""
+    """Record an event: a structured log line, a metric, an entry in the event stream.
 
-    name: str
+    ``data`` must hold no sensitive value in clear: the engine masks what it puts there.
+    """
+
+    name: EventName
     data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
+class AttachHandoff:
+    """Hand what is known about the caller to the agent's side at a transfer."""
+
+    context: dict[str, Any]
+    route: str  # "queue", "number" or "client"
+    target: str
+
+
+Effect = HttpRequest | Note | AttachHandoff
+
+
+@dataclass(frozen=True)
 class Turn:
-    """The engine's answer to one event."""
+    """The engine's answer to one event: what to say and do, the effects, the new session.
+
+    A turn holds at most one :class:`HttpRequest`: the shell runs it before replying and feeds
+    the result back with :func:`ivr.engine.step`, which gives the next turn.
+    """
 
     session: Session
     actions: tuple[Action, ...] = ()
-    fetch: HttpRequest | None = None
-    notes: tuple[Note, ...] = ()
+    effects: tuple[Effect, ...] = ()
+
+    def evolve(self, **changes: Any) -> Turn:
+        """Return a copy with ``changes`` (``session``, ``actions``, ``effects``) applied."""
+        return replace(self, **changes)
+
+    def noting(self, *notes: Note, first: bool = False) -> Turn:
+        """Return a copy that also records ``notes`` (before the turn's own, with ``first``)."""
+        effects = (*notes, *self.effects) if first else (*self.effects, *notes)
+        return replace(self, effects=effects)
+
+    @property
+    def fetch(self) -> HttpRequest | None:
+        """The data dip to run before replying, if any."""
+        for effect in self.effects:
+            if isinstance(effect, HttpRequest):
+                return effect
+        return None
+
+    @property
+    def notes(self) -> tuple[Note, ...]:
+        """The events this turn records, in order."""
+        return tuple(e for e in self.effects if isinstance(e, Note))
 
     @property
     def waiting_for_input(self) -> bool:

@@ -23,6 +23,8 @@ import redis
 from flask import Flask
 
 REDIS_URL = os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Outside dev mode the app refuses to start without a SECRET_KEY (every worker must share one).
+os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "0" * 48)
 
 from app import create_app  # noqa: E402  (importing app builds its default app on REDIS_URL)
 from context.redis_client import Topology, topology_of  # noqa: E402

@@ -15,8 +15,10 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from context.callers import identify, masked, to_e164
+from context.callers import _parsed_e164, identify, masked, to_e164
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
 from tests.support_twilio import form, post, session_key, session_keys, spoken, stored, twiml
@@ -175,3 +177,14 @@ def test_to_e164(raw: str | None, region: str, expected: str | None) -> None:
 def test_masked_keeps_only_the_last_four_characters() -> None:
     assert masked("+14155550123") == "***0123"
     assert masked("1234") == "***"
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.from_regex(r"\+1[2-9][0-9]{2}[2-9][0-9]{6}", fullmatch=True))
+def test_the_north_american_fast_path_equals_phonenumbers(number: str) -> None:
+    assert to_e164(number) == _parsed_e164(number, "US") == number
+
+
+@pytest.mark.parametrize("number", ["+12125550100", "+18005550199", "+19999999999", "+12002000000"])
+def test_the_fast_path_s_edge_numbers_equal_phonenumbers(number: str) -> None:
+    assert to_e164(number) == _parsed_e164(number, "US")

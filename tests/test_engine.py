@@ -10,7 +10,7 @@ import pytest
 from ivr import engine
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow, load_flow_text
-from ivr.session import ACTIVE, COMPLETED, TRANSFERRED
+from ivr.states import Status
 from ivr.turn import (
     Action,
     Answer,
@@ -184,7 +184,7 @@ def test_lead_actions_come_first_and_start_can_begin_anywhere() -> None:
     turn = begin(flow, node="sales", lead=(Say("Welcome back."),))
     assert turn.actions[0] == Say("Welcome back.")
     assert texts(turn.actions) == ["Welcome back.", "Sales."]
-    assert turn.session.status == COMPLETED
+    assert turn.session.status == Status.COMPLETED
 
 
 # ---- gathering -----------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_gather_carries_every_setting() -> None:
     assert turn.session.waiting == "input"
     assert turn.session.node == "code"
     assert turn.session.checkpoint == "code"
-    assert turn.session.status == ACTIVE
+    assert turn.session.status == Status.ACTIVE
 
 
 def test_gather_defaults_to_dtmf_and_the_flow_language() -> None:
@@ -297,7 +297,7 @@ def test_reprompts_escalate_one_per_attempt_then_go_to_then() -> None:
     assert turn.session.no_input_count == 3
     turn = reply(flow, turn)
     assert kinds(turn) == [Transfer]
-    assert turn.session.status == TRANSFERRED
+    assert turn.session.status == Status.TRANSFERRED
     assert turn.session.node == "agent"
 
 
@@ -366,7 +366,7 @@ def test_exhausted_retries_with_nothing_configured_say_goodbye() -> None:
     turn = reply(flow, turn)
     assert kinds(turn) == [Say, Hangup]
     assert turn.actions[0] == Say(engine.GIVE_UP_TEXT, "Polly.Amy", "en-GB")
-    assert turn.session.status == COMPLETED
+    assert turn.session.status == Status.COMPLETED
     assert turn.session.ended_reason == "gave up: no_input"
     assert turn.session.waiting is None
 
@@ -682,7 +682,7 @@ def test_goto_and_next_chain_nodes_in_one_turn() -> None:
     turn = begin(flow)
     assert texts(turn.actions) == ["A.", "B.", "C."]
     assert [v.node for v in turn.session.trail] == ["a", "b", "c"]
-    assert turn.session.status == COMPLETED
+    assert turn.session.status == Status.COMPLETED
     assert turn.session.ended_reason == "ended at c"
 
 
@@ -690,7 +690,7 @@ def test_a_dead_end_hangs_up() -> None:
     flow = flow_of("start: a\nnodes:\n  a: {say: Bye.}\n")
     turn = begin(flow)
     assert kinds(turn) == [Say, Hangup]
-    assert turn.session.status == COMPLETED
+    assert turn.session.status == Status.COMPLETED
     assert "session_ended" in note_names(turn)
 
 
@@ -739,7 +739,7 @@ def test_transfer_carries_dotted_context() -> None:
         "booking.gate": None,
         "missing.deep": None,
     }
-    assert turn.session.status == TRANSFERRED
+    assert turn.session.status == Status.TRANSFERRED
     assert turn.session.ended_reason == "transfer at a"
     assert turn.session.waiting is None
 
@@ -758,7 +758,7 @@ def test_a_goto_cycle_without_input_ends_politely() -> None:
     turn = begin(flow)
     assert turn.actions[-2:] == (Say(engine.GIVE_UP_TEXT, None, "en-US"), Hangup())
     assert Transfer not in kinds(turn)
-    assert turn.session.status == COMPLETED
+    assert turn.session.status == Status.COMPLETED
     assert turn.session.ended_reason == "gave up: loop"
     assert "loop_guard" in note_names(turn)
     assert len(texts(turn.actions)) <= engine.MAX_HOPS

@@ -15,7 +15,7 @@ from redis.sentinel import MasterNotFoundError
 
 from context.redis_client import LazyCluster, Topology, connect, topology_of
 from context.redis_errors import STORE_UNAVAILABLE, is_store_unavailable
-from ivr.errors import ConfigurationError
+from ivr.errors import ConfigError
 from tests.conftest import on_topologies
 from tests.support_twilio import form, free_port, post, twiml
 
@@ -49,7 +49,9 @@ def test_clients_connect_nothing_until_the_first_command(url: str, topology: Top
 
 
 def test_a_malformed_url_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="REDIS_URL 'redis\\+cluster://:\\*\\*\\*@a:x'"):
+    with pytest.raises(
+        ConfigError, match="REDIS_URL='redis\\+cluster://:\\*\\*\\*@a:x' is not usable"
+    ):
         connect("redis+cluster://:pw@a:x", dev_mode=False)
 
 

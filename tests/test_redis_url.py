@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from context.redis_url import RedisTarget, Topology, masked_url, parse_redis_url
-from ivr.errors import ConfigurationError
+from ivr.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -76,13 +76,13 @@ def test_accepted_forms(url: str, expected: RedisTarget) -> None:
     ],
 )
 def test_malformed_urls_name_the_setting_and_hide_the_password(url: str, reason: str) -> None:
-    with pytest.raises(ConfigurationError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse_redis_url(url)
     message = str(caught.value)
-    assert message.startswith("REDIS_URL ")
+    assert message.startswith("REDIS_URL='")
     assert reason in message
     assert "secret" not in message
-    assert caught.value.setting == "REDIS_URL" and "secret" not in caught.value.value
+    assert caught.value.name == "REDIS_URL" and "secret" not in str(caught.value.value)
 
 
 @pytest.mark.parametrize(

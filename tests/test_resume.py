@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class Clock:
 @pytest.fixture
 def clock(app: Flask) -> Clock:
     fake = Clock()
-    app.extensions["omnivoice.calls"].clock = fake
+    service = app.extensions["omnivoice.calls"]
+    service.clock = service.codes.clock = fake
     return fake
 
 
@@ -671,26 +673,74 @@ def test_codes_are_never_issued_twice(
     taken = f"{redis_client.test_prefix}:resume-code:123456"  # type: ignore[attr-defined]
     redis_client.set(taken, "CAsomebody-else", ex=60)
     draws = iter([123456, 654321])
-    monkeypatch.setattr("webhooks.resume_codes.secrets.randbelow", lambda _: next(draws))
+    monkeypatch.setattr("conversation.resume_codes.secrets.randbelow", lambda _: next(draws))
     c = dial(app, caller="anonymous")
     c.press("#")
     assert _announced_code(c) == "654321"
     assert redis_client.get(taken) == b"CAsomebody-else"
 
 
-def test_wrong_codes_from_everyone_throttle_code_resumes(
+def test_one_caller_keying_wrong_codes_locks_nobody_else_out(
     make_app: Callable[..., Flask], flows_dir: Path
 ) -> None:
-    app = _codes_app(make_app, flows_dir, RESUME_CODE_FAILURES_PER_MINUTE=2)
     minute_start = (time.time() // 60) * 60 + 1.0
-    app.extensions["omnivoice.calls"].clock = lambda: minute_start  # all in one minute
+    app = _codes_app(
+        make_app, flows_dir, RESUME_CODE_FAILURES_PER_MINUTE=2, CLOCK=lambda: minute_start
+    )
     owner = dial(app, caller="anonymous")
     owner.press("#")
     code = _announced_code(owner)
     owner.hang_up()
     guesser = dial(app, caller="anonymous")
     guesser.press("111111")
-    guesser.press("222222")  # two wrong codes this minute: the limit
+    guesser.press("222222")  # the floor of wrong codes a minute, by one caller
     back = dial(app, caller="anonymous")
-    back.press(code)  # right, but refused until the minute is over
+    back.press(code)
+    assert not back.last_heard.startswith("Sorry, that code didn't match.")
+    assert "For flight status" in back.last_heard  # back at the main menu, where the owner was
+
+
+def test_a_flood_of_wrong_codes_throttles_code_resumes(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    minute_start = (time.time() // 60) * 60 + 1.0
+    app = _codes_app(
+        make_app, flows_dir, RESUME_CODE_FAILURES_PER_MINUTE=2, CLOCK=lambda: minute_start
+    )
+    owner = dial(app, caller="anonymous")
+    owner.press("#")
+    code = _announced_code(owner)
+    owner.hang_up()
+    for guess in ("1", "2"):  # two guessing calls, three wrong codes each
+        guesser = dial(app, caller="anonymous")
+        for attempt in ("1", "2", "3"):
+            guesser.press(guess * 3 + attempt * 3)
+    # 6 wrong codes against a limit of max(2, 1 x 4 calls asked for a code): refused this minute
+    back = dial(app, caller="anonymous")
+    back.press(code)
     assert back.last_heard.startswith("Sorry, that code didn't match.")
+
+
+def test_twenty_calls_keying_one_code_at_once_resume_it_once(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    app = _codes_app(make_app, flows_dir)
+    owner = dial(app, caller="anonymous")
+    owner.press("#")
+    code = _announced_code(owner)
+    owner.press("2")
+    owner.say("A B C 1 2 3")  # a booking in hand, then the line drops
+    owner.hang_up()
+    callers = [dial(app, caller="anonymous") for _ in range(20)]
+    start = threading.Barrier(len(callers))
+
+    def key_code(call: Call) -> str:
+        start.wait()
+        call.press(code)
+        return call.last_heard
+
+    with ThreadPoolExecutor(len(callers)) as pool:
+        heard = list(pool.map(key_code, callers))
+    resumed = [text for text in heard if not text.startswith("Sorry, that code didn't match.")]
+    assert len(resumed) == 1, heard
+    assert "Press 1 for flight OV 105" in resumed[0]  # back where the owner was

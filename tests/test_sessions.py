@@ -17,9 +17,10 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
+from context.event_stream import EventStream
 from context.keys import Keys
 from context.sessions import SessionStore
-from ivr.errors import SessionCorrupt
+from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.session import Session, Visit
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
@@ -70,7 +71,7 @@ def a_session(**changes: object) -> Session:
 # ---- SessionStore directly ----------------------------------------------------------------
 def test_save_then_load_round_trips_every_field(store: SessionStore) -> None:
     session = a_session()
-    assert store.save(session, 0) == 1
+    assert store.save(session, 0).seq == 1
     loaded = store.load(CALLER)
     assert loaded.session == session
     assert loaded.seq == 1
@@ -92,24 +93,32 @@ def test_reply_is_cached_per_call_and_step(store: SessionStore) -> None:
 
 def test_every_write_sets_a_ttl(store: SessionStore, redis_client: redis.Redis) -> None:
     keys = store.keys
-    store.save(
+    events = EventStream(redis_client, keys, shards=2, ttl=700)
+    store = SessionStore(redis_client, keys, TTL, REPLY_TTL, events=events)
+    saved = store.save(
         a_session(),
         0,
         "<Response/>",
         reply_step=4,
-        index_call=True,
-        also_set=[(keys.resume_code("123456"), CALLER, 900)],
+        mark_call=True,
+        events=[EventStream.encode({"name": "resume_fresh"})],
+        publish=(keys.flow_version("0123456789abcdef"), "id: airline"),
     )
+    assert saved is not None and saved.published
+    assert store.claim_code("123456", CALLER, 900)
     expected = {
         keys.session(CALLER): TTL,
         keys.reply(CALLER, CALL_SID, 4): REPLY_TTL,
-        keys.call(CALL_SID): TTL,
+        keys.call(CALLER, CALL_SID): TTL,
         keys.resume_code("123456"): 900,
+        keys.flow_version("0123456789abcdef"): 2 * TTL,
+        events.key_for(CALLER): 700,
     }
     assert sorted(keys_under(redis_client)) == sorted(expected)
     for key, ttl in expected.items():
         assert 0 < redis_client.ttl(key) <= ttl, key
-    assert store.caller_of(CALL_SID) == CALLER
+    assert store.load(CALLER, CALL_SID, 4).call_known
+    assert not store.load(CALLER, "CA" + "f" * 32, 4).call_known
     assert store.caller_by_code("123456") == CALLER
 
 
@@ -135,8 +144,8 @@ def test_compare_and_set_rejects_a_stale_seq(
     store: SessionStore, redis_client: redis.Redis
 ) -> None:
     first = a_session(step=4)
-    assert store.save(first, 0) == 1
-    assert store.save(a_session(step=5), 1) == 2
+    assert store.save(first, 0).seq == 1
+    assert store.save(a_session(step=5), 1).seq == 2
     stale = a_session(step=99, node="goodbye")
     assert store.save(stale, 1, "<Response/>", reply_step=99) is None
     assert store.save(stale, 0) is None
@@ -144,11 +153,11 @@ def test_compare_and_set_rejects_a_stale_seq(
     assert loaded.seq == 2
     assert loaded.session is not None and loaded.session.step == 5
     assert loaded.reply is None  # a losing save caches no reply
-    assert store.save(stale, 2) == 3
+    assert store.save(stale, 2).seq == 3
 
 
 def test_first_save_fails_when_someone_else_created_the_session(store: SessionStore) -> None:
-    assert store.save(a_session(call_sid="CA" + "e" * 32), 0) == 1
+    assert store.save(a_session(call_sid="CA" + "e" * 32), 0).seq == 1
     assert store.save(a_session(), 0) is None
     loaded = store.load(CALLER)
     assert loaded.session is not None and loaded.session.call_sid == "CA" + "e" * 32
@@ -292,6 +301,8 @@ def _kind(connection: redis.Redis, key: str) -> str:
         return "session"
     if ":reply:" in rest:
         return "reply"
+    if rest.startswith("{"):  # the caller's other keys, under its hash tag
+        return rest.split(":")[1]
     return rest.split(":")[0]
 
 
@@ -315,7 +326,7 @@ def test_every_key_of_a_whole_call_has_a_ttl(
 
     keys = keys_under(redis_client)
     assert {_kind(redis_client, key) for key in keys} == {
-        "session", "reply", "call", "flow", "resume-code"
+        "session", "reply", "call", "flow", "resume-code", "code-prompts", "events"
     }  # fmt: skip
     without_ttl = [key for key in keys if redis_client.ttl(key) <= 0]
     assert without_ttl == []
@@ -341,16 +352,16 @@ def test_load_is_one_round_trip(counted: tuple[redis.Redis, RoundTrips]) -> None
 def test_save_is_one_round_trip(counted: tuple[redis.Redis, RoundTrips]) -> None:
     connection, counter = counted
     store = SessionStore(connection, Keys(prefix_of(connection)))
-    store.save(a_session(), 0, "<Response/>", reply_step=3, index_call=True)
+    store.save(a_session(), 0, "<Response/>", reply_step=3, mark_call=True)
     store.save(a_session(step=5), 1, "<Response/>", reply_step=4)
     # one pipeline each, led by the script
     assert counter.sent == ["EVALSHA", "EVALSHA"], counter.per_node
 
 
 def test_save_survives_a_script_flush(store: SessionStore, redis_client: redis.Redis) -> None:
-    assert store.save(a_session(), 0) == 1
+    assert store.save(a_session(), 0).seq == 1
     redis_client.script_flush()  # what a Redis restart or failover does to cached scripts
-    assert store.save(a_session(step=5), 1) == 2
+    assert store.save(a_session(step=5), 1).seq == 2
     loaded = store.load(CALLER)
     assert loaded.session is not None and loaded.session.step == 5
 
@@ -410,7 +421,7 @@ def test_duplicate_webhook_and_stray_status_cost_one_round_trip(
 )
 def test_data_only_json_can_write_comes_back_exactly(store: SessionStore, value: object) -> None:
     session = a_session(variables={"booking": value})
-    assert store.save(session, 0) == 1
+    assert store.save(session, 0).seq == 1
     loaded = store.load(session.caller)
     assert loaded.session is not None
     assert loaded.session.variables == {"booking": value}
@@ -424,3 +435,59 @@ def test_a_document_written_by_json_alone_still_loads(
     redis_client.hset(key, mapping={"seq": 3, "doc": json.dumps(session.to_dict()), "call": "x"})
     loaded = store.load(session.caller)
     assert loaded.seq == 3 and loaded.session == session
+
+
+# ---- what counts as "store unavailable" ---------------------------------------------------
+class _Refusing:
+    """A connection whose every command fails with ``error`` (a cluster mid-failover, ...)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def execute_command(self, *args: object, **kwargs: object) -> object:
+        raise self.error
+
+    def pipeline(self, *args: object, **kwargs: object) -> _Refusing:
+        return self
+
+    def __enter__(self) -> _Refusing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        return self.execute_command
+
+
+FAILOVER_ERRORS = [
+    redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing of slot"),
+    redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+    redis.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."),
+    redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'"),
+    redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379"),
+]
+
+
+@pytest.mark.parametrize("error", FAILOVER_ERRORS, ids=lambda e: type(e).__name__)
+def test_failover_and_memory_errors_are_store_unavailable(error: Exception) -> None:
+    store = SessionStore(_Refusing(error), Keys("x"), TTL)  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailable):
+        store.load(CALLER, CALL_SID, 0)
+    with pytest.raises(StoreUnavailable):
+        store.save(a_session(), 0)
+
+
+@pytest.mark.parametrize("error", FAILOVER_ERRORS, ids=lambda e: type(e).__name__)
+def test_a_caller_hears_the_fallback_when_the_store_fails_over(
+    make_app: Callable[..., Flask], error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(REDIS_CLIENT=_Refusing(error), FALLBACK_QUEUE="support")
+    with caplog.at_level(logging.ERROR):
+        response = post(app.test_client(), "/voice", form())
+    assert response.status_code == 200
+    root = twiml(response)
+    assert root.find("Enqueue") is not None and root.find("Enqueue").text == "support"
+    assert any("session store unavailable" in r.getMessage() for r in caplog.records)
+    assert not any("unexpected failure" in r.getMessage() for r in caplog.records)

@@ -68,7 +68,12 @@ def _snapshot(connection: redis.Redis) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in keys_under(connection):
         kind = connection.type(key)
-        values[key] = connection.hgetall(key) if kind == b"hash" else connection.get(key)
+        if kind == b"hash":
+            values[key] = connection.hgetall(key)
+        elif kind == b"stream":
+            values[key] = connection.xrange(key)
+        else:
+            values[key] = connection.get(key)
     return values
 
 

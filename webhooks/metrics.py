@@ -8,6 +8,7 @@ shared by the workers so ``/metrics`` sums them (prometheus_client's multiproces
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flask import Blueprint, Flask, Response
@@ -21,7 +22,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from ivr import resume
+from conversation.events import ConversationEvent
+from ivr.states import EventName, PlanKind, Status, start_event
 
 WEBHOOK_SECONDS = Histogram(
     "omnivoice_webhook_seconds",
@@ -39,15 +41,12 @@ TRANSFERS = Counter("omnivoice_transfers_total", "Callers handed to a person.")
 ERRORS = Counter("omnivoice_errors_total", "Webhooks answered with the fallback.", ["kind"])
 
 _RESUME_OUTCOMES = {
-    "resumed": "resumed",
-    "resume_declined": "declined",
-    "resume_code_failed": "code_failed",
-    "transferred_caller_back": "transferred_back",
+    EventName.RESUMED: "resumed",
+    EventName.RESUME_DECLINED: "declined",
+    EventName.RESUME_CODE_FAILED: "code_failed",
+    EventName.TRANSFERRED_CALLER_BACK: "transferred_back",
 }
-
-_START_KINDS = frozenset(
-    (resume.FRESH, resume.OFFER, resume.CONTINUE, resume.TRANSFERRED_ROUTE, resume.ASK_CODE)
-)
+_STARTS = {start_event(kind): kind.value for kind in PlanKind}
 
 bp = Blueprint("metrics", __name__)
 
@@ -64,18 +63,26 @@ def metrics() -> Response:
     return Response(body, 200, mimetype=CONTENT_TYPE_LATEST)
 
 
-def observe_note(name: str, data: dict[str, Any]) -> None:
-    """Count what a call event means for the dashboards."""
-    start = name.removeprefix("resume_")
-    if start in _START_KINDS:  # webhooks.calls notes "resume_<plan kind>" as each call starts
+class MetricsSink:
+    """The event sink that counts what events mean for the dashboards."""
+
+    def emit(self, events: Sequence[ConversationEvent]) -> None:
+        for event in events:
+            observe(event.name, event.data)
+
+
+def observe(name: EventName, data: Mapping[str, Any]) -> None:
+    """Count one event."""
+    start = _STARTS.get(name)
+    if start is not None:  # every call that reaches a flow records how it started
         CALLS.labels(start=start).inc()
         ACTIVE_CALLS.inc()
     elif name in _RESUME_OUTCOMES:
         RESUMES.labels(outcome=_RESUME_OUTCOMES[name]).inc()
-    elif name == "session_ended" and data.get("status") == "transferred":
+    elif name == EventName.SESSION_ENDED and data.get("status") == Status.TRANSFERRED:
         TRANSFERS.inc()
-    elif name in ("call_ended", "call_superseded"):  # a superseded call's end is not recorded
-        ACTIVE_CALLS.dec()
+    elif name in (EventName.CALL_ENDED, EventName.CALL_SUPERSEDED):
+        ACTIVE_CALLS.dec()  # a superseded call's end is not recorded
 
 
 def install(app: Flask) -> None:

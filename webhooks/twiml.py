@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from twilio.twiml.voice_response import Gather as GatherVerb
 from twilio.twiml.voice_response import VoiceResponse
@@ -19,6 +19,17 @@ from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Speech, Transfer
 APOLOGY = "Sorry, we are having trouble right now."
 CONNECTING = "Please hold while I connect you to someone who can help."
 GOODBYE = "Please call again later. Goodbye."
+
+
+class VoiceRenderer:
+    """The voice channel's renderer: TwiML whose gathers post to ``answer_url(root, step)``."""
+
+    def __init__(self, answer_url: Callable[[str, int], str]) -> None:
+        self.answer_url = answer_url
+
+    def render(self, actions: tuple[Action, ...], url_root: str, step: int) -> str:
+        """TwiML for ``actions``; the caller's answer comes back naming ``step``."""
+        return render(actions, self.answer_url(url_root, step))
 
 
 def render(actions: Iterable[Action], answer_url: str) -> str:

@@ -1,0 +1,155 @@
+"""The event stream: every event a saved turn recorded, in Redis Streams, for other processes.
+
+The history writer and the agent console read it with consumer groups (``XREADGROUP``), so each
+consumer gets every entry, a crashed one finds its unacknowledged entries again, and an entry id
+doubles as a Server-Sent Events id (``<shard>-<entry id>``) to resume a stream from.
+
+The stream is sharded by caller (``omnivoice:events:0`` .. ``:N-1``): one caller's events stay in
+order in one shard, and no single key (on Redis Cluster, no single node) takes every webhook's
+writes. Each shard is capped (``XADD MAXLEN ~``) and expires when nothing was written to it for
+``ttl`` seconds, like every key Omnivoice writes.
+
+How events get here depends on the topology (see :meth:`context.sessions.SessionStore.save`):
+on a single Redis or a Sentinel-managed one the save script appends them atomically with the
+session (they exist if and only if the save stood, in the same round trip). On Redis Cluster the
+shard lives in another slot than the caller's session, so the store appends them right after the
+save stood (:meth:`EventStream.append`); a process killed between the two loses that turn's
+events (the session is saved; the log line was not written either). That window is one round
+trip wide; a cluster node that fails in it loses them too, and the loss is logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from context.keys import Keys
+from context.redis_client import UNAVAILABLE
+
+log = logging.getLogger(__name__)
+
+FIELD = "e"  # each entry holds one field: the event's JSON document
+DEFAULT_SHARDS = 8
+DEFAULT_MAXLEN = 100_000  # entries per shard, approximately (XADD MAXLEN ~)
+DEFAULT_TTL = 7 * 86400
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event read back from the stream, with the id to acknowledge it by."""
+
+    shard: int
+    id: str
+    event: dict[str, Any]
+
+    @property
+    def sse_id(self) -> str:
+        """The id to give this entry as a Server-Sent Events ``id:``."""
+        return f"{self.shard}-{self.id}"
+
+
+class EventStream:
+    """The sharded Redis Stream of events, and its consumer-group reads."""
+
+    def __init__(
+        self,
+        connection: Any,
+        keys: Keys,
+        shards: int = DEFAULT_SHARDS,
+        maxlen: int = DEFAULT_MAXLEN,
+        ttl: int = DEFAULT_TTL,
+    ) -> None:
+        if shards < 1:
+            raise ValueError("the event stream needs at least one shard")
+        self.redis = connection
+        self.keys = keys
+        self.shards = shards
+        self.maxlen = maxlen
+        self.ttl = ttl
+
+    def shard_of(self, caller: str) -> int:
+        """The shard a caller's events go to (stable across processes)."""
+        return zlib.crc32(caller.encode("utf-8")) % self.shards
+
+    def key_for(self, caller: str) -> str:
+        """The stream key of a caller's shard."""
+        return self.keys.events(self.shard_of(caller))
+
+    @staticmethod
+    def encode(event: dict[str, Any]) -> bytes:
+        """An event as the bytes stored in its entry."""
+        return orjson.dumps(event, default=str)
+
+    def append(self, caller: str, events: Sequence[bytes]) -> bool:
+        """Append encoded ``events`` of one caller (the Cluster path); ``False`` if Redis failed."""
+        if not events:
+            return True
+        key = self.key_for(caller)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.xadd(key, {FIELD: event}, maxlen=self.maxlen, approximate=True)
+                pipe.expire(key, self.ttl)
+                pipe.execute()
+        except UNAVAILABLE as exc:
+            log.error("lost %d event(s): the event stream did not answer: %s", len(events), exc)
+            return False
+        return True
+
+    # ---- consumers ------------------------------------------------------------------------
+    def ensure_group(self, group: str, start: str = "0") -> None:
+        """Create consumer group ``group`` on every shard (and the shard), if missing."""
+        for shard in range(self.shards):
+            try:
+                self.redis.xgroup_create(self.keys.events(shard), group, id=start, mkstream=True)
+            except Exception as exc:  # redis.ResponseError BUSYGROUP: it exists already
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def read(
+        self, group: str, consumer: str, count: int = 100, pending: bool = False
+    ) -> list[Entry]:
+        """New entries for ``consumer`` of ``group`` across all shards (its pending ones with
+        ``pending``), without blocking: one XREADGROUP per shard."""
+        entries: list[Entry] = []
+        start = "0" if pending else ">"
+        for shard in range(self.shards):
+            key = self.keys.events(shard)
+            reply = self.redis.xreadgroup(group, consumer, {key: start}, count=count)
+            for _stream, items in reply or []:
+                for entry_id, fields in items:
+                    raw = fields.get(FIELD.encode()) or fields.get(FIELD)
+                    if raw is None:
+                        continue
+                    entries.append(Entry(shard, _text(entry_id), orjson.loads(raw)))
+        return entries
+
+    def ack(self, group: str, entries: Sequence[Entry]) -> int:
+        """Acknowledge ``entries`` (after they were handled); the number acknowledged."""
+        done = 0
+        for shard in {entry.shard for entry in entries}:
+            ids = [entry.id for entry in entries if entry.shard == shard]
+            done += int(self.redis.xack(self.keys.events(shard), group, *ids))
+        return done
+
+    def since(self, sse_id: str, count: int = 100) -> list[Entry]:
+        """Entries of ``sse_id``'s shard after it (an SSE client reconnecting with
+        ``Last-Event-ID``)."""
+        shard_text, _, entry_id = sse_id.partition("-")
+        shard = int(shard_text)
+        if not 0 <= shard < self.shards or not entry_id:
+            raise ValueError(f"not an event id of this stream: {sse_id!r}")
+        reply = self.redis.xrange(self.keys.events(shard), min=f"({entry_id}", count=count)
+        return [
+            Entry(shard, _text(entry_id), orjson.loads(fields.get(FIELD.encode()) or b"{}"))
+            for entry_id, fields in reply
+        ]
+
+
+def _text(value: Any) -> str:
+    return value.decode("ascii") if isinstance(value, bytes) else str(value)

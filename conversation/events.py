@@ -1,0 +1,179 @@
+"""The event schema, and the sinks events go to once the save of their turn stood.
+
+Every event a turn records (a :class:`~ivr.turn.Note`, a handoff) becomes one
+:class:`ConversationEvent`, version 1 of the documented schema (README, "Events")::
+
+    {"v": 1, "name": "resume_offer", "at": 1764581234.5, "channel": "voice",
+     "caller": "+14155550100", "call_sid": "CA...", "conversation": "9f3c...",
+     "flow": "airline", "version": "3b2a...", "node": "main_menu", "data": {...}}
+
+``data`` never holds a ``sensitive`` variable's value in clear: keys naming one, and any text
+equal to one of the session's sensitive values, read ``"***"``.
+
+The event stream (Redis Streams) is written by the session store with the save itself (see
+:mod:`context.event_stream`); the sinks here run in the process after the save: a structured log
+line per event and the Prometheus metrics. Sinks must not raise: a failing sink is logged and the
+others still run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from context.callers import masked
+from ivr.flow import Flow
+from ivr.session import Session
+from ivr.states import EventName
+from ivr.turn import AttachHandoff, Effect, Note
+
+log = logging.getLogger("omnivoice.calls")
+
+SCHEMA_VERSION = 1
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class ConversationEvent:
+    """One event of one conversation, in the documented schema."""
+
+    name: EventName
+    at: float
+    caller: str
+    call_sid: str
+    channel: str = "voice"
+    conversation: str = ""
+    flow: str | None = None
+    version: str | None = None
+    node: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as its JSON document (schema version 1)."""
+        return {
+            "v": SCHEMA_VERSION,
+            "name": self.name.value,
+            "at": self.at,
+            "channel": self.channel,
+            "caller": self.caller,
+            "call_sid": self.call_sid,
+            "conversation": self.conversation,
+            "flow": self.flow,
+            "version": self.version,
+            "node": self.node,
+            "data": self.data,
+        }
+
+
+class EventSink(Protocol):
+    """Where events go after their turn's save stood."""
+
+    def emit(self, events: Sequence[ConversationEvent]) -> None:
+        """Take ``events`` (in order); never raise."""
+
+
+class LogSink:
+    """One structured log line per event, with the CallSid and a masked caller."""
+
+    def emit(self, events: Sequence[ConversationEvent]) -> None:
+        for event in events:
+            log.info(
+                event.name.value,
+                extra={
+                    "call_sid": event.call_sid,
+                    "caller": masked(event.caller),
+                    "data": event.data,
+                },
+            )
+
+
+class MemorySink:
+    """Keeps every event in a list: the in-memory fake for tests and the simulator."""
+
+    def __init__(self) -> None:
+        self.events: list[ConversationEvent] = []
+
+    def emit(self, events: Sequence[ConversationEvent]) -> None:
+        self.events.extend(events)
+
+    def names(self) -> list[str]:
+        """The names of the events so far, in order."""
+        return [event.name.value for event in self.events]
+
+
+def emit_all(sinks: Iterable[EventSink], events: Sequence[ConversationEvent]) -> None:
+    """Give ``events`` to every sink; one failing sink does not stop the others."""
+    if not events:
+        return
+    for sink in sinks:
+        try:
+            sink.emit(events)
+        except Exception:
+            log.exception("event sink %s failed", type(sink).__name__)
+
+
+def from_effects(
+    effects: Iterable[Effect | Note],
+    session: Session,
+    flow: Flow | None,
+    at: float,
+    channel: str = "voice",
+) -> list[ConversationEvent]:
+    """The events a turn's effects record, about ``session`` (after the turn)."""
+    secrets = _sensitive_values(session, flow)
+    names = flow.spec.sensitive if flow is not None else ()
+    events = []
+    for effect in effects:
+        if isinstance(effect, Note):
+            name, data = effect.name, effect.data
+        elif isinstance(effect, AttachHandoff):
+            name = EventName.HANDOFF
+            data = {"route": effect.route, "target": effect.target, "context": effect.context}
+        else:
+            continue
+        node = data.get("node") if isinstance(data.get("node"), str) else session.node
+        events.append(
+            ConversationEvent(
+                name=name,
+                at=at,
+                caller=session.caller,
+                call_sid=session.call_sid,
+                channel=channel,
+                conversation=session.conversation,
+                flow=session.flow_id,
+                version=session.flow_version,
+                node=node,
+                data=_masked(data, names, secrets) if (names or secrets) else dict(data),
+            )
+        )
+    return events
+
+
+def _sensitive_values(session: Session, flow: Flow | None) -> set[str]:
+    """The text of every sensitive value the session holds (to mask wherever it appears)."""
+    if flow is None or not flow.spec.sensitive:
+        return set()
+    values = set()
+    for scope in (session.variables, session.held):
+        for name in flow.spec.sensitive:
+            value = scope.get(name)
+            if isinstance(value, str | int | float) and str(value):
+                values.add(str(value))
+    return values
+
+
+def _masked(value: Any, names: Iterable[str], secrets: set[str]) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            key: MASK if key in names else _masked(item, names, secrets)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_masked(item, names, secrets) for item in value]
+    if isinstance(value, str) and value in secrets:
+        return MASK
+    if isinstance(value, int | float) and not isinstance(value, bool) and str(value) in secrets:
+        return MASK
+    return value

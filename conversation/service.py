@@ -1,0 +1,421 @@
+"""The conversation service: load the session, decide, step, settle effects, save, emit events.
+
+Each request of a channel is one *exchange*: load (one Redis round trip), decide what the caller
+gets, settle the turn's effects (data dips run here, within the request's time budget), render
+with the channel's renderer, save with a compare-and-set (one round trip; the turn's events ride
+in it), then hand the events to the sinks. A save that loses a race reloads and decides again,
+and then usually finds the reply the winner cached. A retried request (same contact id and step)
+gets the cached reply, so the flow never advances twice. Resume (:mod:`ivr.resume`) is decided
+when a conversation begins; resume codes are :class:`~conversation.resume_codes.ResumeCodes`.
+
+Voice is the first channel: :meth:`incoming`, :meth:`answer` and :meth:`status` are what Twilio's
+voice webhooks call, with a call's CallSid as the contact id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from channels.http import Fetcher
+from context.callers import masked
+from context.event_stream import EventStream
+from context.sessions import Loaded, SessionStore
+from conversation.events import (
+    ConversationEvent,
+    EventSink,
+    LogSink,
+    emit_all,
+    from_effects,
+)
+from conversation.flow_versions import FlowVersions
+from conversation.inbound import Inbound
+from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
+from ivr import engine, resume, steps
+from ivr.catalog import Catalog
+from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
+from ivr.flow import Flow
+from ivr.session import Session
+from ivr.states import EventName, PlanKind, Status, Waiting, start_event
+from ivr.turn import Action, Answer, FetchResult, Gather, Hangup, HttpRequest, Note, Say, Turn
+
+log = logging.getLogger("omnivoice.calls")
+
+INCOMING_STEP = -1
+MAX_STEP = 2**31 - 1  # far beyond any call; keeps stored numbers within every JSON codec's range
+SAVE_ATTEMPTS = 3
+MAX_FETCHES = 5
+TURN_BUDGET = 11.0  # seconds of data dips per request; Twilio gives up at 15
+MIN_FETCH_SECONDS = 0.2
+TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
+CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
+
+
+class Renderer(Protocol):
+    """Turns a turn's channel-neutral actions into what the channel sends (TwiML, text, HTML)."""
+
+    def render(self, actions: tuple[Action, ...], url_root: str, step: int) -> str:
+        """The reply for ``actions``; answers come back naming ``step``."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one exchange decided: a ready reply, or a turn to settle, render and save."""
+
+    reply: str | None = None
+    flow: Flow | None = None
+    turn: Turn | None = None
+    also_delete: tuple[str, ...] = ()
+    redeemed: tuple[str, Redeemed] | None = None  # a resume code taken by this decision
+
+
+NO_FLOW = Outcome()
+
+
+class ConversationService:
+    """Runs conversations; voice calls are its first channel."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: SessionStore,
+        fetcher: Fetcher,
+        renderer: Renderer,
+        env: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+        versions: FlowVersions | None = None,
+        codes: ResumeCodes | None = None,
+        sinks: Sequence[EventSink] = (LogSink(),),
+        turn_budget: float = TURN_BUDGET,
+        new_conversation: Callable[[], str] = lambda: secrets.token_hex(16),
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.fetcher = fetcher
+        self.renderer = renderer
+        self.env = dict(env or {})
+        self.clock = clock
+        self.versions = versions or FlowVersions(catalog, store)
+        self.codes = codes or ResumeCodes(store, self.versions, clock)
+        self.sinks = tuple(sinks)
+        self.turn_budget = turn_budget
+        self.new_conversation = new_conversation
+        self.stream: EventStream | None = store.events
+
+    # ---- voice ----------------------------------------------------------------------------
+    def incoming(self, params: Inbound) -> str | None:
+        """A new call: start (or resume) the flow for the called number; ``None``: no flow."""
+
+        def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
+            if loaded.reply and _owned(loaded.session, params):
+                return Outcome(reply=loaded.reply)
+            return self._begin(params, loaded, notes)
+
+        return self._exchange(params, INCOMING_STEP, decide)
+
+    def answer(self, params: Inbound, step: int) -> str | None:
+        """The caller's answer to what was asked at ``step``."""
+
+        def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
+            session = loaded.session
+            if session is None or not _owned(session, params):
+                if session is None or not loaded.call_known:
+                    notes.append(Note(EventName.UNKNOWN_CALL_RESTARTED, {"step": step}))
+                    return self._begin(params, loaded, notes)
+                notes.append(Note(EventName.SUPERSEDED_CALL_FENCED, {"step": step}))
+                return self._say_goodbye(params, SUPERSEDED_TEXT)
+            if loaded.reply:
+                notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
+                return Outcome(reply=loaded.reply)
+            if session.status != Status.ACTIVE:
+                return self._say_goodbye(params)
+            flow = self.versions.for_session(session)
+            if flow is None:
+                notes.append(Note(EventName.FLOW_VERSION_GONE, {"version": session.flow_version}))
+                return self._restart(params, session)
+            if session.waiting == Waiting.RESUME_CODE:
+                return self._code_answer(flow, session, params, notes)
+            if session.step != step or not steps.answerable(session):
+                return Outcome(flow=flow, turn=self._ask_again(flow, session))
+            event = Answer(params.digits, params.speech, params.confidence, at=self.clock())
+            return Outcome(flow=flow, turn=steps.advance(flow, session, event, self.env))
+
+        return self._exchange(params, step, decide)
+
+    def status(self, params: Inbound) -> bool:
+        """Record a call status callback; ``False`` when the call is unknown or already recorded."""
+        if params.status not in TERMINAL_CALL_STATUSES:
+            return False
+        for _ in range(SAVE_ATTEMPTS):
+            loaded = self._load(params.caller.key)
+            session = loaded.session
+            if session is None or session.call_sid != params.contact_id:
+                return False
+            if session.call_status in TERMINAL_CALL_STATUSES:
+                return False
+            now = self.clock()
+            ended = session.call_ended(params.status, now)
+            note = Note(
+                EventName.CALL_ENDED, {"status": ended.status, "reason": ended.ended_reason}
+            )
+            flow = self.versions.for_session(ended)
+            events = from_effects((note,), ended, flow, now)
+            if self._save(ended, loaded.seq, events=events) is not None:
+                emit_all(self.sinks, events)
+                self.codes.call_ended(flow, ended)
+                return True
+        return False
+
+    # ---- the exchange ---------------------------------------------------------------------
+    def _exchange(
+        self, params: Inbound, step: int, decide: Callable[[Loaded, list[Note]], Outcome]
+    ) -> str | None:
+        """Load, decide, settle, render, save; the events reach the sinks once the save stands."""
+        deadline = time.monotonic() + self.turn_budget  # data dips share it, retries included
+        try:
+            for _ in range(SAVE_ATTEMPTS):
+                loaded = self._load(params.caller.key, params.contact_id, step)
+                notes: list[Note] = []
+                outcome = decide(loaded, notes)
+                if outcome.turn is None or outcome.flow is None:
+                    self._emit_unsaved(params, loaded.session, notes)
+                    return outcome.reply
+                flow = outcome.flow
+                turn = self._settle(flow, outcome.turn, deadline)
+                if turn.session.step <= step:  # every answered request moves the step on
+                    turn = turn.evolve(session=turn.session.evolve(step=step + 1))
+                turn = self._issue_code(flow, params, turn)
+                reply = self.renderer.render(turn.actions, params.url_root, turn.session.step)
+                events = from_effects((*notes, *turn.effects), turn.session, flow, self.clock())
+                publish = self.versions.publication(flow)
+                saved = self._save(
+                    turn.session,
+                    loaded.seq,
+                    reply,
+                    reply_step=step,
+                    mark_call=step == INCOMING_STEP or loaded.session is None,
+                    events=events,
+                    publish=publish,
+                )
+                if saved is None:
+                    if outcome.redeemed is not None:  # the code is free again for the retry
+                        self.codes.give_back(*outcome.redeemed)
+                    self._emit_unsaved(
+                        params, loaded.session, [Note(EventName.SAVE_CONFLICT, {"step": step})]
+                    )
+                    continue
+                if outcome.also_delete:  # only once this save has won
+                    self.store.delete(*outcome.also_delete)
+                if publish is not None and saved:
+                    self.versions.published(flow)
+                emit_all(self.sinks, events)
+                return reply
+        except StoreUnavailable:
+            self.versions.store_failed()  # it may come back empty: publish versions again
+            raise
+        raise SessionContention(params.contact_id)
+
+    def _save(
+        self,
+        session: Session,
+        seq: int,
+        reply: str | None = None,
+        reply_step: int | None = None,
+        mark_call: bool = False,
+        events: Sequence[ConversationEvent] = (),
+        publish: tuple[str, str] | None = None,
+    ) -> bool | None:
+        """Save; ``None`` when the compare-and-set lost, else whether the flow got published."""
+        encoded = [EventStream.encode(e.to_dict()) for e in events] if self.stream else []
+        saved = self.store.save(
+            session, seq, reply, reply_step, mark_call, events=encoded, publish=publish
+        )
+        return None if saved is None else saved.published
+
+    def _begin(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
+        """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`."""
+        flow = self.catalog.for_number(params.to)
+        if flow is None:
+            log.error("no flow answers %s and there is no default flow", params.to)
+            return NO_FLOW
+        now = self.clock()
+        previous = loaded.session
+        if (
+            previous is not None
+            and previous.status == Status.ACTIVE
+            and previous.call_sid != params.contact_id
+        ):
+            notes.append(Note(EventName.CALL_SUPERSEDED, {"previous_call": previous.call_sid}))
+        pinned = (
+            self.versions.for_session(previous)
+            if previous and previous.flow_id == flow.id
+            else None
+        )
+        plan = resume.plan(pinned or flow, previous, now, params.caller.recognised)
+        notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
+        if plan.kind == PlanKind.FRESH:
+            return Outcome(flow=flow, turn=self._fresh(flow, params))
+        if plan.kind == PlanKind.ASK_CODE:
+            self.codes.asked(params.caller.key)
+            return Outcome(flow=flow, turn=resume.ask_code(flow, self._fresh(flow, params).session))
+        if pinned is None or previous is None:
+            notes.append(Note(EventName.FLOW_VERSION_GONE))
+            return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
+        carried = resume.carried_over(pinned, previous, params.contact_id, now, params.attested)
+        if plan.kind == PlanKind.OFFER:
+            return Outcome(flow=pinned, turn=resume.offer(pinned, carried, self.env))
+        if plan.kind == PlanKind.TRANSFERRED:
+            return Outcome(
+                flow=pinned, turn=resume.transferred_route(pinned, carried, now, self.env)
+            )
+        return Outcome(flow=pinned, turn=resume.restore(pinned, carried, now, self.env))
+
+    def _fresh(self, flow: Flow, params: Inbound, apology: str | None = None) -> Turn:
+        lead = (Say(apology, flow.spec.voice, flow.spec.language),) if apology else ()
+        turn = engine.start(
+            flow, caller=params.caller.key, call_sid=params.contact_id, at=self.clock(),
+            env=self.env, lead=lead,
+        )  # fmt: skip
+        session = turn.session.evolve(
+            attested=params.attested, conversation=self.new_conversation()
+        )
+        return turn.evolve(session=session)
+
+    def _restart(self, params: Inbound, session: Session) -> Outcome:
+        """The session's flow version cannot be served: apologise and start the current flow."""
+        flow = self.catalog.for_number(params.to) or self.catalog.get(session.flow_id)
+        if flow is None:
+            return NO_FLOW
+        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
+
+    def _ask_again(self, flow: Flow, session: Session) -> Turn:
+        """A request for a step that is not the current one: ask the current question again."""
+        if session.waiting == Waiting.RESUME_OFFER:
+            return resume.offer(flow, session, self.env)
+        return engine.start(
+            flow, caller=session.caller, call_sid=session.call_sid, at=self.clock(),
+            env=self.env, node=session.node, session=session,
+        )  # fmt: skip
+
+    def _say_goodbye(self, params: Inbound, text: str | None = None) -> Outcome:
+        actions: tuple[Action, ...] = (Say(text), Hangup()) if text else (Hangup(),)
+        return Outcome(reply=self.renderer.render(actions, params.url_root, INCOMING_STEP))
+
+    # ---- resume codes ---------------------------------------------------------------------
+    def _code_answer(
+        self, flow: Flow, session: Session, params: Inbound, notes: list[Note]
+    ) -> Outcome:
+        code = (params.digits or "").rstrip("#")
+        if not code:
+            notes.append(Note(EventName.RESUME_CODE_SKIPPED))
+            return Outcome(flow=flow, turn=self._fresh(flow, params))
+        decision = self.codes.redeem(code, session.caller)
+        if isinstance(decision, Redeemed):
+            return self._resume_by_code(code, decision, session, params)
+        if decision == Refusal.THROTTLED:
+            notes.append(Note(EventName.RESUME_CODES_THROTTLED))
+        attempts = session.no_match_count + 1
+        notes.append(Note(EventName.RESUME_CODE_WRONG, {"attempt": attempts}))
+        if attempts >= resume.CODE_ATTEMPTS:
+            notes.append(Note(EventName.RESUME_CODE_FAILED))
+            return Outcome(flow=flow, turn=self._fresh(flow, params, resume.CODE_RETRY))
+        retry = session.evolve(no_match_count=attempts, step=session.step + 1)
+        return Outcome(flow=flow, turn=resume.ask_code(flow, retry, retry=True))
+
+    def _resume_by_code(
+        self, code: str, found: Redeemed, session: Session, params: Inbound
+    ) -> Outcome:
+        now = self.clock()
+        moved = resume.carried_over(
+            found.flow, found.previous, params.contact_id, now, params.attested
+        ).evolve(caller=session.caller, resume_code=None, step=session.step + 1)
+        turn = resume.restore(found.flow, moved, now, self.env)
+        return Outcome(
+            flow=found.flow,
+            turn=turn,
+            also_delete=(self.store.keys.session(found.owner),),
+            redeemed=(code, found),
+        )
+
+    def _issue_code(self, flow: Flow, params: Inbound, turn: Turn) -> Turn:
+        """Give a caller without caller ID a resume code at their first question, once."""
+        session = turn.session
+        if (
+            params.caller.recognised
+            or not flow.spec.resume.codes
+            or session.status != Status.ACTIVE
+            or session.waiting != Waiting.INPUT
+            or session.resume_code
+        ):
+            return turn
+        code = self.codes.issue(flow, session)
+        if code is None:
+            return turn  # the code space is crowded; this caller simply gets no code
+        at = next(i for i, a in enumerate(turn.actions) if isinstance(a, Gather))
+        actions = (*turn.actions[:at], resume.announce_code(flow, code), *turn.actions[at:])
+        return turn.evolve(session=session.evolve(resume_code=code), actions=actions).noting(
+            Note(EventName.RESUME_CODE_ISSUED)
+        )
+
+    # ---- pieces ---------------------------------------------------------------------------
+    def _load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
+        try:
+            return self.store.load(caller, call_sid, step)
+        except SessionCorrupt as exc:
+            log.error("discarding corrupt session of %s: %s", masked(caller), exc.reason)
+            self.store.discard(caller)
+            return Loaded(None, 0)
+
+    def _settle(self, flow: Flow, turn: Turn, deadline: float) -> Turn:
+        """Run the data dips a turn asks for, feeding results back, until the turn is final.
+
+        The dips share the request's time budget: each gets at most what is left of it, so a
+        chain of slow back-ends ends in ``on_error`` before Twilio's 15 s limit, not in
+        Twilio's own error message. The settled turn keeps every other effect, in order.
+        """
+        actions: list[Action] = list(turn.actions)
+        effects = [e for e in turn.effects if not isinstance(e, HttpRequest)]
+        for count in range(MAX_FETCHES + 1):
+            request = turn.fetch
+            if request is None:
+                break
+            left = deadline - time.monotonic()
+            if count == MAX_FETCHES:
+                result = FetchResult(
+                    ok=False, error="too many data dips in one turn", at=self.clock()
+                )
+            elif left < MIN_FETCH_SECONDS:
+                result = FetchResult(
+                    ok=False, error="no time left in this webhook", at=self.clock()
+                )
+            else:
+                if request.timeout > left:
+                    request = replace(request, timeout=left)
+                result = self.fetcher.fetch(request)
+            turn = engine.step(flow, turn.session, result, self.env)
+            actions.extend(turn.actions)
+            effects.extend(e for e in turn.effects if not isinstance(e, HttpRequest))
+        return Turn(turn.session, tuple(actions), tuple(effects))
+
+    def _emit_unsaved(
+        self, params: Inbound, session: Session | None, notes: Sequence[Note]
+    ) -> None:
+        """Events of a decision that saved nothing: to the sinks (log, metrics), not the stream."""
+        if not notes:
+            return
+        about = session if session is not None and _owned(session, params) else None
+        now = self.clock()
+        if about is None:
+            about = Session(
+                caller=params.caller.key, flow_id="", flow_version="", call_sid=params.contact_id
+            )
+        emit_all(self.sinks, from_effects(notes, about, None, now))
+
+
+def _owned(session: Session | None, params: Inbound) -> bool:
+    return session is not None and session.call_sid == params.contact_id

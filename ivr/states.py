@@ -1,0 +1,89 @@
+"""The named states of a conversation, in one place: what a session waits for, how it ended, how a
+call starts, and the names of the events a turn records.
+
+They are :class:`enum.StrEnum` members, so they are stored in a session document (and written to
+the event stream) as their plain text values, and a stored document from before they existed
+reads back unchanged. Code compares members, never strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Waiting(StrEnum):
+    """What a session waits for between two webhooks."""
+
+    INPUT = "input"  # the caller's answer to a node's gather
+    FETCH = "fetch"  # a data dip's result (within one webhook)
+    RESUME_OFFER = "resume"  # "continue or start over?" of a returning caller
+    RESUME_CODE = "resume_code"  # a caller without caller ID keying a resume code
+
+
+class Status(StrEnum):
+    """A session's life: active while the caller is in self-service, then one of the others."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    TRANSFERRED = "transferred"
+    INTERRUPTED = "interrupted"  # the call ended while the flow was mid-way
+
+
+class PlanKind(StrEnum):
+    """How a new call starts, decided by :func:`ivr.resume.plan`."""
+
+    FRESH = "fresh"
+    OFFER = "offer"  # ask the caller whether to continue
+    CONTINUE = "continue"  # put the caller straight back at the checkpoint
+    TRANSFERRED = "transferred"  # the caller was with an agent: the flow's transferred node
+    ASK_CODE = "ask_code"  # a caller without caller ID: ask for a resume code
+
+
+class EventName(StrEnum):
+    """Every event a turn can record (the ``name`` of the event schema, see README)."""
+
+    # a call begins: "resume_" + the plan kind
+    RESUME_FRESH = "resume_fresh"
+    RESUME_OFFER = "resume_offer"
+    RESUME_CONTINUE = "resume_continue"
+    RESUME_TRANSFERRED = "resume_transferred"
+    RESUME_ASK_CODE = "resume_ask_code"
+    CALL_SUPERSEDED = "call_superseded"
+    FLOW_VERSION_GONE = "flow_version_gone"
+    UNKNOWN_CALL_RESTARTED = "unknown_call_restarted"
+    # resume
+    RESUME_OFFERED = "resume_offered"
+    RESUME_DECLINED = "resume_declined"
+    RESUMED = "resumed"
+    TRANSFERRED_CALLER_BACK = "transferred_caller_back"
+    SENSITIVE_WITHHELD = "sensitive_withheld"
+    SENSITIVE_RECOLLECTED = "sensitive_recollected"
+    CALLER_VERIFIED = "caller_verified"
+    # resume codes
+    RESUME_CODE_ISSUED = "resume_code_issued"
+    RESUME_CODE_SKIPPED = "resume_code_skipped"
+    RESUME_CODE_WRONG = "resume_code_wrong"
+    RESUME_CODE_FAILED = "resume_code_failed"
+    RESUME_CODES_THROTTLED = "resume_codes_throttled"
+    # the flow
+    INPUT = "input"
+    NO_INPUT = "no_input"
+    NO_MATCH = "no_match"
+    NOT_KEYPAD_DIGITS = "not_keypad_digits"
+    LOW_CONFIDENCE = "low_confidence"
+    HTTP_ERROR = "http_error"
+    TEMPLATE_FAILED = "template_failed"
+    FALLBACK = "fallback"
+    LOOP_GUARD = "loop_guard"
+    HANDOFF = "handoff"
+    SESSION_ENDED = "session_ended"
+    # the shell
+    CALL_ENDED = "call_ended"
+    DUPLICATE_WEBHOOK = "duplicate_webhook"
+    SUPERSEDED_CALL_FENCED = "superseded_call_fenced"
+    SAVE_CONFLICT = "save_conflict"
+
+
+def start_event(kind: PlanKind) -> EventName:
+    """The event that records how a call started."""
+    return EventName(f"resume_{kind.value}")
