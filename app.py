@@ -24,7 +24,7 @@ from channels.http import HttpFetcher
 from context import health
 from context.event_stream import EventStream
 from context.keys import Keys
-from context.redis_client import connect
+from context.redis_client import Topology, connect, topology_of
 from context.sessions import SessionStore
 from conversation.events import LogSink
 from conversation.flow_versions import FlowVersions
@@ -190,7 +190,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     unshared = not app.config.get("REDIS_CLIENT") and not app.config["REDIS_URL"]
     unfit = unshared and not app.config["DEV_MODE"]
     keys = Keys(app.config["REDIS_KEY_PREFIX"])
-    cluster = str(app.config.get("REDIS_URL") or "").startswith("redis+cluster://")
+    cluster = topology_of(connection) is Topology.CLUSTER  # a REDIS_CLIENT too, not just the URL
     events = EventStream(connection, keys, app.config["EVENT_STREAM_SHARDS"])
     store = SessionStore(
         connection, keys, app.config["SESSION_TTL"], events=events, cluster=cluster

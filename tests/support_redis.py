@@ -46,6 +46,10 @@ class RoundTrips:
     def count(self) -> int:
         return len(self.sent)
 
+    def nodes_of(self, command: str) -> list[str]:
+        """The node each ``command`` request went to, in order."""
+        return [node for sent, node in zip(self.sent, self.nodes, strict=True) if sent == command]
+
     @property
     def per_node(self) -> dict[str, int]:
         """Requests sent to each node (``host:port``)."""

@@ -15,6 +15,7 @@ from flask import Flask
 
 from context.event_stream import EventStream
 from context.keys import Keys
+from context.redis_client import Topology, topology_of
 from context.sessions import SessionStore
 from conversation.events import MemorySink
 from ivr.session import Session
@@ -140,7 +141,8 @@ def test_a_save_that_loses_its_race_records_nothing(
 ) -> None:
     keys = Keys(prefix_of(redis_client))
     stream = EventStream(redis_client, keys, shards=2)
-    store = SessionStore(redis_client, keys, 300, events=stream)
+    cluster = topology_of(redis_client) is Topology.CLUSTER
+    store = SessionStore(redis_client, keys, 300, events=stream, cluster=cluster)
     session = Session(caller=CALLER, flow_id="airline", flow_version="v1", call_sid="CA1")
     event = EventStream.encode({"name": "resume_fresh"})
     assert store.save(session, 0, events=[event]) is not None
