@@ -4,8 +4,10 @@ Each test starts its own topology (they are destroyed), builds the app from a ``
 production does, parks callers mid-flow and keeps calls stepping in threads while one master is
 killed by PID. Callers whose sessions live elsewhere must hear nothing unusual; callers of the
 failed master hear the spoken fallback (never an HTTP error) until a replica is promoted, then
-call back and resume where they were. The number of apologies and the outage length (kill to
-the first and to the last caller served again) are printed (``-s``) and recorded as properties.
+call back and resume where they were. The number of apologies (each caller of the dead master
+calls back every 100 ms, so the count grows with the outage), the slowest apology and the outage
+length (kill to the first and to the last caller served again) are printed (``-s``) and recorded
+as properties.
 
 Callers of the master that is killed are parked, not stepping, when it dies: Redis replicates
 asynchronously, so a write acknowledged in the last milliseconds before a crash may be lost with
@@ -113,11 +115,13 @@ class Outage:
     relapses: list[str] = field(default_factory=list)  # apologies after a caller was served again
     errors: list[str] = field(default_factory=list)
     steps: int = 0
+    slowest_apology: float = 0.0  # seconds the slowest webhook took to answer with the fallback
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def apology(self, caller: str) -> None:
+    def apology(self, caller: str, seconds: float) -> None:
         with self.lock:
             self.apologies[caller] = self.apologies.get(caller, 0) + 1
+            self.slowest_apology = max(self.slowest_apology, seconds)
 
     def stepped(self) -> None:
         with self.lock:
@@ -137,11 +141,14 @@ class Outage:
         return (min(times), max(times)) if times else (float("nan"), float("nan"))
 
 
-def take_step(call: Call, lap_index: int) -> bool:
-    """One step of the lap; ``False`` when the caller heard the apology."""
+def take_step(call: Call, lap_index: int, outage: Outage | None = None) -> bool:
+    """One step of the lap; ``False`` when the caller heard the apology (counted in ``outage``)."""
     how, what, expected = LAP[lap_index % len(LAP)]
+    started = time.monotonic()
     call.say(what) if how == "say" else call.press(what)
     if apologised(call):
+        if outage is not None:
+            outage.apology(call.caller, time.monotonic() - started)
         return False
     assert expected in call.last_heard, (what, call.last_heard)
     return True
@@ -150,7 +157,7 @@ def take_step(call: Call, lap_index: int) -> bool:
 def keep_stepping(call: Call, outage: Outage, lap_index: int = 0) -> None:
     """Laps of the flow until told to stop; an apology here is a relapse, and ends the laps."""
     while not outage.stop.is_set():
-        if not take_step(call, lap_index):
+        if not take_step(call, lap_index, outage):
             with outage.lock:
                 outage.relapses.append(call.caller)
             return
@@ -171,13 +178,14 @@ def step_through_outage(app: Flask, call: Call, outage: Outage) -> None:
     where it was parked and goes on stepping."""
     try:
         outage.killed.wait()
-        if take_step(call, 0):  # served already: the promotion beat this caller's first step
+        if take_step(
+            call, 0, outage
+        ):  # served already: the promotion beat this caller's first step
             with outage.lock:
                 outage.recovered_at[call.caller] = time.monotonic()
                 outage.resumed[call.caller] = RESUMED + " (never interrupted)"
             keep_stepping(call, outage, 1)
             return
-        outage.apology(call.caller)
         back = redial_until_resumed(app, call.caller, outage)
         heard = back.last_heard
         back.say("continue please")  # take the offer: back at the question it was parked on
@@ -193,12 +201,13 @@ def redial_until_resumed(app: Flask, caller: str, outage: Outage) -> Call:
     """Call back every 100 ms; each apology counts; return the first call that is served."""
     deadline = outage.killed_at + RECOVERY_LIMIT
     while time.monotonic() < deadline:
+        started = time.monotonic()
         back = Call(FlaskTransport(app), AUTH_TOKEN, caller=caller).dial()
         if not apologised(back):
             with outage.lock:
                 outage.recovered_at.setdefault(caller, time.monotonic())
             return back
-        outage.apology(caller)
+        outage.apology(caller, time.monotonic() - started)
         time.sleep(0.1)
     raise AssertionError(f"{caller} was not served within {RECOVERY_LIMIT} s of the kill")
 
@@ -242,6 +251,8 @@ def report(
     first, last = outage.lengths()
     facts = {
         "apologies": outage.total_apologies,
+        "callers_apologised_to": len(outage.apologies),
+        "slowest_apology_s": round(outage.slowest_apology, 3),
         "outage_first_served_s": round(first, 2),
         "outage_last_served_s": round(last, 2),
         "steps_served": outage.steps,
@@ -303,6 +314,7 @@ def test_a_cluster_master_dies_and_only_its_callers_notice(
         callers_on_killed_master=len(doomed),
     )
     assert outage.errors == []
+    assert outage.slowest_apology < 2.0  # the fallback comes well within Twilio's patience
     assert {c: n for c, n in outage.apologies.items() if c in healthy} == {}
     assert outage.relapses == []
     assert set(outage.resumed) == set(doomed)
@@ -361,6 +373,7 @@ def test_sentinel_failover_is_followed_and_parked_callers_resume(
         new_master=new_master,
     )
     assert outage.errors == []
+    assert outage.slowest_apology < 2.0
     assert outage.relapses == []  # not even while the old master came back as a replica
     assert new_master is not None and new_master != old_master
     assert set(outage.resumed) == set(callers)
