@@ -1,7 +1,8 @@
 """Where the app spends its time under load: py-spy on the gunicorn workers during a webhook run.
 
 ``python -m bench.profile --seconds 10`` starts the app under gunicorn exactly as
-:mod:`bench.webhooks` does, drives it with the same gather-walking callers, and samples every
+:mod:`bench.webhooks` does, drives it with the same callers (``--scenario answer``: gather
+walkers, ``incoming``: a new call per request), and samples every
 worker with ``py-spy record --format raw --gil`` (``pip install py-spy``; it needs ptrace
 permission): only the thread holding the GIL is sampled, so the numbers show where Python burns
 CPU, which is what limits a two-core box; ``--wall`` samples waiting threads too.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen, report
-from bench.callers import GatherWalker, PreparedCall, Signer
+from bench.callers import PreparedCall
 from bench.servers import (
     AUTH_TOKEN,
     HOST,
@@ -37,6 +38,7 @@ from bench.servers import (
     sigterm_as_interrupt,
     unique_prefix,
 )
+from bench.webhooks import walkers as webhook_scripts
 
 PLUMBING = (
     "threading.py", "concurrent/futures", "gunicorn/workers", "gunicorn/arbiter", "Flask.__call__",
@@ -117,11 +119,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }  # fmt: skip
         stack.enter_context(server)
         assert server.process is not None
-        signer = Signer(server.base_url, AUTH_TOKEN)
         pool: deque[PreparedCall] = deque()
-        walkers: list[loadgen.Script] = [
-            GatherWalker(signer, pool) for _ in range(args.connections)
-        ]
+        _, walkers = webhook_scripts(server, pool, args.connections, args.scenario)
         loadgen.run("warm-up", HOST, server.port, walkers, 2.0)
         spy = subprocess.Popen(
             [py_spy(), "record", "--pid", str(server.process.pid), "--subprocesses",
@@ -146,6 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "gunicorn": config.describe(),
             "rate_hz": args.rate,
             "connections": args.connections,
+            "scenario": args.scenario,
             "app_log_level": args.app_log_level,
             "gil_only": not args.wall,
         },
@@ -176,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--app-log-level", default="INFO")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--scenario",
+        choices=("answer", "incoming"),
+        default="answer",
+        help="answer: gather-walking callers on prepared calls; incoming: POST /voice, new calls",
+    )
     parser.add_argument(
         "--wall",
         action="store_true",
