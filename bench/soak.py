@@ -48,6 +48,7 @@ from bench.servers import (
     sigterm_as_interrupt,
     unique_prefix,
 )
+from context.keys import Keys
 from simulator import Call, HttpTransport
 from simulator.call import CallError
 
@@ -208,19 +209,20 @@ class Caller(threading.Thread):
 
 
 def audit(connection: redis.Redis, prefix: str, expected: dict[str, Expectation]) -> dict[str, Any]:
-    """Compare every caller's stored session (and every call's index entry) with expectations."""
+    """Compare every caller's stored session (and every call's marker) with expectations."""
+    keys = Keys(prefix)
     found: Counter[str] = Counter()
     problems: list[str] = []
     indexed = 0
     calls = 0
     for caller, want in expected.items():
         pipe = connection.pipeline(transaction=False)
-        pipe.hget(f"{prefix}:{{{caller}}}:session", "doc")
+        pipe.hget(keys.session(caller), "doc")
         for call_sid in want.calls:
-            pipe.get(f"{prefix}:call:{{{call_sid}}}")
+            pipe.exists(keys.call(caller, call_sid))
         raw, *index = pipe.execute()
         calls += len(want.calls)
-        indexed += sum(1 for value in index if value is not None and value.decode() == caller)
+        indexed += sum(1 for value in index if value)
         if raw is None:
             problems.append(f"{caller}: no session")
             continue

@@ -680,9 +680,11 @@ def test_codes_are_never_issued_twice(
     assert redis_client.get(taken) == b"CAsomebody-else"
 
 
-def test_one_caller_keying_wrong_codes_locks_nobody_else_out(
+def _code_left_by_a_dropped_call(
     make_app: Callable[..., Flask], flows_dir: Path
-) -> None:
+) -> tuple[Flask, str]:
+    """An app allowing 2 wrong codes a minute at least (all in one minute), and the code of a
+    caller without caller ID whose call dropped at the main menu."""
     minute_start = (time.time() // 60) * 60 + 1.0
     app = _codes_app(
         make_app, flows_dir, RESUME_CODE_FAILURES_PER_MINUTE=2, CLOCK=lambda: minute_start
@@ -691,6 +693,13 @@ def test_one_caller_keying_wrong_codes_locks_nobody_else_out(
     owner.press("#")
     code = _announced_code(owner)
     owner.hang_up()
+    return app, code
+
+
+def test_one_caller_keying_wrong_codes_locks_nobody_else_out(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    app, code = _code_left_by_a_dropped_call(make_app, flows_dir)
     guesser = dial(app, caller="anonymous")
     guesser.press("111111")
     guesser.press("222222")  # the floor of wrong codes a minute, by one caller
@@ -703,14 +712,7 @@ def test_one_caller_keying_wrong_codes_locks_nobody_else_out(
 def test_a_flood_of_wrong_codes_throttles_code_resumes(
     make_app: Callable[..., Flask], flows_dir: Path
 ) -> None:
-    minute_start = (time.time() // 60) * 60 + 1.0
-    app = _codes_app(
-        make_app, flows_dir, RESUME_CODE_FAILURES_PER_MINUTE=2, CLOCK=lambda: minute_start
-    )
-    owner = dial(app, caller="anonymous")
-    owner.press("#")
-    code = _announced_code(owner)
-    owner.hang_up()
+    app, code = _code_left_by_a_dropped_call(make_app, flows_dir)
     for guess in ("1", "2"):  # two guessing calls, three wrong codes each
         guesser = dial(app, caller="anonymous")
         for attempt in ("1", "2", "3"):
