@@ -66,6 +66,7 @@ WEBHOOK_RUNS = (
     "webhooks_flask_incoming",
     "webhooks_wsgi_incoming",
 )
+APP_PACKAGES = ("webhooks", "conversation", "ivr", "context")  # where the app's own frames live
 MODULES = dict.fromkeys(WEBHOOK_RUNS, "webhooks")  # result name -> script
 FULL["profile"] = ["--seconds", "10"]
 
@@ -138,7 +139,7 @@ def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
              "report", "-"],
         ]  # fmt: skip
     if (p := results.get("profile")) is not None:
-        hot = [r for r in p["inclusive"] if "(webhooks/" in r["frame"] or "(ivr/" in r["frame"]]
+        hot = [r for r in p["inclusive"] if any(f"({pkg}/" in r["frame"] for pkg in APP_PACKAGES)]
         top = ", ".join(f"{r['frame'].split(' ')[0]} {r['pct']}%" for r in hot[:3])
         out.append(["profile", "hottest app frames (inclusive)", top, "report", "-"])
     return out

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from context.keys import Keys
-from context.redis_client import UNAVAILABLE
+from context.redis_errors import STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class EventStream:
                     pipe.xadd(key, {FIELD: event}, maxlen=self.maxlen, approximate=True)
                 pipe.expire(key, self.ttl)
                 pipe.execute()
-        except UNAVAILABLE as exc:
+        except STORE_UNAVAILABLE as exc:
             log.error("lost %d event(s): the event stream did not answer: %s", len(events), exc)
             return False
         return True

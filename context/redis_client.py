@@ -22,21 +22,19 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from context.redis_errors import STORE_UNAVAILABLE
 from context.redis_url import RedisTarget, Topology, parse_redis_url
 
 log = logging.getLogger(__name__)
 
 # The errors that mean "the store is unavailable" (one list, in context.redis_errors), under the
 # name the session store and the event stream import.
-UNAVAILABLE = STORE_UNAVAILABLE
 
 EMBEDDED_WARNING = (
     "REDIS_URL is not set: sessions live in an in-process fakeredis. They are NOT shared between "
     "workers and NOT durable; run one worker, and set REDIS_URL for anything but a demo."
 )
 
-__all__ = ["UNAVAILABLE", "LazyCluster", "Topology", "cluster_of", "connect", "topology_of"]
+__all__ = ["LazyCluster", "Topology", "cluster_of", "connect", "topology_of"]
 
 
 def connect(url: str | None, timeout: float = 0.5, dev_mode: bool = True) -> redis.Redis:

@@ -27,7 +27,7 @@ import redis
 from context.callers import masked
 from context.event_stream import EventStream
 from context.keys import Keys
-from context.redis_client import UNAVAILABLE
+from context.redis_errors import STORE_UNAVAILABLE, is_store_unavailable
 from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.session import Session
 
@@ -68,8 +68,8 @@ return {fields[1], fields[2], reply, false, known}
 """
 
 _T = TypeVar("_T")
-
-REDIS_DOWN = UNAVAILABLE
+# What a script's round trip can fail with: an outage, or a script error that may be one (OOM).
+_STORE_OR_SCRIPT_ERRORS: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, redis.ResponseError)
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,9 @@ class SessionStore:
             keys.append(self.keys.call(caller, call_sid))
         try:
             seq_raw, doc_raw, reply, problem, known = self._script(_LOAD, keys, ())
-        except REDIS_DOWN as exc:
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            if not is_store_unavailable(exc):  # an OOM refusal from inside the script is one
+                raise
             raise StoreUnavailable(f"Redis did not answer loading {_safe(key)}: {exc}") from exc
         if problem:
             raise SessionCorrupt(_safe(key), _text(problem) or "unreadable")
@@ -183,7 +185,9 @@ class SessionStore:
                 seq = int(self._save_and_publish(keys, args, publish)[0])
             else:  # the usual answer: one command, none of a pipeline's bookkeeping
                 seq = int(self._script(_SAVE, keys, args))
-        except REDIS_DOWN as exc:
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            if not is_store_unavailable(exc):
+                raise
             raise StoreUnavailable(f"Redis did not answer saving {_safe(key)}: {exc}") from exc
         if seq < 0:
             return None
@@ -213,7 +217,7 @@ class SessionStore:
         """Publish a flow version's YAML (best-effort: a failure is logged, never raised)."""
         try:
             self.redis.set(key, source, ex=self.ttl * 2)
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             log.warning("could not publish flow version %s: %s", key, exc)
             return False
         return True
@@ -239,7 +243,7 @@ class SessionStore:
         (SET NX)."""
         try:
             return bool(self.redis.set(self.keys.resume_code(code), caller, ex=ttl, nx=True))
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis did not answer claiming a resume code: {exc}") from exc
 
     def caller_by_code(self, code: str) -> str | None:
@@ -250,14 +254,14 @@ class SessionStore:
         """Take resume ``code`` (GETDEL): of calls redeeming one code at once, one gets its caller."""
         try:
             return _text(self.redis.getdel(self.keys.resume_code(code)))
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis did not answer redeeming a resume code: {exc}") from exc
 
     def expire_code(self, code: str, ttl: int) -> None:
         """Let an issued code live ``ttl`` more seconds (from the end of its call); best-effort."""
         try:
             self.redis.expire(self.keys.resume_code(code), max(1, ttl))
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             log.warning("could not shorten a resume code's life: %s", exc)
 
     def code_counts(self, source: str, minute: int, shards: int) -> tuple[int, int, int]:
@@ -272,7 +276,7 @@ class SessionStore:
                 for key in keys:
                     pipe.get(key)
                 values = [int(v or 0) for v in pipe.execute()]
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis did not answer counting resume codes: {exc}") from exc
         return values[0], sum(values[1 : 1 + shards]), sum(values[1 + shards :])
 
@@ -292,7 +296,7 @@ class SessionStore:
                     pipe.incr(key)
                     pipe.expire(key, 180)
                 pipe.execute()
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis did not answer counting resume codes: {exc}") from exc
 
     def flow_source(self, version: str) -> str | None:
@@ -302,7 +306,7 @@ class SessionStore:
     def _get(self, key: str) -> str | None:
         try:
             return _text(self.redis.get(key))
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis did not answer reading {_safe(key)}: {exc}") from exc
         except redis.ResponseError:
             return None
@@ -320,7 +324,7 @@ class SessionStore:
                     self.redis.delete(key)
             else:
                 self.redis.delete(*keys)
-        except REDIS_DOWN as exc:
+        except STORE_UNAVAILABLE as exc:
             raise StoreUnavailable(
                 f"Redis did not answer deleting {len(keys)} key(s): {exc}"
             ) from exc

@@ -30,9 +30,18 @@ from app import create_app  # noqa: E402  (importing app builds its default app 
 from context.redis_client import Topology, topology_of  # noqa: E402
 from simulator import Call, FlaskTransport  # noqa: E402
 from tests import support_topologies  # noqa: E402
+from webhooks import logs  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _log_lines_stay_with_their_test() -> Iterator[None]:
+    """Write a test's pending log lines before it ends (the app's writer thread would write them
+    later, into another test's output or after the run)."""
+    yield
+    logs.flush()
 
 
 TOPOLOGIES = [Topology.SINGLE.value, Topology.CLUSTER.value, Topology.SENTINEL.value]

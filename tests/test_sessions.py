@@ -486,6 +486,10 @@ FAILOVER_ERRORS = [
     redis.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."),
     redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'"),
     redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379"),
+    redis.exceptions.ResponseError(  # a write refused inside the save script
+        "Error running script (call to f_0123): @user_script:6: "
+        "OOM command not allowed when used memory > 'maxmemory'."
+    ),
 ]
 
 
