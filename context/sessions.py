@@ -125,8 +125,8 @@ class SessionStore:
         """
         key = self.keys.session(caller)
         keys = [key]
-        if call_sid is not None:
-            keys.append(self.keys.reply(caller, call_sid, -2 if step is None else step))
+        if call_sid is not None and step is not None:
+            keys.append(self.keys.reply(caller, call_sid, step))
             keys.append(self.keys.call(caller, call_sid))
         try:
             seq_raw, doc_raw, reply, problem, known = self._script(_LOAD, keys, ())
