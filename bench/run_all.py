@@ -21,33 +21,12 @@ from typing import Any
 from bench import report
 from bench.servers import REPO, RESULTS
 
+_SHORT_ROUNDS = ["--seconds", "5", "--rounds", "3", "--warmup", "2"]
 SHORT = {
-    "webhooks_flask": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "flask"],
-    "webhooks_wsgi": ["--seconds", "5", "--rounds", "3", "--warmup", "2", "--reference", "wsgi"],
-    "webhooks_flask_incoming": [
-        "--seconds",
-        "5",
-        "--rounds",
-        "3",
-        "--warmup",
-        "2",
-        "--reference",
-        "flask",
-        "--scenario",
-        "incoming",
-    ],
-    "webhooks_wsgi_incoming": [
-        "--seconds",
-        "5",
-        "--rounds",
-        "3",
-        "--warmup",
-        "2",
-        "--reference",
-        "wsgi",
-        "--scenario",
-        "incoming",
-    ],
+    "webhooks_flask": [*_SHORT_ROUNDS, "--reference", "flask"],
+    "webhooks_wsgi": [*_SHORT_ROUNDS, "--reference", "wsgi"],
+    "webhooks_flask_incoming": [*_SHORT_ROUNDS, "--reference", "flask", "--scenario", "incoming"],
+    "webhooks_wsgi_incoming": [*_SHORT_ROUNDS, "--reference", "wsgi", "--scenario", "incoming"],
     "roundtrips": [],
     "flow_scaling": ["--batches", "12"],
     "session_size": [],

@@ -63,11 +63,25 @@ def fields(text: str) -> dict[str, str]:
     return {name: value for name, sep, value in pairs if sep}
 
 
+def _ephemeral_start() -> int:
+    """The first port the kernel hands to outgoing connections (Linux: 32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count: int, bus: bool = False) -> list[int]:
-    """``count`` free loopback ports (with ``bus``, ``port + 10000`` is free too)."""
+    """``count`` free loopback ports (with ``bus``, ``port + 10000`` is free too).
+
+    They lie below the ephemeral range: a port in it can be taken by any outgoing connection
+    (the suite opens thousands) between this check and the server's bind, and the server would
+    then fail to start.
+    """
+    top = max(_ephemeral_start(), 12000) - (10000 if bus else 0) - 1
     ports: list[int] = []
     while len(ports) < count:
-        port = random.randint(20000, 45000)
+        port = random.randint(min(11000, top), top)
         wanted = [port, port + 10000] if bus else [port]
         if port not in ports and all(_is_free(p) for p in wanted):
             ports.append(port)
@@ -140,7 +154,15 @@ class Servers:
             start_new_session=True,
         )
         self.processes[port] = process
-        wait_for(f"redis-server on port {port}", lambda: cli(port, "PING").strip() == "PONG")
+
+        def answers() -> bool:
+            if process.poll() is not None:  # it exited: say why now, not after the timeout
+                log = self.directory / f"{port}.log"
+                tail = log.read_text()[-600:] if log.exists() else "(no log)"
+                raise TopologyError(f"redis-server on port {port} exited: {tail}")
+            return cli(port, "PING").strip() == "PONG"
+
+        wait_for(f"redis-server on port {port}", answers)
         return process.pid
 
     def pid(self, port: int) -> int:
