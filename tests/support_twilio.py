@@ -8,7 +8,6 @@ account's auth token.
 from __future__ import annotations
 
 import json
-import socket
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
 from ivr.session import Session
+from tests import support_topologies
 from tests.conftest import AUTH_TOKEN
 
 LOCAL = "http://localhost"
@@ -124,7 +124,6 @@ def session_keys(connection: redis.Redis) -> list[str]:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral range (so no outgoing
+    connection takes it before a server started on it binds)."""
+    return support_topologies.free_ports(1)[0]
