@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +81,7 @@ class EventStream:
         return self.keys.events(self.shard_of(caller))
 
     @staticmethod
-    def encode(event: dict[str, Any]) -> bytes:
+    def encode(event: Mapping[str, Any]) -> bytes:
         """An event as the bytes stored in its entry."""
         return orjson.dumps(event, default=str)
 

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -147,16 +147,16 @@ class SessionStore:
         reply: str | None = None,
         reply_step: int | None = None,
         mark_call: bool = False,
-        events: Sequence[bytes] = (),
+        events: Sequence[Mapping[str, Any]] = (),
         publish: tuple[str, str] | None = None,
     ) -> Saved | None:
         """Store ``session`` if nobody saved since ``expected_seq``; ``None`` if somebody did.
 
         ``reply`` is cached under the session's call and ``reply_step`` (the step named in the
         request being answered) so a retried webhook gets the same answer; ``mark_call`` records
-        that the call owns the session (once per call is enough); ``events`` (encoded, see
-        :class:`~context.event_stream.EventStream`) are appended to the event stream only if the
-        save stands: inside the script, or on a cluster right after it. ``publish`` (flow version
+        that the call owns the session (once per call is enough); ``events`` (event documents) are
+        appended to the event stream, when the store has one, only if the save stands: inside
+        the script, or on a cluster right after it. ``publish`` (flow version
         key, YAML text) is best-effort: on a single Redis it rides in the same round trip, on a
         cluster it is a write of its own whose failure is only logged.
         """
@@ -169,7 +169,8 @@ class SessionStore:
             self.keys.call(session.caller, session.call_sid),
         ]
         stream = self.events
-        inline = stream is not None and not self.cluster and bool(events)
+        encoded = [stream.encode(event) for event in events] if stream is not None else []
+        inline = stream is not None and not self.cluster and bool(encoded)
         if inline:
             assert stream is not None
             keys.append(stream.key_for(session.caller))
@@ -179,7 +180,7 @@ class SessionStore:
         ]  # fmt: skip
         if inline:
             assert stream is not None
-            args += [stream.maxlen, stream.ttl, *events]
+            args += [stream.maxlen, stream.ttl, *encoded]
         try:
             if publish is not None and not self.cluster:
                 seq = int(self._save_and_publish(keys, args, publish)[0])
@@ -191,8 +192,8 @@ class SessionStore:
             raise StoreUnavailable(f"Redis did not answer saving {_safe(key)}: {exc}") from exc
         if seq < 0:
             return None
-        if stream is not None and events and not inline:
-            stream.append(session.caller, events)
+        if stream is not None and encoded and not inline:
+            stream.append(session.caller, encoded)
         published = publish is not None
         if publish is not None and self.cluster:
             published = self.publish_flow(*publish)

@@ -23,10 +23,8 @@ from typing import Any, Protocol
 
 from channels.http import Fetcher
 from context.callers import masked
-from context.event_stream import EventStream
 from context.sessions import Loaded, SessionStore
 from conversation.events import (
-    ConversationEvent,
     EventSink,
     LogSink,
     emit_all,
@@ -105,7 +103,6 @@ class ConversationService:
         self.sinks = tuple(sinks)
         self.turn_budget = turn_budget
         self.new_conversation = new_conversation
-        self.stream: EventStream | None = store.events
 
     # ---- voice ----------------------------------------------------------------------------
     def incoming(self, params: Inbound) -> str | None:
@@ -165,7 +162,8 @@ class ConversationService:
             )
             flow = self.versions.for_session(ended)
             events = from_effects((note,), ended, flow, now)
-            if self._save(ended, loaded.seq, events=events) is not None:
+            saved = self.store.save(ended, loaded.seq, events=[e.to_dict() for e in events])
+            if saved is not None:
                 emit_all(self.sinks, events)
                 self.codes.call_ended(flow, ended)
                 return True
@@ -193,13 +191,13 @@ class ConversationService:
                 reply = self.renderer.render(turn.actions, params.url_root, turn.session.step)
                 events = from_effects((*notes, *turn.effects), turn.session, flow, self.clock())
                 publish = self.versions.publication(flow)
-                saved = self._save(
+                saved = self.store.save(
                     turn.session,
                     loaded.seq,
                     reply,
                     reply_step=step,
                     mark_call=step == INCOMING_STEP or loaded.session is None,
-                    events=events,
+                    events=[event.to_dict() for event in events],
                     publish=publish,
                 )
                 if saved is None:
@@ -211,7 +209,7 @@ class ConversationService:
                     continue
                 if outcome.also_delete:  # only once this save has won
                     self.store.delete(*outcome.also_delete)
-                if publish is not None and saved:
+                if saved.published:
                     self.versions.published(flow)
                 emit_all(self.sinks, events)
                 return reply
@@ -219,23 +217,6 @@ class ConversationService:
             self.versions.store_failed()  # it may come back empty: publish versions again
             raise
         raise SessionContention(params.contact_id)
-
-    def _save(
-        self,
-        session: Session,
-        seq: int,
-        reply: str | None = None,
-        reply_step: int | None = None,
-        mark_call: bool = False,
-        events: Sequence[ConversationEvent] = (),
-        publish: tuple[str, str] | None = None,
-    ) -> bool | None:
-        """Save; ``None`` when the compare-and-set lost, else whether the flow got published."""
-        encoded = [EventStream.encode(e.to_dict()) for e in events] if self.stream else []
-        saved = self.store.save(
-            session, seq, reply, reply_step, mark_call, events=encoded, publish=publish
-        )
-        return None if saved is None else saved.published
 
     def _begin(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
         """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`."""

@@ -144,7 +144,7 @@ def test_a_save_that_loses_its_race_records_nothing(
     cluster = topology_of(redis_client) is Topology.CLUSTER
     store = SessionStore(redis_client, keys, 300, events=stream, cluster=cluster)
     session = Session(caller=CALLER, flow_id="airline", flow_version="v1", call_sid="CA1")
-    event = EventStream.encode({"name": "resume_fresh"})
+    event = {"name": "resume_fresh"}
     assert store.save(session, 0, events=[event]) is not None
     assert store.save(session.evolve(step=1), 0, events=[event, event]) is None  # stale seq
     assert redis_client.xlen(stream.key_for(CALLER)) == 1
@@ -157,7 +157,7 @@ def test_on_a_cluster_events_follow_the_save_and_only_a_save_that_stood(
     stream = EventStream(redis_client, keys, shards=2)
     store = SessionStore(redis_client, keys, 300, events=stream, cluster=True)
     session = Session(caller=CALLER, flow_id="airline", flow_version="v1", call_sid="CA1")
-    event = EventStream.encode({"name": "resume_fresh"})
+    event = {"name": "resume_fresh"}
     assert store.save(session, 0, events=[event, event]) is not None
     assert store.save(session.evolve(step=1), 0, events=[event]) is None
     assert redis_client.xlen(stream.key_for(CALLER)) == 2

@@ -110,7 +110,7 @@ def test_every_write_sets_a_ttl(store: SessionStore, redis_client: redis.Redis) 
         "<Response/>",
         reply_step=4,
         mark_call=True,
-        events=[EventStream.encode({"name": "resume_fresh"})],
+        events=[{"name": "resume_fresh"}],
         publish=(keys.flow_version("0123456789abcdef"), "id: airline"),
     )
     assert saved is not None and saved.published
