@@ -25,6 +25,7 @@ from context import health
 from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_client import Topology, connect, topology_of
+from context.sealing import Sealer
 from context.sessions import SessionStore
 from conversation.events import LogSink
 from conversation.flow_versions import FlowVersions
@@ -33,7 +34,7 @@ from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
 from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from simulator.cli import call as simulated_call
-from webhooks import demo_api, front, logs, metrics, twiml, voice
+from webhooks import demo_api, front, keys_cli, logs, metrics, twiml, voice
 from webhooks.cli import flows
 
 log = logging.getLogger("omnivoice")
@@ -70,6 +71,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL"),
         "TRUST_PROXY": _number(environ, "TRUST_PROXY", "0", int, above=-1),
         "SECRET_KEY": environ.get("SECRET_KEY") or None,  # required outside dev mode
+        "SENSITIVE_DATA_KEYS": environ.get("SENSITIVE_DATA_KEYS") or None,  # else from SECRET_KEY
         "DEV_MODE": _flag(environ, "OMNIVOICE_DEV", ""),
         "DEFAULT_REGION": environ.get("DEFAULT_REGION", "US"),
         "SESSION_TTL": _number(environ, "SESSION_TTL", "86400", int, above=0),
@@ -192,8 +194,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     keys = Keys(app.config["REDIS_KEY_PREFIX"])
     cluster = topology_of(connection) is Topology.CLUSTER  # a REDIS_CLIENT too, not just the URL
     events = EventStream(connection, keys, app.config["EVENT_STREAM_SHARDS"])
+    sealer = Sealer.from_settings(app.config["SENSITIVE_DATA_KEYS"], app.config["SECRET_KEY"])
     store = SessionStore(
-        connection, keys, app.config["SESSION_TTL"], events=events, cluster=cluster
+        connection, keys, app.config["SESSION_TTL"], events=events, cluster=cluster, sealer=sealer
     )
     catalog = Catalog(app.config["FLOWS_DIR"], app.config["DEFAULT_FLOW"])
     catalog.refresh()
@@ -267,6 +270,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(demo_api.bp)
     app.cli.add_command(flows)
     app.cli.add_command(simulated_call)
+    app.cli.add_command(keys_cli.keys)
     return app
 
 

@@ -14,20 +14,20 @@ Every write sets a TTL.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 import redis
 
 from context.callers import masked
 from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_errors import STORE_UNAVAILABLE, is_store_unavailable
+from context.sealing import Sealer
+from context.session_documents import SessionCodec
 from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.session import Session
 
@@ -96,6 +96,8 @@ class SessionStore:
     ``cluster`` says the connection is a Redis Cluster client: the event stream then cannot ride
     in the save script (its shard is in another slot), and flow versions are published by a
     write of their own, so a failed shard breaks only the calls whose keys it holds.
+    ``sealer`` seals sensitive values (:mod:`context.session_documents`); the app passes the one
+    its settings make, and without one a random key is used, good for this object only.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class SessionStore:
         reply_ttl: int = 600,
         events: EventStream | None = None,
         cluster: bool = False,
+        sealer: Sealer | None = None,
     ) -> None:
         self.redis = connection
         self.keys = keys or Keys()
@@ -113,6 +116,7 @@ class SessionStore:
         self.reply_ttl = reply_ttl
         self.events = events
         self.cluster = cluster
+        self.codec = SessionCodec(sealer or Sealer.ephemeral())
         self._sha = {source: hashlib.sha1(source.encode()).hexdigest() for source in (_SAVE, _LOAD)}
 
     def load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
@@ -138,7 +142,9 @@ class SessionStore:
             raise SessionCorrupt(_safe(key), _text(problem) or "unreadable")
         if seq_raw is None and doc_raw is None:
             return Loaded(None, 0, call_known=bool(known))
-        return Loaded(_decode(key, doc_raw), _sequence(key, seq_raw), _text(reply), bool(known))
+        session = self.codec.decode(_safe(key), doc_raw)
+        reply_text = self.codec.open_reply(_text(reply))
+        return Loaded(session, _sequence(key, seq_raw), reply_text, bool(known))
 
     def save(
         self,
@@ -161,7 +167,9 @@ class SessionStore:
         cluster it is a write of its own whose failure is only logged.
         """
         key = self.keys.session(session.caller)
-        doc = _encode(session)
+        doc, sealed = self.codec.encode(session)
+        if sealed and reply:
+            reply = self.codec.seal_reply(reply)
         step = session.step if reply_step is None else reply_step
         keys = [
             key,
@@ -348,31 +356,3 @@ def _sequence(key: str, raw: Any) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise SessionCorrupt(_safe(key), f"sequence number {raw!r} is not a number") from None
-
-
-def _encode(session: Session) -> bytes:
-    """The session's JSON document; orjson, unless the data holds what only json can write.
-
-    A data dip's result is stored as it came, and json writes what orjson refuses (an integer
-    beyond 64 bits, half of a surrogate pair). Such documents start with a space, so they are
-    read back by json too, exactly.
-    """
-    data = session.to_dict()
-    try:
-        return orjson.dumps(data, default=str)
-    except TypeError:
-        return b" " + json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
-
-
-def _decode(key: str, raw: Any) -> Session:
-    try:
-        if raw[:1] in (b" ", " "):
-            data = json.loads(raw)
-        else:
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError:  # a document json wrote (before orjson was used)
-                data = json.loads(raw)
-        return Session.from_dict(data)
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise SessionCorrupt(_safe(key), str(exc)) from None

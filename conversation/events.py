@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from context.callers import masked
+from ivr import sensitive
 from ivr.flow import Flow
 from ivr.session import Session
 from ivr.states import EventName
@@ -123,7 +124,7 @@ def from_effects(
 ) -> list[ConversationEvent]:
     """The events a turn's effects record, about ``session`` (after the turn)."""
     secrets = _sensitive_values(session, flow)
-    names = flow.spec.sensitive if flow is not None else ()
+    names = session.sensitive or (tuple(flow.spec.sensitive) if flow is not None else ())
     events = []
     for effect in effects:
         if isinstance(effect, Note):
@@ -153,21 +154,19 @@ def from_effects(
 
 def _sensitive_values(session: Session, flow: Flow | None) -> set[str]:
     """The text of every sensitive value the session holds (to mask wherever it appears)."""
-    if flow is None or not flow.spec.sensitive:
+    paths = session.sensitive or (tuple(flow.spec.sensitive) if flow is not None else ())
+    if not paths and not session.held:
         return set()
-    values = set()
-    for scope in (session.variables, session.held):
-        for name in flow.spec.sensitive:
-            value = scope.get(name)
-            if isinstance(value, str | int | float) and str(value):
-                values.add(str(value))
-    return values
+    _, taken = sensitive.take(paths, session.variables)
+    found = [*taken.values(), *session.held.values()]
+    found += [v for k, v in session.handoff.items() if sensitive.covers(paths, k)]
+    return set(sensitive.texts(found))
 
 
 def _masked(value: Any, names: Iterable[str], secrets: set[str]) -> Any:
     if isinstance(value, Mapping):
         return {
-            key: MASK if key in names else _masked(item, names, secrets)
+            key: MASK if sensitive.covers(names, key) else _masked(item, names, secrets)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):

@@ -312,8 +312,11 @@ class ConversationService:
         self, code: str, found: Redeemed, session: Session, params: Inbound
     ) -> Outcome:
         now = self.clock()
+        # Never attested: the new call's STIR/SHAKEN verdict is about a caller with no caller
+        # ID, and says nothing about who made the call that left the code. Only the flow's
+        # verify node gives sensitive values back here.
         moved = resume.carried_over(
-            found.flow, found.previous, params.contact_id, now, params.attested
+            found.flow, found.previous, params.contact_id, now, attested=False
         ).evolve(caller=session.caller, resume_code=None, step=session.step + 1)
         turn = resume.restore(found.flow, moved, now, self.env)
         return Outcome(

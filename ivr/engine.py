@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, templates
+from ivr import answers, sensitive, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import GatherSpec, Node, PausePart, PlayPart, Prompt, RetrySpec, SayPart
@@ -76,7 +76,9 @@ def start(
         session = session.evolve(
             call_sid=call_sid, status=Status.ACTIVE, ended_reason=None, updated_at=at
         )
-    session = session.evolve(node=None, no_input_count=0, no_match_count=0)
+    session = session.evolve(
+        node=None, no_input_count=0, no_match_count=0, sensitive=tuple(flow.spec.sensitive)
+    )
     runner = _Runner(flow, session, env or {})
     runner.actions.extend(lead)
     return runner.run(node or flow.spec.start)
@@ -280,7 +282,7 @@ class _Runner:
         missing = session.resume_missing
         if not (session.resume_return and missing):
             return None
-        if not all(name in session.variables for name in missing):
+        if not all(sensitive.has(session.variables, path) for path in missing):
             return None
         self.session = session.evolve(resume_return=None, resume_missing=())
         self.note(EventName.SENSITIVE_RECOLLECTED, checkpoint=session.resume_return)
@@ -292,7 +294,7 @@ class _Runner:
         if not session.held or not session.resume_return:
             return None
         self.session = session.evolve(
-            variables={**session.variables, **session.held}, held={}, resume_return=None
+            variables=sensitive.put(session.variables, session.held), held={}, resume_return=None
         )
         self.note(EventName.CALLER_VERIFIED, checkpoint=session.resume_return)
         return session.resume_return
@@ -416,15 +418,15 @@ def _route(transfer: Transfer) -> tuple[str, str]:
 
 
 def _masked_context(flow: Flow, context: dict[str, Any]) -> dict[str, Any]:
-    """A transfer's context for the record: values of sensitive variables masked."""
-    sensitive = flow.spec.sensitive
-    return {
-        key: "***" if key.split(".", 1)[0] in sensitive else value for key, value in context.items()
-    }
+    """A transfer's context for the record: values at sensitive paths masked."""
+    paths = flow.spec.sensitive
+    if not paths:
+        return context
+    return {key: sensitive.masked(paths, key, value) for key, value in context.items()}
 
 
 def _masked(flow: Flow, save_as: str | None, value: str | None) -> str | None:
     """Answers saved into sensitive variables are not copied into the trail."""
-    if save_as and save_as in flow.spec.sensitive:
-        return "***"
+    if save_as and sensitive.covers(flow.spec.sensitive, save_as):
+        return sensitive.MASK
     return value

@@ -234,6 +234,19 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
         retry = getattr(spec.defaults, key)
         if retry is not None and retry.then:
             check(("defaults", key, "then"), retry.then)
+    saved = _saved_variables(spec)
+    for i, secret in enumerate(spec.sensitive):
+        root = secret.split(".", 1)[0]
+        if root not in saved:
+            hint = difflib.get_close_matches(root, sorted(saved), n=1)
+            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+            problems.append(
+                positions.problem(
+                    ("sensitive", i),
+                    f"No node saves a variable named {root!r}, so {secret!r} would protect "
+                    f"nothing.{suggestion}",
+                )
+            )
     for name, node in names.items():
         for path, target in node.targets():
             check(("nodes", name, *path), target)
@@ -246,6 +259,15 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _saved_variables(spec: FlowSpec) -> set[str]:
+    """Every variable a node of ``spec`` can save (gathers, data dips, ``set``)."""
+    saved: set[str] = set()
+    for node in spec.nodes.values():
+        saved.update(name for name in (node.save_as, node.http and node.http.save_as) if name)
+        saved.update(node.set or {})
+    return saved
 
 
 def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:

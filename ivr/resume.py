@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ivr import answers, engine, templates
+from ivr import answers, engine, sensitive, templates
 from ivr.flow import Flow
 from ivr.session import Session
 from ivr.states import EventName, PlanKind, Status, Waiting
@@ -89,14 +89,13 @@ def carried_over(
     ``held`` before anything is said, so no prompt, description or transfer can reveal them to a
     caller who may be spoofing the number; an attested caller gets held values back.
     """
-    variables = dict(previous.variables)
+    variables: dict[str, Any] = dict(previous.variables)
     held = dict(previous.held)
     if attested:
-        variables, held = {**held, **variables}, {}
+        variables, held = sensitive.put(variables, held), {}
     else:
-        for name in flow.spec.sensitive:
-            if name in variables:
-                held[name] = variables.pop(name)
+        variables, taken = sensitive.take(flow.spec.sensitive, variables)
+        held.update(taken)
     return previous.evolve(
         variables=variables,
         held=held,
@@ -175,19 +174,19 @@ def restore(flow: Flow, session: Session, at: float, env: Mapping[str, Any] | No
     notes = [Note(EventName.RESUMED, {"checkpoint": checkpoint, "attested": session.attested})]
     node = checkpoint
     if session.held:  # see carried_over: sensitive values of a caller who is not attested
-        sensitive = [name for name in flow.spec.sensitive if name in session.held]
-        sensitive += sorted(set(session.held) - set(sensitive))
-        notes.append(Note(EventName.SENSITIVE_WITHHELD, {"variables": sensitive}))
+        withheld = [path for path in flow.spec.sensitive if path in session.held]
+        withheld += sorted(set(session.held) - set(withheld))
+        notes.append(Note(EventName.SENSITIVE_WITHHELD, {"variables": withheld}))
         verify = flow.spec.resume.verify
         if verify:
             session = session.evolve(resume_return=checkpoint)
             node = verify
         else:
-            collector = _collector(flow, sensitive[0])
+            collector = _collector(flow, withheld[0])
             session = session.evolve(
                 held={},
                 resume_return=checkpoint if collector else None,
-                resume_missing=tuple(sensitive) if collector else (),
+                resume_missing=tuple(withheld) if collector else (),
             )
             node = collector or checkpoint
     turn = engine.start(
@@ -209,8 +208,9 @@ def transferred_route(
     return turn.noting(Note(EventName.TRANSFERRED_CALLER_BACK), first=True)
 
 
-def _collector(flow: Flow, variable: str) -> str | None:
-    """The node that collects ``variable`` (a gather or http node that saves it)."""
+def _collector(flow: Flow, path: str) -> str | None:
+    """The node that collects the variable of ``path`` (a gather or http node that saves it)."""
+    variable = path.split(".", 1)[0]
     for name, node in flow.spec.nodes.items():
         if node.save_as == variable or (node.http and node.http.save_as == variable):
             return name

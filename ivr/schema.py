@@ -39,6 +39,10 @@ Duration = Annotated[
 ]
 NodeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
 VarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+# A variable, or a path into one that holds a mapping (a data dip's result): ``arrangement.dob``.
+VarPath = Annotated[
+    str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*$", max_length=200)
+]
 
 
 class Model(BaseModel):
@@ -289,7 +293,7 @@ class FlowSpec(Model):
     language: str = "en-US"
     voice: str | None = None
     resume: ResumeSpec = Field(default_factory=ResumeSpec)
-    sensitive: list[VarName] = Field(default_factory=list)
+    sensitive: list[VarPath] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
     fallback: NodeName | None = None
     start: NodeName

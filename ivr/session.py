@@ -56,6 +56,7 @@ class Session:
     held: dict[str, Any] = field(default_factory=dict)  # sensitive values awaiting verification
     handoff: dict[str, Any] = field(default_factory=dict)  # what the agent gets at a transfer
     conversation: str = ""  # one matter across calls: kept by a resume, new for a fresh start
+    sensitive: tuple[str, ...] = ()  # the flow version's sensitive paths: stored sealed
 
     def evolve(self, **changes: Any) -> Session:
         """Return a copy with ``changes`` applied.
@@ -118,17 +119,17 @@ class Session:
             name: data[name] if name in data else _fresh_default(name) for name in _FIELD_NAMES
         }
         values["trail"] = _trail(values["trail"])
-        missing_again = values["resume_missing"]
-        if not isinstance(missing_again, list | tuple) or not all(
-            isinstance(name, str) for name in missing_again
-        ):
-            raise ValueError("session resume_missing is malformed")
-        values["resume_missing"] = tuple(missing_again)
+        for name in ("resume_missing", "sensitive"):
+            names = values[name]
+            if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"session {name} is malformed")
+            values[name] = tuple(names)
         for name, value in values.items():
             if not isinstance(value, _TYPES[name]) or (value.__class__ is bool) != (
                 name == "attested"
             ):
-                raise ValueError(f"session field {name} has the wrong type: {value!r:.40}")
+                # The type, never the value: a field may hold what the caller keyed.
+                raise ValueError(f"session field {name} has the wrong type: {type(value).__name__}")
         try:
             values["status"] = Status(values["status"])
             if values["waiting"] is not None:
@@ -171,7 +172,7 @@ _DEFAULTS: dict[str, Any] = {
     "no_match_count": 0, "step": 0, "status": Status.ACTIVE, "ended_reason": None, "trail": (),
     "started_at": 0.0, "updated_at": 0.0, "call_status": None, "ended_at": None,
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
-    "held": {}, "handoff": {}, "conversation": "",
+    "held": {}, "handoff": {}, "conversation": "", "sensitive": (),
 }  # fmt: skip
 
 
@@ -195,5 +196,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "ended_reason": _MAYBE_TEXT, "trail": (tuple,), "started_at": _NUMBER, "updated_at": _NUMBER,
     "call_status": _MAYBE_TEXT, "ended_at": (*_NUMBER, type(None)), "attested": (bool,),
     "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
-    "held": (dict,), "handoff": (dict,), "conversation": _TEXT,
+    "held": (dict,), "handoff": (dict,), "conversation": _TEXT, "sensitive": (tuple,),
 }  # fmt: skip

@@ -429,7 +429,7 @@ def test_confidence_at_the_threshold_is_accepted_and_digits_ignore_it() -> None:
 
 # ---- validate and save_as ------------------------------------------------------------------
 CODE_FLOW = """\
-sensitive: [pin]
+sensitive: [{save_as}]
 start: code
 nodes:
   code:
@@ -443,8 +443,11 @@ nodes:
 """
 
 
-def code_flow(validate: str, save_as: str = "code") -> Flow:
-    return flow_of(CODE_FLOW.format(validate=validate, save_as=save_as))
+def code_flow(validate: str, save_as: str = "code", secret: bool = False) -> Flow:
+    text = CODE_FLOW.format(validate=validate, save_as=save_as)
+    if not secret:
+        text = text.replace(f"sensitive: [{save_as}]\n", "")
+    return flow_of(text)
 
 
 @pytest.mark.parametrize(
@@ -496,7 +499,7 @@ def test_speech_is_saved_without_the_recogniser_full_stop() -> None:
 
 
 def test_sensitive_answers_are_masked_in_the_trail_but_kept_as_variables() -> None:
-    flow = code_flow("{pattern: '^[0-9]{4}$'}", save_as="pin")
+    flow = code_flow("{pattern: '^[0-9]{4}$'}", save_as="pin", secret=True)
     turn = reply(flow, begin(flow), "4321")
     assert turn.session.variables["pin"] == "4321"
     visit = turn.session.trail[-2]
