@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from channels.http import HttpFetcher
 from context import health
 from context.event_stream import EventStream
+from context.history.runtime import InProcessWriter
 from context.keys import Keys
 from context.redis_client import Topology, connect, topology_of
 from context.sealing import Sealer
@@ -34,7 +35,7 @@ from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
 from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from simulator.cli import call as simulated_call
-from webhooks import demo_api, front, keys_cli, logs, metrics, twiml, voice
+from webhooks import demo_api, front, history_cli, keys_cli, logs, metrics, twiml, voice
 from webhooks.cli import flows
 
 log = logging.getLogger("omnivoice")
@@ -64,6 +65,9 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "REDIS_TIMEOUT": _number(environ, "REDIS_TIMEOUT", "0.5", float, above=0),
         "REDIS_KEY_PREFIX": _key_prefix(environ.get("REDIS_KEY_PREFIX", "omnivoice")),
         "DATABASE_URL": environ.get("DATABASE_URL", "sqlite:///omnivoice.db"),
+        "HISTORY_IN_PROCESS": _flag(
+            environ, "HISTORY_IN_PROCESS", environ.get("OMNIVOICE_DEV", "")
+        ),
         "FLOWS_DIR": environ.get("FLOWS_DIR", "flows"),
         "DEFAULT_FLOW": environ.get("DEFAULT_FLOW"),
         "FLOW_RELOAD_SECONDS": _number(environ, "FLOW_RELOAD_SECONDS", "2", float),
@@ -270,6 +274,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(demo_api.bp)
     app.cli.add_command(flows)
     app.cli.add_command(simulated_call)
+    app.cli.add_command(history_cli.db)
+    app.cli.add_command(history_cli.worker)
+    if app.config["HISTORY_IN_PROCESS"]:
+        history = InProcessWriter(app.config["DATABASE_URL"], events)
+        history.start()
+        app.extensions["omnivoice.history"] = history
     app.cli.add_command(keys_cli.keys)
     return app
 

@@ -129,6 +129,19 @@ class EventStream:
                     entries.append(Entry(shard, _text(entry_id), orjson.loads(raw)))
         return entries
 
+    def claim(self, group: str, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
+        """Entries other consumers of ``group`` read but left unacknowledged for ``min_idle_ms``
+        (a crashed reader's), now ``consumer``'s (``XAUTOCLAIM``, one call per shard)."""
+        entries: list[Entry] = []
+        for shard in range(self.shards):
+            key = self.keys.events(shard)
+            reply = self.redis.xautoclaim(key, group, consumer, min_idle_ms, "0-0", count=count)
+            for entry_id, fields in reply[1] if reply else []:
+                raw = (fields or {}).get(FIELD.encode()) or (fields or {}).get(FIELD)
+                if raw is not None:
+                    entries.append(Entry(shard, _text(entry_id), orjson.loads(raw)))
+        return entries
+
     def ack(self, group: str, entries: Sequence[Entry]) -> int:
         """Acknowledge ``entries`` (after they were handled); the number acknowledged."""
         done = 0

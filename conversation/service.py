@@ -158,7 +158,12 @@ class ConversationService:
             now = self.clock()
             ended = session.call_ended(params.status, now)
             note = Note(
-                EventName.CALL_ENDED, {"status": ended.status, "reason": ended.ended_reason}
+                EventName.CALL_ENDED,
+                {
+                    "status": ended.status,
+                    "reason": ended.ended_reason,
+                    "call_status": params.status,
+                },
             )
             flow = self.versions.for_session(ended)
             events = from_effects((note,), ended, flow, now)

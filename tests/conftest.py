@@ -153,6 +153,7 @@ def make_app(redis_client: redis.Redis, flows_dir: Path) -> Callable[..., Flask]
             "PUBLIC_BASE_URL": None,
             "FLOW_RELOAD_SECONDS": 0,
             "CONFIGURE_LOGGING": False,
+            "HISTORY_IN_PROCESS": False,
             **overrides,
         }
         return create_app(config)

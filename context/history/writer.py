@@ -1,0 +1,331 @@
+"""The history writer: the event stream, recorded in SQL in batches, never on a webhook.
+
+It reads the stream with the consumer group ``history`` (each entry reaches one writer), writes a
+batch in one transaction and acknowledges the entries only once the commit stood. So:
+
+- **SQL down**: the commit fails, nothing is acknowledged, and the same entries are tried again
+  (with a growing pause) until the database is back; the stream keeps them meanwhile.
+- **A writer killed mid-batch**: its entries stay pending in the group; another writer (or the
+  same one restarted) claims entries idle for ``claim_after`` seconds (``XAUTOCLAIM``).
+- **Replays add nothing**: every event row carries its stream id, which is unique; a batch skips
+  ids already written, and a batch that races another writer is retried and then skips them.
+
+Each event becomes an :class:`~.models.Event` of the interaction named by its CallSid, in the
+conversation named by the session's conversation id, for the customer its caller identifies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from context.event_stream import Entry, EventStream
+from context.history import customers
+from context.history.models import (
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Event,
+    Evidence,
+    Interaction,
+    Outcome,
+)
+from ivr.states import EventName, Status
+
+log = logging.getLogger(__name__)
+
+GROUP = "history"
+BATCH = 200
+CLAIM_AFTER = 30.0  # seconds an entry may stay unacknowledged before another writer takes it
+INACTIVE_AFTER = timedelta(minutes=30)
+CLOSED_AFTER = timedelta(days=7)
+SWEEP_EVERY = 60.0
+NO_ANSWER = {"busy", "no-answer", "failed", "canceled"}
+
+
+class HistoryWriter:
+    """Reads the event stream as one consumer of the ``history`` group and records it."""
+
+    def __init__(
+        self,
+        stream: EventStream,
+        sessions: sessionmaker[Session],
+        consumer: str,
+        batch: int = BATCH,
+        claim_after: float = CLAIM_AFTER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stream = stream
+        self.sessions = sessions
+        self.consumer = consumer
+        self.batch = batch
+        self.claim_after = claim_after
+        self.clock = clock
+        self._group_ready = False
+        self._swept_at = 0.0
+
+    # ---- one pass ---------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Record one batch; the number of entries acknowledged (0: nothing to do).
+
+        Raises:
+            SQLAlchemyError: the database failed; nothing was acknowledged.
+            redis.RedisError: the stream could not be read.
+        """
+        if not self._group_ready:
+            self.stream.ensure_group(GROUP)
+            self._group_ready = True
+        entries = self.stream.read(GROUP, self.consumer, self.batch, pending=True)
+        if not entries:
+            entries = self.stream.claim(
+                GROUP, self.consumer, int(self.claim_after * 1000), self.batch
+            )
+        if not entries:
+            entries = self.stream.read(GROUP, self.consumer, self.batch)
+        if entries:
+            self._write(entries)
+            self.stream.ack(GROUP, entries)
+        self._sweep()
+        return len(entries)
+
+    def drain(self, limit: int = 10_000) -> int:
+        """Record until nothing is left (tests, ``worker --once``); entries recorded."""
+        total = 0
+        while total < limit:
+            done = self.run_once()
+            if not done:
+                return total
+            total += done
+        return total
+
+    def run(self, stop: threading.Event, idle: float = 0.2) -> None:
+        """Record until ``stop`` is set, pausing ``idle`` when caught up and backing off (up to
+        10 s) while the database or the stream is down."""
+        pause = idle
+        failing = False
+        while not stop.is_set():
+            try:
+                done = self.run_once()
+            except Exception as exc:  # SQL or Redis down, or anything else: never die, retry
+                if not failing:
+                    log.error("history writer cannot write, will retry: %s", _reason(exc))
+                failing = True
+                pause = min(pause * 2, 10.0)
+                stop.wait(pause)
+                continue
+            if failing:
+                log.info("history writer is writing again")
+                failing = False
+            pause = idle
+            if not done:
+                stop.wait(idle)
+
+    # ---- writing ----------------------------------------------------------------------------
+    def _write(self, entries: Sequence[Entry]) -> None:
+        for attempt in range(2):
+            try:
+                with self.sessions.begin() as db:
+                    _Batch(db).record(entries)
+                return
+            except IntegrityError:
+                if attempt:  # not a race with another writer: a real fault
+                    raise
+                log.info("history batch raced another writer; writing what is left")
+
+    def _sweep(self) -> None:
+        """Conversations idle for long become inactive, then closed (at most once a minute)."""
+        now = self.clock()
+        if now - self._swept_at < SWEEP_EVERY:
+            return
+        self._swept_at = now
+        sweep(self.sessions, datetime.fromtimestamp(now, UTC))
+
+
+def sweep(sessions: sessionmaker[Session], now: datetime) -> None:
+    """Move idle conversations on: active → inactive → closed."""
+    with sessions.begin() as db:
+        db.execute(
+            update(Conversation)
+            .where(
+                Conversation.status == ConversationStatus.ACTIVE.value,
+                Conversation.last_activity_at < now - INACTIVE_AFTER,
+            )
+            .values(status=ConversationStatus.INACTIVE.value)
+        )
+        db.execute(
+            update(Conversation)
+            .where(
+                Conversation.status == ConversationStatus.INACTIVE.value,
+                Conversation.last_activity_at < now - CLOSED_AFTER,
+            )
+            .values(status=ConversationStatus.CLOSED.value, closed_at=now)
+        )
+
+
+class _Batch:
+    """One transaction's worth of entries, with the rows it has already looked up."""
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+        self.customers: dict[str, Customer | None] = {}
+        self.conversations: dict[str, Conversation] = {}
+        self.interactions: dict[str, Interaction] = {}
+
+    def record(self, entries: Sequence[Entry]) -> None:
+        ids = [entry.sse_id for entry in entries]
+        written = set(self.db.scalars(select(Event.stream_id).where(Event.stream_id.in_(ids))))
+        for entry in entries:
+            if entry.sse_id in written:
+                continue
+            written.add(entry.sse_id)
+            self._one(entry.sse_id, entry.event)
+
+    def _one(self, stream_id: str, event: dict[str, Any]) -> None:
+        at = datetime.fromtimestamp(float(event.get("at") or 0), UTC)
+        name = str(event.get("name") or "")
+        caller, call_sid = str(event.get("caller") or ""), str(event.get("call_sid") or "")
+        customer = self._customer(caller, call_sid, name, event, at)
+        conversation = self._conversation(event, call_sid, customer, at)
+        interaction = self._interaction(event, call_sid, conversation, customer, at)
+        _apply(interaction, name, event, at)
+        data = event.get("data")
+        self.db.add(
+            Event(
+                stream_id=stream_id,
+                interaction_id=interaction.id,
+                conversation_id=conversation.id,
+                at=at,
+                kind=name[:64],
+                node=_text(event.get("node")),
+                data=data if isinstance(data, dict) else {},
+            )
+        )
+
+    def _customer(
+        self, caller: str, call_sid: str, name: str, event: dict[str, Any], at: datetime
+    ) -> Customer | None:
+        evidence = _evidence(name, event)
+        if caller in self.customers and evidence is Evidence.CALLER_ID:
+            return self.customers[caller]
+        identity = customers.identity_of(caller, call_sid)
+        found = (
+            customers.resolve(self.db, identity[0], identity[1], evidence, at)
+            if identity is not None
+            else None
+        )
+        self.customers[caller] = found
+        return found
+
+    def _conversation(
+        self, event: dict[str, Any], call_sid: str, customer: Customer | None, at: datetime
+    ) -> Conversation:
+        ref = _text(event.get("conversation")) or f"call:{call_sid}"
+        found = self.conversations.get(ref)
+        if found is None:
+            found = self.db.scalars(
+                select(Conversation)
+                .where(Conversation.ref == ref)
+                .order_by(Conversation.generation.desc())
+            ).first()
+        if found is None or found.status == ConversationStatus.CLOSED:
+            # new, or closed: a contact after closing starts a new conversation
+            found = Conversation(
+                ref=ref,
+                generation=found.generation + 1 if found is not None else 0,
+                customer_id=customer.id if customer else None,
+                opened_at=at,
+                last_activity_at=at,
+            )
+            self.db.add(found)
+            self.db.flush()
+        if found.customer_id is None and customer is not None:
+            found.customer_id = customer.id
+        if at > _aware(found.last_activity_at):
+            found.last_activity_at = at
+        found.status = ConversationStatus.ACTIVE.value
+        self.conversations[ref] = found
+        return found
+
+    def _interaction(
+        self,
+        event: dict[str, Any],
+        call_sid: str,
+        conversation: Conversation,
+        customer: Customer | None,
+        at: datetime,
+    ) -> Interaction:
+        found = self.interactions.get(call_sid)
+        if found is None:
+            found = self.db.scalars(
+                select(Interaction).where(Interaction.contact_sid == call_sid)
+            ).first()
+        if found is None:
+            found = Interaction(
+                conversation_id=conversation.id,
+                customer_id=customer.id if customer else None,
+                channel=_text(event.get("channel")) or "voice",
+                contact_sid=call_sid,
+                flow_id=_text(event.get("flow")),
+                flow_version=_text(event.get("version")),
+                started_at=at,
+            )
+            self.db.add(found)
+            self.db.flush()
+        if found.customer_id is None and customer is not None:
+            found.customer_id = customer.id
+        self.interactions[call_sid] = found
+        return found
+
+
+def _apply(interaction: Interaction, name: str, event: dict[str, Any], at: datetime) -> None:
+    """What an event says about its interaction: where it is, how it ended."""
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    if node := _text(event.get("node")):
+        interaction.last_node = node[:64]
+    if name == EventName.SESSION_ENDED:
+        interaction.outcome = _outcome(_text(data.get("status")), None)
+    elif name == EventName.CALL_ENDED:
+        interaction.ended_at = at
+        interaction.outcome = _outcome(_text(data.get("status")), _text(data.get("call_status")))
+
+
+def _outcome(status: str | None, call_status: str | None) -> str:
+    if call_status in NO_ANSWER:
+        return Outcome.NO_ANSWER.value
+    if status == Status.TRANSFERRED:
+        return Outcome.TRANSFERRED.value
+    if status == Status.COMPLETED:
+        return Outcome.COMPLETED.value
+    return Outcome.INTERRUPTED.value
+
+
+def _evidence(name: str, event: dict[str, Any]) -> Evidence:
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    if name == EventName.CALLER_VERIFIED:
+        return Evidence.VERIFIED
+    if data.get("attested") is True:
+        return Evidence.STIR_A
+    return Evidence.CALLER_ID
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time here is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
