@@ -276,6 +276,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(simulated_call)
     app.cli.add_command(history_cli.db)
     app.cli.add_command(history_cli.worker)
+    app.cli.add_command(history_cli.customers)
     if app.config["HISTORY_IN_PROCESS"]:
         history = InProcessWriter(app.config["DATABASE_URL"], events)
         history.start()

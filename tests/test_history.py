@@ -6,6 +6,7 @@ topology for the stream, and whole calls through the signed Twilio front.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from context.history.models import (
     Conversation,
     ConversationStatus,
     Customer,
+    DataRequest,
     Event,
     Identity,
     Interaction,
@@ -341,3 +343,73 @@ def test_the_demo_records_history_in_process_on_a_sqlite_file_it_creates(
         engine.dispose()
     finally:
         app.extensions["omnivoice.history"].close()
+
+
+# ---- data rights ---------------------------------------------------------------------------
+def test_export_gives_the_whole_timeline_of_a_customer_and_is_recorded(
+    make_app: Callable[..., Flask], database_url: str
+) -> None:
+    app = make_app(DATABASE_URL=database_url)
+    engine = database.open_engine(database_url)
+    database.upgrade(engine)
+    first, again = a_call(app), a_call(app)
+    writer_for(app, engine).drain()
+    result = app.test_cli_runner().invoke(args=["customers", "export", "(415) 555-0123"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert [i["value"] for i in document["identities"]] == ["+14155550123"]
+    assert [i["contact_sid"] for i in document["interactions"]] == [first.call_sid, again.call_sid]
+    assert document["interactions"][0]["events"][0]["kind"] == "resume_fresh"
+    with database.sessions(engine)() as db:
+        request = db.scalars(select(DataRequest)).one()
+        assert (request.kind, request.subject) == ("export", "***0123")
+        assert request.counts["interactions"] == 2
+    engine.dispose()
+
+
+def test_erase_removes_rows_session_and_waiting_events_and_keeps_only_a_masked_record(
+    make_app: Callable[..., Flask], database_url: str, redis_client: redis.Redis
+) -> None:
+    app = make_app(DATABASE_URL=database_url)
+    engine = database.open_engine(database_url)
+    database.upgrade(engine)
+    a_call(app)
+    a_call(app, caller="+14155550124")  # somebody else, who stays
+    writer_for(app, engine).drain()
+    late = dial(app)  # events not yet written when the erasure runs
+    late.press("2")
+    result = app.test_cli_runner().invoke(args=["customers", "erase", "+14155550123", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert writer_for(app, engine).drain() == 0  # nothing waits to write the customer back
+    with database.sessions(engine)() as db:
+        assert db.scalars(select(Identity.value)).all() == ["+14155550124"]
+        assert count(engine, Interaction) == 1
+        request = db.scalars(select(DataRequest)).one()
+        assert (request.kind, request.subject) == ("erase", "***0123")
+        assert request.counts["customers"] == 1 and request.counts["stream_entries"] > 0
+    key = f"{redis_client.test_prefix}:{{+14155550123}}:session"  # type: ignore[attr-defined]
+    assert not redis_client.exists(key)
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("subject", "message"),
+    [
+        ("not a number", "neither a phone number"),
+        ("+999", "neither a phone number"),
+        ("+14155550777", "no customer has the phone ***0777"),
+    ],
+)
+def test_data_rights_refuse_what_names_nobody(
+    make_app: Callable[..., Flask], tmp_path: Path, subject: str, message: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'rights.db'}"
+    engine = database.open_engine(url)
+    database.upgrade(engine)
+    runner = make_app(DATABASE_URL=url).test_cli_runner()
+    for command in (["customers", "export", subject], ["customers", "erase", subject, "--yes"]):
+        result = runner.invoke(args=command)
+        assert result.exit_code != 0
+        assert message in result.output
+    assert count(engine, DataRequest) == 0
+    engine.dispose()

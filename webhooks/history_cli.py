@@ -3,19 +3,26 @@
 ``db upgrade [REVISION]`` migrates ``DATABASE_URL`` to the newest (or the given) revision,
 ``db downgrade REVISION`` back (``base``: empty), ``db current`` prints where it is. ``worker``
 runs the history writer until SIGTERM or Ctrl-C (``--once``: until the stream is caught up).
+``customers export SUBJECT`` prints everything held about a customer as JSON and ``customers
+erase SUBJECT`` deletes it (see :mod:`context.history.rights`).
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.orm import Session
 
-from context.history import database, runtime
+from context.history import database, rights, runtime
+from context.history.models import Customer
 
 db = AppGroup("db", help="Migrate the customer history database (DATABASE_URL).")
 
@@ -69,3 +76,54 @@ def worker(once: bool) -> None:
     click.echo(f"history writer {writer.consumer} running")
     writer.run(stop)
     engine.dispose()
+
+
+customers = AppGroup(
+    "customers", help="Data rights: export or erase what is held about a customer."
+)
+
+
+@customers.command("export")
+@click.argument("subject")
+def export(subject: str) -> None:
+    """Print everything held about SUBJECT (a phone number or email address) as JSON."""
+    with _subject(subject) as (db, customer):
+        document = rights.export(db, customer, subject)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@customers.command("erase")
+@click.argument("subject")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(subject: str, yes: bool) -> None:
+    """Erase SUBJECT (a phone number or email address) from history, sessions and the stream."""
+    if not yes:
+        click.confirm(f"Erase everything held about {subject}?", abort=True)
+    with _subject(subject) as (db, customer):
+        counts = rights.erase(
+            db,
+            customer,
+            subject,
+            current_app.extensions["omnivoice.store"],
+            current_app.extensions["omnivoice.events"],
+        )
+    click.echo("erased: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+
+
+@contextmanager
+def _subject(text: str) -> Iterator[tuple[Session, Customer]]:
+    """The customer ``text`` names, in a transaction committed when the block ends."""
+    try:
+        kind, value = rights.subject_of(text, current_app.config["DEFAULT_REGION"])
+    except rights.UnknownSubject as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = database.open_engine(current_app.config["DATABASE_URL"])
+    try:
+        with database.sessions(engine).begin() as db:
+            try:
+                customer = rights.find(db, kind, value)
+            except rights.UnknownSubject as exc:
+                raise click.ClickException(str(exc)) from None
+            yield db, customer
+    finally:
+        engine.dispose()

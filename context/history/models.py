@@ -214,3 +214,16 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(64))
     node: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DataRequest(Base):
+    """A data-rights request carried out (an export or an erasure), kept without personal data:
+    the subject is masked and ``counts`` says how many rows of each kind it touched."""
+
+    __tablename__ = "data_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # export, erase
+    subject: Mapped[str] = mapped_column(String(32))  # masked: ***0123
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
