@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 import redis
 from flask import Flask
+from redis.exceptions import RedisClusterException
 
 from app import create_app
 from context.event_stream import EventStream
 from context.keys import Keys
+from context.redis_errors import describe
 from simulator import Call, FlaskTransport
 from tests import support_topologies
 from tests.conftest import AUTH_TOKEN, REPO
@@ -148,3 +150,26 @@ def test_the_events_of_a_cluster_save_lost_to_a_refusal_are_logged_masked(
     with caplog.at_level(logging.DEBUG):
         assert stream.append(CALLER, [event]) is False
     assert "lost 1 event(s)" in assert_nothing_shows_the_number(caplog)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.ResponseError(
+            f"Command # 1 (EVALSHA 0123 4 {PREFIX}:{{{CALLER}}}:session ...) of pipeline caused "
+            "error: OOM command not allowed when used memory > 'maxmemory'."
+        ),
+        RedisClusterException(
+            "No way to dispatch this command to Redis Cluster. Missing key.\nYou can execute the "
+            f"command by specifying target nodes.\nCommand: ('XADD', 'e', '{CALLER}')"
+        ),
+        RedisClusterException(f"Invalid args in command: ('EVALSHA', '{CALLER}')"),
+        RedisClusterException(f"No targets were found to execute ('GET', '{CALLER}') command on"),
+        redis.ConnectionError(f"Error 111 reading {PREFIX}:{{{CALLER}}}:session"),
+    ],
+    ids=["pipeline", "no key", "invalid args", "no targets", "a key in braces"],
+)
+def test_redis_py_s_copies_of_a_command_are_left_out(error: Exception) -> None:
+    described = describe(error)
+    assert NATIONAL not in described
+    assert described.startswith(f"{type(error).__name__}: ")
