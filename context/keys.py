@@ -4,9 +4,9 @@ Keys of one caller share the hash tag ``{caller}``, so the Lua script that saves
 cached reply and its call marker touches one Redis Cluster slot. Inside the tag ``%``, ``{`` and
 ``}`` are percent-escaped (:func:`hash_tag`): the tag ends at the first ``}``, so no caller can
 move its keys to another slot or split them, and distinct callers keep distinct keys (E.164
-numbers and CallSids have none of the three, so their keys are the caller as it is). Counters that every caller bumps
-and the event stream are sharded over several keys, so no single key (and no single cluster node)
-takes all the traffic. The prefix is configurable so tests (and several
+numbers and CallSids hold none of the three: their tag is the caller as it is). Counters that
+every caller bumps and the event stream are sharded over several keys, so no single key (and no
+single cluster node) takes all the traffic. The prefix is configurable so tests (and several
 deployments on one Redis) never see each other's keys.
 """
 

@@ -83,9 +83,8 @@ def describe(exc: BaseException) -> str:
     (the caller of every per-caller key) is masked.
     """
     text = str(exc)
-    if "ommand" in text:  # every copy above says "Command" or "command"
-        for copy, replacement in _COMMAND_COPIES:
-            text = copy.sub(replacement, text)
+    for copy, replacement in _COMMAND_COPIES:
+        text = copy.sub(replacement, text)
     return f"{type(exc).__name__}: {masked_keys(text)}"
 
 
