@@ -86,7 +86,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         ),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
-        "DEMO_API": _flag(environ, "DEMO_API", "1"),
+        "DEMO_API": _flag(environ, "DEMO_API", "") if "DEMO_API" in environ else None,
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": environ.get("LOG_FORMAT", "json"),
     }
@@ -158,6 +158,16 @@ def secret_key(config: Mapping[str, Any]) -> str:
     elif click.get_current_context(silent=True) is None:  # gunicorn, not the flask command
         raise ConfigError("SECRET_KEY", None, NO_SECRET_KEY)
     return secrets.token_hex(32)
+
+
+def demo_api_wanted(config: Mapping[str, Any]) -> bool:
+    """Whether to serve the demo back-end: as ``DEMO_API`` says, else only in dev mode.
+
+    It is a stand-in for a customer's booking system that anyone can call unauthenticated, so a
+    production server serves it only when asked to.
+    """
+    wanted = config.get("DEMO_API")
+    return bool(config["DEV_MODE"] if wanted is None else wanted)
 
 
 class CookielessSessions(SecureCookieSessionInterface):
@@ -266,7 +276,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return Response(checked.text, checked.status, mimetype="text/plain")
 
     metrics.install(app)
-    if app.config["DEMO_API"]:
+    if demo_api_wanted(app.config):
         app.register_blueprint(demo_api.bp)
     app.cli.add_command(flows)
     app.cli.add_command(simulated_call)

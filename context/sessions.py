@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
 
-from context.callers import masked
 from context.event_stream import EventStream
 from context.keys import Keys
-from context.redis_errors import STORE_UNAVAILABLE, is_store_unavailable
+from context.redis_errors import STORE_UNAVAILABLE, describe, is_store_unavailable, masked_keys
 from context.sealing import Sealer
 from context.session_documents import SessionCodec
-from ivr.errors import SessionCorrupt, StoreUnavailable
+from ivr.errors import SessionCorrupt, StoreError, StoreUnavailable
 from ivr.session import Session
 
 log = logging.getLogger(__name__)
@@ -135,9 +133,7 @@ class SessionStore:
         try:
             seq_raw, doc_raw, reply, problem, known = self._script(_LOAD, keys, ())
         except _STORE_OR_SCRIPT_ERRORS as exc:
-            if not is_store_unavailable(exc):  # an OOM refusal from inside the script is one
-                raise
-            raise StoreUnavailable(f"Redis did not answer loading {_safe(key)}: {exc}") from exc
+            raise _store_error("loading", key, exc) from None
         if problem:
             raise SessionCorrupt(_safe(key), _text(problem) or "unreadable")
         if seq_raw is None and doc_raw is None:
@@ -195,9 +191,7 @@ class SessionStore:
             else:  # the usual answer: one command, none of a pipeline's bookkeeping
                 seq = int(self._script(_SAVE, keys, args))
         except _STORE_OR_SCRIPT_ERRORS as exc:
-            if not is_store_unavailable(exc):
-                raise
-            raise StoreUnavailable(f"Redis did not answer saving {_safe(key)}: {exc}") from exc
+            raise _store_error("saving", key, exc) from None
         if seq < 0:
             return None
         if stream is not None and encoded and not inline:
@@ -227,7 +221,7 @@ class SessionStore:
         try:
             self.redis.set(key, source, ex=self.ttl * 2)
         except STORE_UNAVAILABLE as exc:
-            log.warning("could not publish flow version %s: %s", key, exc)
+            log.warning("could not publish flow version %s: %s", key, describe(exc))
             return False
         return True
 
@@ -252,8 +246,8 @@ class SessionStore:
         (SET NX)."""
         try:
             return bool(self.redis.set(self.keys.resume_code(code), caller, ex=ttl, nx=True))
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer claiming a resume code: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("claiming a resume code", None, exc) from None
 
     def caller_by_code(self, code: str) -> str | None:
         """The caller key a resume code was issued to (the code stays issued)."""
@@ -263,15 +257,15 @@ class SessionStore:
         """Take resume ``code`` (GETDEL): of calls redeeming one code at once, one gets its caller."""
         try:
             return _text(self.redis.getdel(self.keys.resume_code(code)))
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer redeeming a resume code: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("redeeming a resume code", None, exc) from None
 
     def expire_code(self, code: str, ttl: int) -> None:
         """Let an issued code live ``ttl`` more seconds (from the end of its call); best-effort."""
         try:
             self.redis.expire(self.keys.resume_code(code), max(1, ttl))
         except STORE_UNAVAILABLE as exc:
-            log.warning("could not shorten a resume code's life: %s", exc)
+            log.warning("could not shorten a resume code's life: %s", describe(exc))
 
     def code_counts(self, source: str, minute: int, shards: int) -> tuple[int, int, int]:
         """Wrong codes keyed this minute by ``source`` and by everyone, and code prompts (calls
@@ -285,8 +279,8 @@ class SessionStore:
                 for key in keys:
                     pipe.get(key)
                 values = [int(v or 0) for v in pipe.execute()]
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer counting resume codes: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("counting resume codes", None, exc) from None
         return values[0], sum(values[1 : 1 + shards]), sum(values[1 + shards :])
 
     def count_code(self, source: str, minute: int, shard: int, failed: bool) -> None:
@@ -305,8 +299,8 @@ class SessionStore:
                     pipe.incr(key)
                     pipe.expire(key, 180)
                 pipe.execute()
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer counting resume codes: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("counting resume codes", None, exc) from None
 
     def flow_source(self, version: str) -> str | None:
         """The YAML text of a flow version published with :meth:`save` (``publish``)."""
@@ -316,7 +310,7 @@ class SessionStore:
         try:
             return _text(self.redis.get(key))
         except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer reading {_safe(key)}: {exc}") from exc
+            raise _store_error("reading", key, exc) from None
         except redis.ResponseError:
             return None
 
@@ -333,18 +327,25 @@ class SessionStore:
                     self.redis.delete(key)
             else:
                 self.redis.delete(*keys)
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(
-                f"Redis did not answer deleting {len(keys)} key(s): {exc}"
-            ) from exc
-
-
-_TAG = re.compile(r"\{([^}]*)\}")
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error(f"deleting {len(keys)} key(s)", None, exc) from None
 
 
 def _safe(key: str) -> str:
     """``key`` fit for logs and error messages: the caller inside its hash tag is masked."""
-    return _TAG.sub(lambda m: "{" + masked(m.group(1)) + "}", key)
+    return masked_keys(key)
+
+
+def _store_error(doing: str, key: str | None, exc: Exception) -> StoreError:
+    """The error to raise for ``exc``, met while ``doing`` something (to ``key``).
+
+    Raised ``from None``: redis-py's exception may carry the command it sent, keys and values
+    in full, and a chained exception would show it in every traceback that is logged.
+    """
+    what = f"{doing} {_safe(key)}" if key is not None else doing
+    if is_store_unavailable(exc):  # an OOM refusal from inside a script is one too
+        return StoreUnavailable(f"Redis did not answer {what}: {describe(exc)}")
+    return StoreError(f"Redis refused {what}: {describe(exc)}")
 
 
 def _text(value: Any) -> str | None:

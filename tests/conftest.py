@@ -153,6 +153,7 @@ def make_app(redis_client: redis.Redis, flows_dir: Path) -> Callable[..., Flask]
             "PUBLIC_BASE_URL": None,
             "FLOW_RELOAD_SECONDS": 0,
             "CONFIGURE_LOGGING": False,
+            "DEMO_API": True,  # the demo flow's data dips (outside dev mode only when asked for)
             **overrides,
         }
         return create_app(config)

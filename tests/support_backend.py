@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CUSTOMER = {"name": "Ada Lovelace", "balance": "42 dollars"}
+# JSON that decodes to what XML cannot carry: NUL, ESC, a lone surrogate and a non-character.
+NOT_XML_JSON = b'{"name": "Ada\\u0000 \\u001bLove\\ud800lace\\uffff", "balance": "42"}'
 LARGE_BYTES = 300 * 1024  # over the fetcher's 256 KiB limit
 
 
@@ -88,6 +90,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Location", "/customer")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+            elif path == "/not-xml":
+                self._send(200, NOT_XML_JSON)
             elif path == "/empty":
                 self._send(200, b"")
             elif path == "/trickle":

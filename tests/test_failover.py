@@ -86,6 +86,7 @@ def build_app(url: str, flows_dir: Path, prefix: str) -> Flask:
             "FLOW_RELOAD_SECONDS": 0,
             "CONFIGURE_LOGGING": False,
             "FALLBACK_NUMBER": FALLBACK,
+            "DEMO_API": True,  # the demo flow's data dips
         }
     )
 
