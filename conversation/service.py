@@ -33,7 +33,7 @@ from conversation.events import (
 from conversation.flow_versions import FlowVersions
 from conversation.inbound import Inbound
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
-from ivr import engine, resume, steps
+from ivr import engine, liveness, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
@@ -70,6 +70,7 @@ class Outcome:
     turn: Turn | None = None
     also_delete: tuple[str, ...] = ()
     redeemed: tuple[str, Redeemed] | None = None  # a resume code taken by this decision
+    set_aside: str | None = None  # a live call whose session moves aside for this one
 
 
 NO_FLOW = Outcome()
@@ -149,7 +150,7 @@ class ConversationService:
         if params.status not in TERMINAL_CALL_STATUSES:
             return False
         for _ in range(SAVE_ATTEMPTS):
-            loaded = self._load(params.caller.key)
+            loaded = self._load(params.caller.key, params.contact_id)
             session = loaded.session
             if session is None or session.call_sid != params.contact_id:
                 return False
@@ -162,7 +163,14 @@ class ConversationService:
             )
             flow = self.versions.for_session(ended)
             events = from_effects((note,), ended, flow, now)
-            saved = self.store.save(ended, loaded.seq, events=[e.to_dict() for e in events])
+            saved = self.store.save(
+                ended,
+                loaded.seq,
+                events=[e.to_dict() for e in events],
+                flow=self.versions.pin(flow) if flow is not None else None,
+                own=loaded.own,
+                clock=loaded.clock,
+            )
             if saved is not None:
                 emit_all(self.sinks, events)
                 self.codes.call_ended(flow, ended)
@@ -188,17 +196,21 @@ class ConversationService:
                 if turn.session.step <= step:  # every answered request moves the step on
                     turn = turn.evolve(session=turn.session.evolve(step=step + 1))
                 turn = self._issue_code(flow, params, turn)
-                reply = self.renderer.render(turn.actions, params.url_root, turn.session.step)
-                events = from_effects((*notes, *turn.effects), turn.session, flow, self.clock())
-                publish = self.versions.publication(flow)
+                now = self.clock()
+                session = turn.session.evolve(live_until=liveness.live_until(turn.actions, now))
+                reply = self.renderer.render(turn.actions, params.url_root, session.step)
+                events = from_effects((*notes, *turn.effects), session, flow, now)
                 saved = self.store.save(
-                    turn.session,
+                    session,
                     loaded.seq,
                     reply,
                     reply_step=step,
                     mark_call=step == INCOMING_STEP or loaded.session is None,
                     events=[event.to_dict() for event in events],
-                    publish=publish,
+                    flow=self.versions.pin(flow),
+                    own=loaded.own,
+                    set_aside=outcome.set_aside,
+                    clock=loaded.clock,
                 )
                 if saved is None:
                     if outcome.redeemed is not None:  # the code is free again for the retry
@@ -226,18 +238,25 @@ class ConversationService:
             return NO_FLOW
         now = self.clock()
         previous = loaded.session
+        pinned = (
+            self.versions.for_session(previous)
+            if previous and previous.flow_id == flow.id
+            else None
+        )
+        plan = resume.plan(
+            pinned or flow, previous, now, params.caller.recognised, params.contact_id
+        )
+        if plan.kind == PlanKind.SEPARATE and previous is not None:
+            notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
+            return Outcome(
+                flow=flow, turn=self._fresh(flow, params), set_aside=previous.call_sid
+            )
         if (
             previous is not None
             and previous.status == Status.ACTIVE
             and previous.call_sid != params.contact_id
         ):
             notes.append(Note(EventName.CALL_SUPERSEDED, {"previous_call": previous.call_sid}))
-        pinned = (
-            self.versions.for_session(previous)
-            if previous and previous.flow_id == flow.id
-            else None
-        )
-        plan = resume.plan(pinned or flow, previous, now, params.caller.recognised)
         notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
         if plan.kind == PlanKind.FRESH:
             return Outcome(flow=flow, turn=self._fresh(flow, params))

@@ -220,8 +220,10 @@ def test_unservable_checkpoint_apologises_and_starts_fresh(
 
 
 def test_newest_call_takes_over_and_fences_the_old_one(
-    app: Flask, redis_client: redis.Redis
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
 ) -> None:
+    edit_flow(flows_dir, "  ask: true", "  ask: true\n  concurrent: takeover")
+    app = make_app()
     first = dial(app)
     first.press("1")
     second = dial(app)  # call waiting / fast redial while the first is live
