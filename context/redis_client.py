@@ -61,7 +61,9 @@ def connect(url: str | None, timeout: float = 0.5, dev_mode: bool = True) -> red
         return fakeredis.FakeRedis()
     target = parse_redis_url(url)
     if target.topology is Topology.CLUSTER:
-        return cast("redis.Redis", LazyCluster(lambda: _cluster(target, timeout), target.masked, timeout))
+        return cast(
+            "redis.Redis", LazyCluster(lambda: _cluster(target, timeout), target.masked, timeout)
+        )
     if target.topology is Topology.SENTINEL:
         return _sentinel_master(target, timeout)
     # One immediate retry heals a connection Redis dropped (a restart); more would only

@@ -248,9 +248,7 @@ class ConversationService:
         )
         if plan.kind == PlanKind.SEPARATE and previous is not None:
             notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
-            return Outcome(
-                flow=flow, turn=self._fresh(flow, params), set_aside=previous.call_sid
-            )
+            return Outcome(flow=flow, turn=self._fresh(flow, params), set_aside=previous.call_sid)
         if (
             previous is not None
             and previous.status == Status.ACTIVE

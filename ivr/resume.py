@@ -65,9 +65,9 @@ def plan(
         if not recognised and policy.codes:
             return Plan(PlanKind.ASK_CODE, "caller ID withheld")
         return Plan(PlanKind.FRESH, "no previous session")
-    if previous.call_sid != call_sid and liveness.is_live(previous, now):
-        if previous.flow_id != flow.id or policy.concurrent == ConcurrentCalls.SEPARATE:
-            return Plan(PlanKind.SEPARATE, "another call from this number is live")
+    keeps_apart = previous.flow_id != flow.id or policy.concurrent == ConcurrentCalls.SEPARATE
+    if keeps_apart and previous.call_sid != call_sid and liveness.is_live(previous, now):
+        return Plan(PlanKind.SEPARATE, "another call from this number is live")
     if previous.flow_id != flow.id:
         return Plan(PlanKind.FRESH, f"previous session was in flow {previous.flow_id}")
     if previous.status == Status.COMPLETED:
