@@ -9,6 +9,12 @@ fences racing writers), ``call`` (the CallSid that owns the session; older calls
 and ``doc`` (JSON). Every key a script touches carries the caller's hash tag, so on Redis
 Cluster each script runs in one slot, and a failed shard only affects the callers it holds.
 Every write sets a TTL.
+
+A live call that another call from the same number kept apart from has its own hash
+(:meth:`~context.keys.Keys.call_session`), which the load finds first. The save script refuses
+to write when its deadline, in Redis's own clock (read by the load), has passed: the client
+gave up on it and the caller already heard the fallback. On a single or Sentinel-managed Redis
+it also refuses while the session's flow version is missing, and is sent again with the YAML.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ with the channel's renderer, save with a compare-and-set (one round trip; the tu
 in it), then hand the events to the sinks. A save that loses a race reloads and decides again,
 and then usually finds the reply the winner cached. A retried request (same contact id and step)
 gets the cached reply, so the flow never advances twice. Resume (:mod:`ivr.resume`) is decided
-when a conversation begins; resume codes are :class:`~conversation.resume_codes.ResumeCodes`.
+when a conversation begins, including whether a call from the number of a live call starts
+beside it (the live call's session moves aside in the same save) or takes it over; resume
+codes are :class:`~conversation.resume_codes.ResumeCodes`. A save that reaches Redis after the
+request gave up on it is refused there, so a caller who heard the fallback was never advanced.
 
 Voice is the first channel: :meth:`incoming`, :meth:`answer` and :meth:`status` are what Twilio's
 voice webhooks call, with a call's CallSid as the contact id.
