@@ -41,7 +41,7 @@ from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
 from ivr.session import Session
-from ivr.states import EventName, PlanKind, Status, Waiting, start_event
+from ivr.states import ConcurrentCalls, EventName, PlanKind, Status, Waiting, start_event
 from ivr.turn import Action, Answer, FetchResult, Gather, Hangup, HttpRequest, Note, Say, Turn
 
 log = logging.getLogger("omnivoice.calls")
@@ -74,6 +74,7 @@ class Outcome:
     also_delete: tuple[str, ...] = ()
     redeemed: tuple[str, Redeemed] | None = None  # a resume code taken by this decision
     set_aside: str | None = None  # a live call whose session moves aside for this one
+    own: bool = False  # start this call's own session (its old one was taken over)
 
 
 NO_FLOW = Outcome()
@@ -129,7 +130,7 @@ class ConversationService:
                     notes.append(Note(EventName.UNKNOWN_CALL_RESTARTED, {"step": step}))
                     return self._begin(params, loaded, notes)
                 notes.append(Note(EventName.SUPERSEDED_CALL_FENCED, {"step": step}))
-                return self._say_goodbye(params, SUPERSEDED_TEXT)
+                return self._fenced(params, notes)
             if loaded.reply:
                 notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
                 return Outcome(reply=loaded.reply)
@@ -203,15 +204,16 @@ class ConversationService:
                 session = turn.session.evolve(live_until=liveness.live_until(turn.actions, now))
                 reply = self.renderer.render(turn.actions, params.url_root, session.step)
                 events = from_effects((*notes, *turn.effects), session, flow, now)
+                own = loaded.own or outcome.own
                 saved = self.store.save(
                     session,
-                    loaded.seq,
+                    loaded.seq if own == loaded.own else 0,  # a new own session: none yet
                     reply,
                     reply_step=step,
                     mark_call=step == INCOMING_STEP or loaded.session is None,
                     events=[event.to_dict() for event in events],
                     flow=self.versions.pin(flow),
-                    own=loaded.own,
+                    own=own,
                     set_aside=outcome.set_aside,
                     clock=loaded.clock,
                 )
@@ -302,6 +304,20 @@ class ConversationService:
             flow, caller=session.caller, call_sid=session.call_sid, at=self.clock(),
             env=self.env, node=session.node, session=session,
         )  # fmt: skip
+
+    def _fenced(self, params: Inbound, notes: list[Note]) -> Outcome:
+        """A webhook of a call whose session a newer call from the number took over.
+
+        Under ``concurrent: takeover`` that is the point: the older call hears goodbye. Otherwise
+        the session was taken because this call looked gone (silent past its next webhook's due
+        time), yet it is still on the line: it is not cut off, but starts again, with a short
+        apology, in a session of its own.
+        """
+        flow = self.catalog.for_number(params.to)
+        if flow is None or flow.spec.resume.concurrent == ConcurrentCalls.TAKEOVER:
+            return self._say_goodbye(params, SUPERSEDED_TEXT)
+        notes.append(Note(EventName.RESUME_FRESH, {"reason": "its session was taken over"}))
+        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT), own=True)
 
     def _say_goodbye(self, params: Inbound, text: str | None = None) -> Outcome:
         actions: tuple[Action, ...] = (Say(text), Hangup()) if text else (Hangup(),)

@@ -146,6 +146,29 @@ def test_a_redial_after_a_drop_nobody_reported_resumes_once_the_call_is_overdue(
     assert "is on time" in back.last_heard
 
 
+def test_a_live_call_taken_for_gone_is_not_cut_off_but_starts_again(
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    app = with_policy(make_app, flows_dir, None)
+    first = at_confirmation(app)
+    clock = clock_of(app)
+    clock.now = stored(redis_client).doc["live_until"] + 1  # the first caller is slow, not gone
+    second = dial(app)
+    assert second.last_heard.startswith(WELCOME_BACK)  # it looked like a redial after a drop
+    first.say("X Y Z 7 8 9.")
+    assert first.ended is None and GOODBYE not in first.last_heard
+    assert first.last_heard.startswith("Sorry, we couldn't pick up where you left off")
+    assert "For flight status, press 1" in first.last_heard
+    first.press("1")
+    assert "confirmation code" in first.last_heard
+    first.say("X Y Z 7 8 9.")
+    assert "is on time" in first.last_heard
+    assert own_session(redis_client, first.call_sid).variables["code"] == "XYZ789"
+    second.press("1")  # the second call kept the number's session all along
+    assert "confirmation code" in second.last_heard
+    assert stored(redis_client).call == second.call_sid
+
+
 def test_a_redial_after_a_reported_drop_resumes_at_once(
     make_app: Callable[..., Flask], flows_dir: Path
 ) -> None:
