@@ -35,6 +35,14 @@ class Keys:
         """The hash holding a caller's session document, its sequence number and owning call."""
         return f"{self.prefix}:{{{hash_tag(caller)}}}:session"
 
+    def call_session(self, caller: str, call_sid: str) -> str:
+        """The session of one live call set aside by another call from the same number.
+
+        Under the caller's hash tag, so the script that sets it aside and the load that finds
+        it touch one slot.
+        """
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:session:{call_sid}"
+
     def reply(self, caller: str, call_sid: str, step: int) -> str:
         """The TwiML already sent for one step of one call (replayed if Twilio retries)."""
         return f"{self.prefix}:{{{hash_tag(caller)}}}:reply:{call_sid}:{step}"

@@ -6,7 +6,10 @@ with the channel's renderer, save with a compare-and-set (one round trip; the tu
 in it), then hand the events to the sinks. A save that loses a race reloads and decides again,
 and then usually finds the reply the winner cached. A retried request (same contact id and step)
 gets the cached reply, so the flow never advances twice. Resume (:mod:`ivr.resume`) is decided
-when a conversation begins; resume codes are :class:`~conversation.resume_codes.ResumeCodes`.
+when a conversation begins, including whether a call from the number of a live call starts
+beside it (the live call's session moves aside in the same save) or takes it over; resume
+codes are :class:`~conversation.resume_codes.ResumeCodes`. A save that reaches Redis after the
+request gave up on it is refused there, so a caller who heard the fallback was never advanced.
 
 Voice is the first channel: :meth:`incoming`, :meth:`answer` and :meth:`status` are what Twilio's
 voice webhooks call, with a call's CallSid as the contact id.
@@ -33,12 +36,12 @@ from conversation.events import (
 from conversation.flow_versions import FlowVersions
 from conversation.inbound import Inbound
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
-from ivr import engine, resume, steps
+from ivr import engine, liveness, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
 from ivr.session import Session
-from ivr.states import EventName, PlanKind, Status, Waiting, start_event
+from ivr.states import ConcurrentCalls, EventName, PlanKind, Status, Waiting, start_event
 from ivr.turn import Action, Answer, FetchResult, Gather, Hangup, HttpRequest, Note, Say, Turn
 
 log = logging.getLogger("omnivoice.calls")
@@ -70,6 +73,8 @@ class Outcome:
     turn: Turn | None = None
     also_delete: tuple[str, ...] = ()
     redeemed: tuple[str, Redeemed] | None = None  # a resume code taken by this decision
+    set_aside: str | None = None  # a live call whose session moves aside for this one
+    own: bool = False  # start this call's own session (its old one was taken over)
 
 
 NO_FLOW = Outcome()
@@ -125,7 +130,7 @@ class ConversationService:
                     notes.append(Note(EventName.UNKNOWN_CALL_RESTARTED, {"step": step}))
                     return self._begin(params, loaded, notes)
                 notes.append(Note(EventName.SUPERSEDED_CALL_FENCED, {"step": step}))
-                return self._say_goodbye(params, SUPERSEDED_TEXT)
+                return self._fenced(params, notes)
             if loaded.reply:
                 notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
                 return Outcome(reply=loaded.reply)
@@ -149,7 +154,7 @@ class ConversationService:
         if params.status not in TERMINAL_CALL_STATUSES:
             return False
         for _ in range(SAVE_ATTEMPTS):
-            loaded = self._load(params.caller.key)
+            loaded = self._load(params.caller.key, params.contact_id)
             session = loaded.session
             if session is None or session.call_sid != params.contact_id:
                 return False
@@ -162,7 +167,14 @@ class ConversationService:
             )
             flow = self.versions.for_session(ended)
             events = from_effects((note,), ended, flow, now)
-            saved = self.store.save(ended, loaded.seq, events=[e.to_dict() for e in events])
+            saved = self.store.save(
+                ended,
+                loaded.seq,
+                events=[e.to_dict() for e in events],
+                flow=self.versions.pin(flow) if flow is not None else None,
+                own=loaded.own,
+                clock=loaded.clock,
+            )
             if saved is not None:
                 emit_all(self.sinks, events)
                 self.codes.call_ended(flow, ended)
@@ -188,17 +200,22 @@ class ConversationService:
                 if turn.session.step <= step:  # every answered request moves the step on
                     turn = turn.evolve(session=turn.session.evolve(step=step + 1))
                 turn = self._issue_code(flow, params, turn)
-                reply = self.renderer.render(turn.actions, params.url_root, turn.session.step)
-                events = from_effects((*notes, *turn.effects), turn.session, flow, self.clock())
-                publish = self.versions.publication(flow)
+                now = self.clock()
+                session = turn.session.evolve(live_until=liveness.live_until(turn.actions, now))
+                reply = self.renderer.render(turn.actions, params.url_root, session.step)
+                events = from_effects((*notes, *turn.effects), session, flow, now)
+                own = loaded.own or outcome.own
                 saved = self.store.save(
-                    turn.session,
-                    loaded.seq,
+                    session,
+                    loaded.seq if own == loaded.own else 0,  # a new own session: none yet
                     reply,
                     reply_step=step,
                     mark_call=step == INCOMING_STEP or loaded.session is None,
                     events=[event.to_dict() for event in events],
-                    publish=publish,
+                    flow=self.versions.pin(flow),
+                    own=own,
+                    set_aside=outcome.set_aside,
+                    clock=loaded.clock,
                 )
                 if saved is None:
                     if outcome.redeemed is not None:  # the code is free again for the retry
@@ -226,18 +243,23 @@ class ConversationService:
             return NO_FLOW
         now = self.clock()
         previous = loaded.session
+        pinned = (
+            self.versions.for_session(previous)
+            if previous and previous.flow_id == flow.id
+            else None
+        )
+        plan = resume.plan(
+            pinned or flow, previous, now, params.caller.recognised, params.contact_id
+        )
+        if plan.kind == PlanKind.SEPARATE and previous is not None:
+            notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
+            return Outcome(flow=flow, turn=self._fresh(flow, params), set_aside=previous.call_sid)
         if (
             previous is not None
             and previous.status == Status.ACTIVE
             and previous.call_sid != params.contact_id
         ):
             notes.append(Note(EventName.CALL_SUPERSEDED, {"previous_call": previous.call_sid}))
-        pinned = (
-            self.versions.for_session(previous)
-            if previous and previous.flow_id == flow.id
-            else None
-        )
-        plan = resume.plan(pinned or flow, previous, now, params.caller.recognised)
         notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
         if plan.kind == PlanKind.FRESH:
             return Outcome(flow=flow, turn=self._fresh(flow, params))
@@ -282,6 +304,20 @@ class ConversationService:
             flow, caller=session.caller, call_sid=session.call_sid, at=self.clock(),
             env=self.env, node=session.node, session=session,
         )  # fmt: skip
+
+    def _fenced(self, params: Inbound, notes: list[Note]) -> Outcome:
+        """A webhook of a call whose session a newer call from the number took over.
+
+        Under ``concurrent: takeover`` that is the point: the older call hears goodbye. Otherwise
+        the session was taken because this call looked gone (silent past its next webhook's due
+        time), yet it is still on the line: it is not cut off, but starts again, with a short
+        apology, in a session of its own.
+        """
+        flow = self.catalog.for_number(params.to)
+        if flow is None or flow.spec.resume.concurrent == ConcurrentCalls.TAKEOVER:
+            return self._say_goodbye(params, SUPERSEDED_TEXT)
+        notes.append(Note(EventName.RESUME_FRESH, {"reason": "its session was taken over"}))
+        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT), own=True)
 
     def _say_goodbye(self, params: Inbound, text: str | None = None) -> Outcome:
         actions: tuple[Action, ...] = (Say(text), Hangup()) if text else (Hangup(),)

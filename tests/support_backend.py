@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,6 +27,7 @@ class Backend:
         self.requests: list[dict[str, Any]] = []
         self.release = threading.Event()
         self.slow_seconds = slow_seconds
+        self.hook: Callable[[], Any] = lambda: CUSTOMER  # what /hook runs; its result is the reply
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -94,6 +96,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 self._send(200, NOT_XML_JSON)
             elif path == "/empty":
                 self._send(200, b"")
+            elif path == "/hook":
+                self._send(200, json.dumps(backend.hook()).encode())
             elif path == "/trickle":
                 self._trickle(json.dumps(CUSTOMER).encode())
             else:
