@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from channels.http import Fetcher
 from context.callers import masked
 from context.sessions import Loaded, SessionStore
 from conversation.events import (
@@ -33,6 +32,7 @@ from conversation.events import (
 from conversation.flow_versions import FlowVersions
 from conversation.inbound import Inbound
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
+from data_dips.http import Fetcher
 from ivr import engine, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable

@@ -2,7 +2,7 @@
 
 It stands in for a customer's real booking system so the demo shows a real HTTP data dip:
 look up a booking by confirmation code, list rebooking options, rebook. The demo flow calls it by
-relative URL, which the fetcher serves in-process (see :mod:`channels.http`).
+relative URL, which the fetcher serves in-process (see :mod:`data_dips.http`).
 """
 
 from __future__ import annotations
