@@ -212,7 +212,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     service = ConversationService(
         catalog,
         store,
-        HttpFetcher(local_app=app),
+        HttpFetcher(local_app=app, resolver=app.config.get("DATA_DIP_RESOLVER")),
         twiml.VoiceRenderer(voice.answer_url),
         env=flow_env,
         clock=clock,

@@ -1,6 +1,8 @@
 """HTTP data dips: run an engine :class:`~ivr.turn.HttpRequest` and report a :class:`FetchResult`.
 
-Absolute ``http(s)`` URLs go over the network with the node's timeout. A URL starting with ``/``
+Absolute ``http(s)`` URLs go over the network and finish or fail within the request's timeout,
+wall clock: name lookup, connect, TLS handshake, headers and body all share one deadline
+(:mod:`data_dips.deadline`), whatever the back-end does. A URL starting with ``/``
 is served in-process by the app itself (a bundled demo back-end, for instance): a worker that
 called its own server over HTTP could wait on itself forever, so it calls the WSGI app directly.
 Any failure (timeout, refused connection, non-2xx status, a body that is not JSON, a body larger
@@ -18,6 +20,8 @@ import requests
 import urllib3
 from werkzeug.test import Client
 
+from data_dips.deadline import Budget, dip_session, within
+from data_dips.resolver import Resolver, SystemResolver
 from ivr.turn import FetchResult, HttpRequest
 
 MAX_BYTES = 256 * 1024
@@ -39,10 +43,12 @@ class HttpFetcher:
         local_app: Callable[..., Any] | None = None,
         session: requests.Session | None = None,
         max_bytes: int = MAX_BYTES,
+        resolver: Resolver | None = None,
     ) -> None:
         self.local_app = local_app
-        self.session = session or requests.Session()
+        self.session = session or dip_session()
         self.max_bytes = max_bytes
+        self.resolver = resolver or SystemResolver()
 
     def fetch(self, request: HttpRequest) -> FetchResult:
         """Run ``request`` and describe the outcome."""
@@ -50,22 +56,26 @@ class HttpFetcher:
             return self._local(request)
         if not request.url.startswith(("http://", "https://")):
             return _failure(None, f"{request.url!r} is not an http(s) URL")
-        deadline = time.monotonic() + request.timeout
+        budget = Budget(time.monotonic() + request.timeout, self.resolver)
+        timed_out = f"timed out after {request.timeout:g}s"
         try:
-            response = self.session.request(
-                request.method,
-                request.url,
-                json=request.json,
-                headers={"Accept": "application/json", **request.headers},
-                timeout=request.timeout,
-                allow_redirects=False,
-                stream=True,
-            )
-            with response:
-                body = _read(response, self.max_bytes, deadline)
-        except (requests.Timeout, urllib3.exceptions.TimeoutError):
-            return _failure(None, f"timed out after {request.timeout:g}s")
+            with within(budget):
+                response = self.session.request(
+                    request.method,
+                    request.url,
+                    json=request.json,
+                    headers={"Accept": "application/json", **request.headers},
+                    timeout=request.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                with response:
+                    body = _read(response, self.max_bytes)
+        except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+            return _failure(None, timed_out)
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() >= budget.deadline:  # a timeout that reached us wrapped
+                return _failure(None, timed_out)
             return _failure(None, f"request failed: {type(exc).__name__}")
         except ValueError as exc:
             return _failure(None, str(exc))
@@ -84,13 +94,11 @@ class HttpFetcher:
             response.close()
 
 
-def _read(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
-    """The body, read as it arrives so a back-end trickling bytes cannot outlast the deadline."""
+def _read(response: requests.Response, max_bytes: int) -> bytes:
+    """The body, read as it arrives, refused as soon as it grows past ``max_bytes``."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        if time.monotonic() > deadline:
-            raise requests.Timeout()
         chunk = response.raw.read1(8192, decode_content=True)
         if not chunk:
             return b"".join(chunks)
