@@ -6,14 +6,22 @@ wall clock: name lookup, connect, TLS handshake, headers and body all share one 
 is served in-process by the app itself (a bundled demo back-end, for instance): a worker that
 called its own server over HTTP could wait on itself forever, so it calls the WSGI app directly.
 Any failure (timeout, refused connection, non-2xx status, a body that is not JSON, a body larger
-than ``max_bytes``) is a result with ``ok=False`` and a reason, never an exception.
+than ``max_bytes``, JSON nested deeper than :data:`MAX_DEPTH`) is a result with ``ok=False`` and
+a reason, never an exception.
+
+The nesting limit is checked on the raw body, before anything decodes it: past it, the ``json``
+decoder raises ``RecursionError``, orjson refuses to encode the session (at 255 levels), and
+templates, event masking and handoff contexts all walk the data recursively. A result within
+the limit is safe in every one of them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any, Protocol
 
 import requests
@@ -25,6 +33,11 @@ from data_dips.resolver import Resolver, SystemResolver
 from ivr.turn import FetchResult, HttpRequest
 
 MAX_BYTES = 256 * 1024
+MAX_DEPTH = 64  # levels of arrays and objects in a data dip's JSON (README: "Data dips")
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_LEVEL_STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
 
 
 class Fetcher(Protocol):
@@ -115,6 +128,8 @@ def _result(status: int, body: bytes, max_bytes: int) -> FetchResult:
         return _failure(status, f"HTTP {status}")
     if not body.strip():
         return FetchResult(ok=True, status=status, data=None, at=time.time())
+    if _nests_too_deep(body):
+        return _failure(status, f"response nests deeper than {MAX_DEPTH} levels")
     try:
         # NaN and Infinity are not JSON; some back-ends send them anyway: they read as null, the
         # value a session document can store and give back unchanged.
@@ -122,6 +137,16 @@ def _result(status: int, body: bytes, max_bytes: int) -> FetchResult:
     except (ValueError, UnicodeDecodeError):
         return _failure(status, "response is not JSON")
     return FetchResult(ok=True, status=status, data=data, at=time.time())
+
+
+def _nests_too_deep(body: bytes) -> bool:
+    """True when arrays and objects nest more than :data:`MAX_DEPTH` levels in the JSON text
+    ``body`` (brackets inside strings do not count), found without decoding it: every step runs
+    in C, so even a 256 KiB body of brackets costs about 20 ms."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= MAX_DEPTH:
+        return False  # the usual answer: too few brackets to nest too deep
+    return max(accumulate(map(_LEVEL_STEP.__getitem__, brackets))) > MAX_DEPTH
 
 
 def _failure(status: int | None, reason: str) -> FetchResult:
