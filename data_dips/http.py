@@ -5,6 +5,8 @@ wall clock: name lookup, connect, TLS handshake, headers and body all share one 
 (:mod:`data_dips.deadline`), whatever the back-end does. A URL starting with ``/``
 is served in-process by the app itself (a bundled demo back-end, for instance): a worker that
 called its own server over HTTP could wait on itself forever, so it calls the WSGI app directly.
+WSGI hands an app its path decoded, so there a value's encoded ``/`` (``%2F``) would read as a
+separator and an encoded ``..`` as a step up: such a URL is refused, not routed elsewhere.
 Any failure (timeout, refused connection, non-2xx status, a body that is not JSON, a body larger
 than ``max_bytes``, JSON nested deeper than :data:`MAX_DEPTH`) is a result with ``ok=False`` and
 a reason, never an exception.
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from itertools import accumulate
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import requests
 import urllib3
@@ -97,6 +100,8 @@ class HttpFetcher:
     def _local(self, request: HttpRequest) -> FetchResult:
         if self.local_app is None:
             return _failure(None, "relative URLs need the app to serve them")
+        if _steps_out_in_process(request.url):
+            return _failure(None, _STEPS_OUT)
         client = Client(self.local_app)
         response = client.open(
             request.url, method=request.method, json=request.json, headers=request.headers
@@ -119,6 +124,18 @@ def _read(response: requests.Response, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise ValueError(f"response larger than {max_bytes} bytes")
         chunks.append(chunk)
+
+
+_STEPS_OUT = "a value in this in-process URL holds '/' or is '.' or '..', which the app would read as part of the path"
+
+
+def _steps_out_in_process(url: str) -> bool:
+    """True when a path segment of ``url`` decodes to something WSGI would route differently."""
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    return any(
+        "/" in (decoded := unquote(segment)) or decoded in (".", "..")
+        for segment in path.split("/")
+    )
 
 
 def _result(status: int, body: bytes, max_bytes: int) -> FetchResult:
