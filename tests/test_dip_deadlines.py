@@ -73,14 +73,15 @@ def _timed(fetcher: HttpFetcher, url: str, timeout: float = 1.0) -> tuple[Any, f
 
 
 def test_a_slow_peer_is_cut_off_at_the_deadline(fetcher: HttpFetcher, peer: SlowPeer) -> None:
-    threads = threading.active_count()
+    threads = set(threading.enumerate())
     result, seconds = _timed(fetcher, f"{peer.url}/customer")
     assert not result.ok
     assert result.error == "timed out after 1s"
     assert 1.0 <= seconds < 1.5, seconds
     # The connection was closed, not kept in the pool or left to the peer.
     assert peer.wait_closed(1), (peer.connections, peer.closed_by_client)
-    assert threading.active_count() <= threads
+    left_behind = set(threading.enumerate()) - threads - set(peer.threads)
+    assert left_behind == set()  # the dip ran on the calling thread and started none
 
 
 def test_timed_out_dips_leave_no_socket_open(fetcher: HttpFetcher) -> None:
