@@ -84,21 +84,24 @@ def _caller_values(spec: FlowSpec) -> tuple[set[str], set[str]]:
             every_gather_checks[node.save_as] = every_gather_checks.get(node.save_as, True) and ok
     from_caller = {"caller", *every_gather_checks}
     checked = {name for name, ok in every_gather_checks.items() if ok}
+    computed = [  # (variable, the variables its set template reads), each parsed once
+        (key, meta.find_undeclared_variables(tree))
+        for node in spec.nodes.values()
+        for key, value in (node.set or {}).items()
+        if isinstance(value, str) and not templates.is_static(value)
+        and (tree := _parse(value)) is not None
+    ]  # fmt: skip
     changed = True
     while changed:  # set variables computed from caller values, to a fixed point
         changed = False
-        for node in spec.nodes.values():
-            for key, value in (node.set or {}).items():
-                if not isinstance(value, str) or templates.is_static(value):
-                    continue
-                tree = _parse(value)
-                used = meta.find_undeclared_variables(tree) & from_caller if tree else set()
-                if used and key not in from_caller:
-                    from_caller.add(key)
-                    changed = True
-                if used - checked and key in checked:
-                    checked.discard(key)
-                    changed = True
+        for key, reads in computed:
+            used = reads & from_caller
+            if used and key not in from_caller:
+                from_caller.add(key)
+                changed = True
+            if used - checked and key in checked:
+                checked.discard(key)
+                changed = True
     return from_caller, checked
 
 
