@@ -20,7 +20,6 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.wrappers import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from channels.http import HttpFetcher
 from context import health
 from context.event_stream import EventStream
 from context.keys import Keys
@@ -31,6 +30,7 @@ from conversation.events import LogSink
 from conversation.flow_versions import FlowVersions
 from conversation.resume_codes import CodeLimits, ResumeCodes
 from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
+from data_dips.http import HttpFetcher
 from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from simulator.cli import call as simulated_call
@@ -225,7 +225,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     service = ConversationService(
         catalog,
         store,
-        HttpFetcher(local_app=app),
+        HttpFetcher(local_app=app, resolver=app.config.get("DATA_DIP_RESOLVER")),
         twiml.VoiceRenderer(voice.answer_url),
         env=flow_env,
         clock=clock,

@@ -47,6 +47,13 @@ class Keys:
         """The TwiML already sent for one step of one call (replayed if Twilio retries)."""
         return f"{self.prefix}:{{{hash_tag(caller)}}}:reply:{call_sid}:{step}"
 
+    def dip_claim(self, caller: str, call_sid: str, step: int) -> str:
+        """Claims one step of one call for the request that runs its side-effecting data dips.
+
+        Under the caller's hash tag, beside the session and the reply the claim's holder saves.
+        """
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:dip-claim:{call_sid}:{step}"
+
     def call(self, caller: str, call_sid: str) -> str:
         """Marks that ``call_sid`` had this caller's session (fences a superseded call).
 

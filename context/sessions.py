@@ -353,6 +353,16 @@ class SessionStore:
             self.redis.script_load(source)
             return send()
 
+    def claim_step(self, caller: str, call_sid: str, step: int) -> bool:
+        """Claim ``step`` of ``call_sid`` for the request about to run its side-effecting data
+        dips (SET NX, one round trip); ``False`` when another request holds the claim. It lives
+        as long as the reply that request caches for the step."""
+        key = self.keys.dip_claim(caller, call_sid, step)
+        try:
+            return bool(self.redis.set(key, "1", ex=self.reply_ttl, nx=True))
+        except STORE_UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis did not answer claiming {_safe(key)}: {exc}") from exc
+
     # ---- resume codes ---------------------------------------------------------------------
     def claim_code(self, code: str, caller: str, ttl: int) -> bool:
         """Issue resume ``code`` to ``caller`` for ``ttl`` seconds unless another caller holds it

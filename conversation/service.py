@@ -5,7 +5,9 @@ gets, settle the turn's effects (data dips run here, within the request's time b
 with the channel's renderer, save with a compare-and-set (one round trip; the turn's events ride
 in it), then hand the events to the sinks. A save that loses a race reloads and decides again,
 and then usually finds the reply the winner cached. A retried request (same contact id and step)
-gets the cached reply, so the flow never advances twice. Resume (:mod:`ivr.resume`) is decided
+gets the cached reply, so the flow never advances twice; copies arriving at once run a
+side-effecting data dip only once (:mod:`conversation.dip_claims`): the copy that claimed the
+step runs it, the others wait for its reply. Resume (:mod:`ivr.resume`) is decided
 when a conversation begins, including whether a call from the number of a live call starts
 beside it (the live call's session moves aside in the same save) or takes it over; resume
 codes are :class:`~conversation.resume_codes.ResumeCodes`. A save that reaches Redis after the
@@ -24,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from channels.http import Fetcher
 from context.callers import masked
 from context.sessions import Loaded, SessionStore
+from conversation.dip_claims import StepClaimed, StepDips
 from conversation.events import (
     EventSink,
     LogSink,
@@ -36,6 +38,7 @@ from conversation.events import (
 from conversation.flow_versions import FlowVersions
 from conversation.inbound import Inbound
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
+from data_dips.http import Fetcher
 from ivr import engine, liveness, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
@@ -52,6 +55,8 @@ SAVE_ATTEMPTS = 3
 MAX_FETCHES = 5
 TURN_BUDGET = 11.0  # seconds of data dips per request; Twilio gives up at 15
 MIN_FETCH_SECONDS = 0.2
+CLAIM_WAIT_MARGIN = 1.0  # seconds of the budget a request waiting on a claimed step keeps to answer
+CLAIM_POLL_SECONDS = (0.02, 0.25)  # first and longest pause between looks for the holder's reply
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
 CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
@@ -187,6 +192,7 @@ class ConversationService:
     ) -> str | None:
         """Load, decide, settle, render, save; the events reach the sinks once the save stands."""
         deadline = time.monotonic() + self.turn_budget  # data dips share it, retries included
+        dips = StepDips(self.store, self.fetcher, params.caller.key, params.contact_id, step)
         try:
             for _ in range(SAVE_ATTEMPTS):
                 loaded = self._load(params.caller.key, params.contact_id, step)
@@ -196,7 +202,13 @@ class ConversationService:
                     self._emit_unsaved(params, loaded.session, notes)
                     return outcome.reply
                 flow = outcome.flow
-                turn = self._settle(flow, outcome.turn, deadline)
+                try:
+                    turn = self._settle(flow, outcome.turn, deadline, dips)
+                except StepClaimed:
+                    if self._holder_replied(params, step, deadline):
+                        continue  # the next load finds the holder's reply: a duplicate's answer
+                    dips.yielded = True  # the holder went quiet: its side effects stay its own
+                    turn = self._settle(flow, outcome.turn, deadline, dips)
                 if turn.session.step <= step:  # every answered request moves the step on
                     turn = turn.evolve(session=turn.session.evolve(step=step + 1))
                 turn = self._issue_code(flow, params, turn)
@@ -391,15 +403,18 @@ class ConversationService:
             self.store.discard(caller)
             return Loaded(None, 0)
 
-    def _settle(self, flow: Flow, turn: Turn, deadline: float) -> Turn:
+    def _settle(self, flow: Flow, turn: Turn, deadline: float, dips: StepDips) -> Turn:
         """Run the data dips a turn asks for, feeding results back, until the turn is final.
 
         The dips share the request's time budget: each gets at most what is left of it, so a
         chain of slow back-ends ends in ``on_error`` before Twilio's 15 s limit, not in
         Twilio's own error message. The settled turn keeps every other effect, in order.
+        Side-effecting dips go through ``dips`` (claimed, run once; raises
+        :class:`StepClaimed` when another request holds the step).
         """
         actions: list[Action] = list(turn.actions)
         effects = [e for e in turn.effects if not isinstance(e, HttpRequest)]
+        visits: dict[str, int] = {}
         for count in range(MAX_FETCHES + 1):
             request = turn.fetch
             if request is None:
@@ -416,11 +431,23 @@ class ConversationService:
             else:
                 if request.timeout > left:
                     request = replace(request, timeout=left)
-                result = self.fetcher.fetch(request)
+                node = turn.session.node or ""
+                visits[node] = visit = visits.get(node, -1) + 1
+                result = dips.fetch(request, node, visit, self.clock())
             turn = engine.step(flow, turn.session, result, self.env)
             actions.extend(turn.actions)
             effects.extend(e for e in turn.effects if not isinstance(e, HttpRequest))
         return Turn(turn.session, tuple(actions), tuple(effects))
+
+    def _holder_replied(self, params: Inbound, step: int, deadline: float) -> bool:
+        """Wait, within the budget, for the request holding this step to save its reply."""
+        pause, longest = CLAIM_POLL_SECONDS
+        while time.monotonic() + pause < deadline - CLAIM_WAIT_MARGIN:
+            time.sleep(pause)
+            if self._load(params.caller.key, params.contact_id, step).reply is not None:
+                return True
+            pause = min(pause * 2, longest)
+        return False
 
     def _emit_unsaved(
         self, params: Inbound, session: Session | None, notes: Sequence[Note]

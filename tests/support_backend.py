@@ -1,7 +1,8 @@
 """A real HTTP back-end for data-dip tests: ``http.server`` in a thread on a free local port.
 
 Each path misbehaves in one way a customer's back-end can (slow, failing, not JSON, too big,
-redirecting) or answers properly. :class:`Backend` records every request it served, and
+redirecting) or answers properly, and a test can serve bodies of its own at paths it names
+(``Backend.bodies``). :class:`Backend` records every request it served, and
 :meth:`Backend.close` releases a held response and joins the server thread, so no socket or
 thread outlives the test.
 """
@@ -25,6 +26,7 @@ class Backend:
 
     def __init__(self, slow_seconds: float = 3.0) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.bodies: dict[str, bytes] = {}  # JSON bodies a test serves at paths of its own
         self.release = threading.Event()
         self.slow_seconds = slow_seconds
         self.hook: Callable[[], Any] = lambda: CUSTOMER  # what /hook runs; its result is the reply
@@ -69,7 +71,9 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 }
             )
             path = self.path.split("?")[0]
-            if path == "/customer":
+            if path in backend.bodies:
+                self._send(200, backend.bodies[path])
+            elif path == "/customer":
                 self._send(200, json.dumps(CUSTOMER).encode())
             elif path == "/echo":
                 received = json.loads(body) if body else None

@@ -93,7 +93,7 @@ def test_non_ascii_signature_is_refused(app: Flask, path: str) -> None:
 
 import time  # noqa: E402
 
-from channels.http import HttpFetcher  # noqa: E402
+from data_dips.http import HttpFetcher  # noqa: E402
 from ivr.turn import HttpRequest  # noqa: E402
 
 

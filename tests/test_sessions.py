@@ -335,7 +335,7 @@ def test_every_key_of_a_whole_call_has_a_ttl(
 
     keys = keys_under(redis_client)
     assert {_kind(redis_client, key) for key in keys} == {
-        "session", "reply", "call", "flow", "resume-code", "code-prompts", "events"
+        "session", "reply", "call", "flow", "resume-code", "code-prompts", "events", "dip-claim"
     }  # fmt: skip
     without_ttl = [key for key in keys if redis_client.ttl(key) <= 0]
     assert without_ttl == []

@@ -2,7 +2,7 @@
 
 It stands in for a customer's real booking system so the demo shows a real HTTP data dip:
 look up a booking by confirmation code, list rebooking options, rebook. The demo flow calls it by
-relative URL, which the fetcher serves in-process (see :mod:`channels.http`). It is served in
+relative URL, which the fetcher serves in-process (see :mod:`data_dips.http`). It is served in
 dev mode, or when ``DEMO_API`` asks for it (see :func:`app.demo_api_wanted`). Every refusal is a
 4xx with a JSON ``{"error": sentence}``, whatever the request held.
 """
