@@ -20,7 +20,6 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.wrappers import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from channels.http import HttpFetcher
 from context import health
 from context.event_stream import EventStream
 from context.history.runtime import InProcessWriter
@@ -32,6 +31,7 @@ from conversation.events import LogSink
 from conversation.flow_versions import FlowVersions
 from conversation.resume_codes import CodeLimits, ResumeCodes
 from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
+from data_dips.http import HttpFetcher
 from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from simulator.cli import call as simulated_call
@@ -90,7 +90,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         ),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
-        "DEMO_API": _flag(environ, "DEMO_API", "1"),
+        "DEMO_API": _flag(environ, "DEMO_API", "") if "DEMO_API" in environ else None,
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": environ.get("LOG_FORMAT", "json"),
     }
@@ -164,6 +164,16 @@ def secret_key(config: Mapping[str, Any]) -> str:
     return secrets.token_hex(32)
 
 
+def demo_api_wanted(config: Mapping[str, Any]) -> bool:
+    """Whether to serve the demo back-end: as ``DEMO_API`` says, else only in dev mode.
+
+    It is a stand-in for a customer's booking system that anyone can call unauthenticated, so a
+    production server serves it only when asked to.
+    """
+    wanted = config.get("DEMO_API")
+    return bool(config["DEV_MODE"] if wanted is None else wanted)
+
+
 class CookielessSessions(SecureCookieSessionInterface):
     """Flask's cookie sessions, without building a signer for requests that carry no cookie.
 
@@ -219,7 +229,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     service = ConversationService(
         catalog,
         store,
-        HttpFetcher(local_app=app),
+        HttpFetcher(local_app=app, resolver=app.config.get("DATA_DIP_RESOLVER")),
         twiml.VoiceRenderer(voice.answer_url),
         env=flow_env,
         clock=clock,
@@ -270,7 +280,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return Response(checked.text, checked.status, mimetype="text/plain")
 
     metrics.install(app)
-    if app.config["DEMO_API"]:
+    if demo_api_wanted(app.config):
         app.register_blueprint(demo_api.bp)
     app.cli.add_command(flows)
     app.cli.add_command(simulated_call)

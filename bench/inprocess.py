@@ -71,6 +71,7 @@ def app_on_redis(
                 "DEV_MODE": False,
                 "PUBLIC_BASE_URL": None,
                 "CONFIGURE_LOGGING": False,
+                "DEMO_API": True,  # the demo flow's data dips
                 **overrides,
             }
             yield create_app(config), client, prefix

@@ -73,7 +73,7 @@ def package(frame: str) -> str:
     """The package (or app module) a frame ``func (path/file.py)`` belongs to."""
     path = frame.rpartition("(")[2].rstrip(")")
     top = path.split("/", 1)[0]
-    if top in ("webhooks", "context", "ivr", "channels", "simulator", "app.py"):
+    if top in ("webhooks", "context", "ivr", "data_dips", "simulator", "app.py"):
         return path  # the app's own modules, one by one
     return top.removesuffix(".py")
 

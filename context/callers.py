@@ -3,12 +3,22 @@
 A caller with a usable number is keyed by its E.164 form, so ``+1 (415) 555-0100`` and
 ``+14155550100`` are the same person. A withheld caller ID (``anonymous``, ``restricted``, the
 ``+266696687`` placeholder some carriers send, an empty ``From``) cannot be recognised, so the
-call's own CallSid is used; an agent app caller keeps its ``client:name`` identity.
+call's own CallSid is used; an agent app caller keeps its ``client:name`` identity and a SIP
+caller its ``sip:`` URI.
+
+Distinct identities always get distinct keys: a ``client:`` or ``sip:`` identity is kept as sent
+(only the scheme is lower-cased: it is case-insensitive, a SIP user part is not), one over
+:data:`MAX_IDENTITY` characters is cut and followed by ``#`` and the SHA-256 of the whole (longer
+than any uncut key, so it equals none), and a CallSid that could pass for another kind of key
+(one starting with ``+`` or holding ``:``) is prefixed with ``call:``. Each kind's keys start
+differently (``+``, ``client:``, ``sip:``, ``call:`` or neither), so no two kinds share one;
+:func:`context.keys.hash_tag` then puts any key in a Redis Cluster hash tag injectively too.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -59,19 +69,31 @@ def _parsed_e164(text: str, default_region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+MAX_IDENTITY = 128  # characters of a client or SIP identity kept as they are
+
+
 def identify(from_: str | None, call_sid: str, default_region: str = "US") -> Caller:
     """The :class:`Caller` for a webhook's ``From`` and ``CallSid``."""
     raw = (from_ or "").strip()
-    lowered = raw.lower()
-    if lowered.startswith("client:") and len(raw) > 7:
-        return Caller(raw[:128], True, "client")
-    if lowered.startswith("sip:") and len(raw) > 4:
-        return Caller(lowered[:128], True, "sip")
-    if lowered not in WITHHELD:
+    if raw[:7].lower() == "client:" and len(raw) > 7:
+        return Caller(_bounded("client:" + raw[7:]), True, "client")
+    if raw[:4].lower() == "sip:" and len(raw) > 4:
+        return Caller(_bounded("sip:" + raw[4:]), True, "sip")
+    if raw.lower() not in WITHHELD:
         number = to_e164(raw, default_region)
         if number is not None and number not in WITHHELD:
             return Caller(number, True, "number")
+    if call_sid.startswith("+") or ":" in call_sid:  # never mistaken for a number, SIP or client
+        return Caller(f"call:{call_sid}", False, "withheld")
     return Caller(call_sid, False, "withheld")
+
+
+def _bounded(identity: str) -> str:
+    """``identity``, or for a long one its first characters, ``#`` and the SHA-256 of it all."""
+    if len(identity) <= MAX_IDENTITY:
+        return identity
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{identity[:MAX_IDENTITY]}#{digest}"
 
 
 def masked(caller_key: str) -> str:

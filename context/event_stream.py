@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis
 
 from context.keys import Keys
-from context.redis_errors import STORE_UNAVAILABLE
+from context.redis_errors import STORE_UNAVAILABLE, describe
 
 log = logging.getLogger(__name__)
+# What appending can fail with: an outage, or a refusal (a stream key that holds another type).
+_STREAM_ERRORS: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, redis.ResponseError)
 
 FIELD = "e"  # each entry holds one field: the event's JSON document
 DEFAULT_SHARDS = 8
@@ -96,8 +99,10 @@ class EventStream:
                     pipe.xadd(key, {FIELD: event}, maxlen=self.maxlen, approximate=True)
                 pipe.expire(key, self.ttl)
                 pipe.execute()
-        except STORE_UNAVAILABLE as exc:
-            log.error("lost %d event(s): the event stream did not answer: %s", len(events), exc)
+        except _STREAM_ERRORS as exc:  # the save stood: never raise
+            log.error(
+                "lost %d event(s): the event stream did not answer: %s", len(events), describe(exc)
+            )
             return False
         return True
 

@@ -1,9 +1,12 @@
 """Every Redis key Omnivoice uses, built in one place.
 
 Keys of one caller share the hash tag ``{caller}``, so the Lua script that saves a session, its
-cached reply and its call marker touches one Redis Cluster slot. Counters that every caller bumps
-and the event stream are sharded over several keys, so no single key (and no single cluster node)
-takes all the traffic. The prefix is configurable so tests (and several
+cached reply and its call marker touches one Redis Cluster slot. Inside the tag ``%``, ``{`` and
+``}`` are percent-escaped (:func:`hash_tag`): the tag ends at the first ``}``, so no caller can
+move its keys to another slot or split them, and distinct callers keep distinct keys (E.164
+numbers and CallSids hold none of the three: their tag is the caller as it is). Counters that
+every caller bumps and the event stream are sharded over several keys, so no single key (and no
+single cluster node) takes all the traffic. The prefix is configurable so tests (and several
 deployments on one Redis) never see each other's keys.
 """
 
@@ -12,9 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def _tag(value: str) -> str:
-    """Make ``value`` safe inside a ``{hash tag}``."""
-    return value.replace("{", "(").replace("}", ")")
+def hash_tag(value: str) -> str:
+    """``value`` fit to go inside a ``{hash tag}``, escaped so that distinct values stay distinct.
+
+    Three ``in`` tests and no copy for the values nearly every key holds (E.164 numbers).
+    """
+    if "%" in value or "{" in value or "}" in value:
+        return value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return value
 
 
 @dataclass(frozen=True)
@@ -25,18 +33,33 @@ class Keys:
 
     def session(self, caller: str) -> str:
         """The hash holding a caller's session document, its sequence number and owning call."""
-        return f"{self.prefix}:{{{_tag(caller)}}}:session"
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:session"
+
+    def call_session(self, caller: str, call_sid: str) -> str:
+        """The session of one live call set aside by another call from the same number.
+
+        Under the caller's hash tag, so the script that sets it aside and the load that finds
+        it touch one slot.
+        """
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:session:{call_sid}"
 
     def reply(self, caller: str, call_sid: str, step: int) -> str:
         """The TwiML already sent for one step of one call (replayed if Twilio retries)."""
-        return f"{self.prefix}:{{{_tag(caller)}}}:reply:{call_sid}:{step}"
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:reply:{call_sid}:{step}"
+
+    def dip_claim(self, caller: str, call_sid: str, step: int) -> str:
+        """Claims one step of one call for the request that runs its side-effecting data dips.
+
+        Under the caller's hash tag, beside the session and the reply the claim's holder saves.
+        """
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:dip-claim:{call_sid}:{step}"
 
     def call(self, caller: str, call_sid: str) -> str:
         """Marks that ``call_sid`` had this caller's session (fences a superseded call).
 
         Under the caller's hash tag: the save script writes it with the session, in one slot.
         """
-        return f"{self.prefix}:{{{_tag(caller)}}}:call:{call_sid}"
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:call:{call_sid}"
 
     def flow_version(self, version: str) -> str:
         """The YAML text of one flow version, so pinned calls survive a restart."""
@@ -48,7 +71,7 @@ class Keys:
 
     def code_failures_of(self, source: str, minute: int) -> str:
         """Wrong resume codes keyed by one source (a caller key or CallSid) in one minute."""
-        return f"{self.prefix}:{{{_tag(source)}}}:code-failures:{minute}"
+        return f"{self.prefix}:{{{hash_tag(source)}}}:code-failures:{minute}"
 
     def code_failures(self, minute: int, shard: int) -> str:
         """One shard of the wrong resume codes keyed in one minute by everyone."""
@@ -64,4 +87,4 @@ class Keys:
 
     def health(self, tag: str) -> str:
         """A short-lived key ``/healthz`` writes to prove a node accepts writes (``tag``: which)."""
-        return f"{self.prefix}:health:{{{_tag(tag)}}}"
+        return f"{self.prefix}:health:{{{hash_tag(tag)}}}"

@@ -34,7 +34,7 @@ EMBEDDED_WARNING = (
     "workers and NOT durable; run one worker, and set REDIS_URL for anything but a demo."
 )
 
-__all__ = ["LazyCluster", "Topology", "cluster_of", "connect", "topology_of"]
+__all__ = ["LazyCluster", "Topology", "cluster_of", "connect", "socket_timeout_of", "topology_of"]
 
 
 def connect(url: str | None, timeout: float = 0.5, dev_mode: bool = True) -> redis.Redis:
@@ -61,7 +61,9 @@ def connect(url: str | None, timeout: float = 0.5, dev_mode: bool = True) -> red
         return fakeredis.FakeRedis()
     target = parse_redis_url(url)
     if target.topology is Topology.CLUSTER:
-        return cast("redis.Redis", LazyCluster(lambda: _cluster(target, timeout), target.masked))
+        return cast(
+            "redis.Redis", LazyCluster(lambda: _cluster(target, timeout), target.masked, timeout)
+        )
     if target.topology is Topology.SENTINEL:
         return _sentinel_master(target, timeout)
     # One immediate retry heals a connection Redis dropped (a restart); more would only
@@ -129,8 +131,11 @@ class LazyCluster:
     again.
     """
 
-    def __init__(self, build: Callable[[], RedisCluster], seeds: str) -> None:
+    def __init__(
+        self, build: Callable[[], RedisCluster], seeds: str, timeout: float | None = None
+    ) -> None:
         self._build = build
+        self.timeout = timeout  # each node's socket timeout, known before the client is built
         self._seeds = seeds
         self._client: RedisCluster | None = None
         self._lock = threading.Lock()
@@ -182,3 +187,16 @@ def cluster_of(client: object) -> RedisCluster:
     if isinstance(client, LazyCluster):
         return client.client
     return cast("RedisCluster", client)
+
+
+def socket_timeout_of(client: object) -> float | None:
+    """How long ``client`` waits for a reply before giving up (``None``: forever, or unknown)."""
+    if isinstance(client, LazyCluster):
+        return client.timeout
+    if isinstance(client, RedisCluster):
+        kwargs: dict[str, Any] = client.get_connection_kwargs()
+    else:
+        pool = getattr(client, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", None) or {}
+    timeout = kwargs.get("socket_timeout")
+    return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None

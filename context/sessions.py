@@ -9,77 +9,138 @@ fences racing writers), ``call`` (the CallSid that owns the session; older calls
 and ``doc`` (JSON). Every key a script touches carries the caller's hash tag, so on Redis
 Cluster each script runs in one slot, and a failed shard only affects the callers it holds.
 Every write sets a TTL.
+
+A live call that another call from the same number kept apart from has its own hash
+(:meth:`~context.keys.Keys.call_session`), which the load finds first. The save script refuses
+to write when its deadline, in Redis's own clock (read by the load), has passed: the client
+gave up on it and the caller already heard the fallback. On a single or Sentinel-managed Redis
+it also refuses while the session's flow version is missing, and is sent again with the YAML.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
 
-from context.callers import masked
 from context.event_stream import EventStream
 from context.keys import Keys
-from context.redis_errors import STORE_UNAVAILABLE, is_store_unavailable
+from context.redis_client import socket_timeout_of
+from context.redis_errors import STORE_UNAVAILABLE, describe, is_store_unavailable, masked_keys
 from context.sealing import Sealer
 from context.session_documents import SessionCodec
-from ivr.errors import SessionCorrupt, StoreUnavailable
+from ivr.errors import SessionCorrupt, StoreError, StoreUnavailable
 from ivr.session import Session
 
 log = logging.getLogger(__name__)
 
-# KEYS: session hash, cached reply, call marker[, event stream shard]
-# ARGV: expected seq, doc, call sid, ttl, reply, reply ttl, mark call (1/0),
-#       stream maxlen, stream ttl, events...
+# KEYS: the session hash written, cached reply, call marker, where a live call's session is
+#       set aside, flow version, event stream shard (unused ones repeat the first key, so a
+#       cluster sees one slot)
+# ARGV: expected seq, doc, call sid, ttl, reply, reply ttl, mark call (1/0), deadline (Redis
+#       seconds, '' for none), set aside (1/0), flow version ('' unchecked, 'check', 'publish'),
+#       flow YAML, stream maxlen, stream ttl, events...
+# Returns the new seq, or -1 (somebody saved since), -2 (the flow version is not in Redis:
+# send its YAML), -3 (past the deadline: the caller was already given up on); nothing is
+# written then.
 _SAVE = """
+if ARGV[8] ~= '' then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) + tonumber(now[2]) / 1000000 > tonumber(ARGV[8]) then return -3 end
+end
 local current = redis.call('HGET', KEYS[1], 'seq')
 if (current or '0') ~= ARGV[1] then return -1 end
+if ARGV[10] == 'check' and redis.call('EXISTS', KEYS[5]) == 0 then return -2 end
+if ARGV[10] == 'publish' then
+  redis.call('SET', KEYS[5], ARGV[11], 'EX', tonumber(ARGV[4]) * 2)
+end
+if ARGV[9] == '1' and current then redis.call('RENAME', KEYS[1], KEYS[4]) end
 local seq = tonumber(ARGV[1]) + 1
 redis.call('HSET', KEYS[1], 'seq', seq, 'doc', ARGV[2], 'call', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[3], '1', 'EX', ARGV[4]) end
-if #KEYS > 3 and #ARGV > 9 then
-  for i = 10, #ARGV do
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[i])
+if #ARGV > 13 then
+  for i = 14, #ARGV do
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[12], '*', 'e', ARGV[i])
   end
-  redis.call('EXPIRE', KEYS[4], ARGV[9])
+  redis.call('EXPIRE', KEYS[6], ARGV[13])
 end
 return seq
 """
 
-# KEYS: session hash[, cached reply[, call marker]]
+# KEYS: the caller's session hash[, the call's own session hash[, cached reply, call marker]]
+# Returns seq, doc, reply, problem, whether the call is known, whether the session came from
+# the call's own hash, and Redis's clock (TIME).
 _LOAD = """
-local ok, fields = pcall(redis.call, 'HMGET', KEYS[1], 'seq', 'doc')
+local source = KEYS[1]
+local own = 0
+if #KEYS > 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+  source = KEYS[2]
+  own = 1
+end
+local ok, fields = pcall(redis.call, 'HMGET', source, 'seq', 'doc')
 local reply = false
 local known = 0
-if #KEYS > 1 then
-  local found, value = pcall(redis.call, 'GET', KEYS[2])
+if #KEYS > 2 then
+  local found, value = pcall(redis.call, 'GET', KEYS[3])
   if found and value then reply = value end
+  known = redis.call('EXISTS', KEYS[4])
 end
-if #KEYS > 2 then known = redis.call('EXISTS', KEYS[3]) end
-if not ok then return {false, false, reply, 'not a session hash', known} end
-return {fields[1], fields[2], reply, false, known}
+local now = redis.call('TIME')
+if not ok then return {false, false, reply, 'not a session hash', known, own, now} end
+return {fields[1], fields[2], reply, false, known, own, now}
 """
 
 _T = TypeVar("_T")
+_CONFLICT, _VERSION_MISSING, _TOO_LATE = -1, -2, -3  # the save script's refusals
 # What a script's round trip can fail with: an outage, or a script error that may be one (OOM).
 _STORE_OR_SCRIPT_ERRORS: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, redis.ResponseError)
 
 
 @dataclass(frozen=True)
+class RedisClock:
+    """Redis's own clock as a load saw it, tied to this process's monotonic clock.
+
+    A save's deadline is written in Redis's time (the script checks it with ``TIME``), so the
+    clocks of the web box and the Redis box never need to agree.
+    """
+
+    redis_seconds: float
+    monotonic: float
+
+    @classmethod
+    def of(cls, raw: Any) -> RedisClock | None:
+        """The clock from a ``TIME`` reply (seconds, microseconds), read just now."""
+        try:
+            return cls(int(raw[0]) + int(raw[1]) / 1_000_000, time.monotonic())
+        except (TypeError, ValueError, IndexError):
+            return None
+
+    def now(self) -> float:
+        """Redis's time now, by this process's clock (at most one load's return trip early)."""
+        return self.redis_seconds + (time.monotonic() - self.monotonic)
+
+
+@dataclass(frozen=True)
 class Loaded:
-    """What :meth:`SessionStore.load` found: the session (if any), its ``seq`` and a cached reply."""
+    """What :meth:`SessionStore.load` found: the session (if any), its ``seq`` and a cached reply.
+
+    ``own`` says the session came from the call's own hash (a live call set aside by another
+    call from the same number, see :meth:`SessionStore.save`); saves of it go back there.
+    """
 
     session: Session | None
     seq: int
     reply: str | None = None
     call_known: bool = False  # the call asked about once owned this caller's session
+    own: bool = False
+    clock: RedisClock | None = None
 
 
 @dataclass(frozen=True)
@@ -90,12 +151,25 @@ class Saved:
     published: bool = False
 
 
+@dataclass(frozen=True)
+class FlowPin:
+    """The flow version a saved session runs on: its key, its YAML, and whether to send the
+    YAML with this save (``publish``) or only make sure it is there."""
+
+    key: str
+    source: str
+    publish: bool = False
+
+
 class SessionStore:
     """Sessions of callers in Redis, keyed by caller (see :mod:`context.callers`).
 
     ``cluster`` says the connection is a Redis Cluster client: the event stream then cannot ride
     in the save script (its shard is in another slot), and flow versions are published by a
     write of their own, so a failed shard breaks only the calls whose keys it holds.
+    ``give_up_after`` is how long the client waits for a reply (by default the connection's
+    socket timeout): a save that reaches Redis later than that after it was sent is refused,
+    because the webhook has already answered the caller without it.
     ``sealer`` seals sensitive values (:mod:`context.session_documents`); the app passes the one
     its settings make, and without one a random key is used, good for this object only.
     """
@@ -108,6 +182,7 @@ class SessionStore:
         reply_ttl: int = 600,
         events: EventStream | None = None,
         cluster: bool = False,
+        give_up_after: float | None = None,
         sealer: Sealer | None = None,
     ) -> None:
         self.redis = connection
@@ -116,12 +191,16 @@ class SessionStore:
         self.reply_ttl = reply_ttl
         self.events = events
         self.cluster = cluster
+        self.give_up_after = (
+            socket_timeout_of(connection) if give_up_after is None else give_up_after
+        )
         self.codec = SessionCodec(sealer or Sealer.ephemeral())
         self._sha = {source: hashlib.sha1(source.encode()).hexdigest() for source in (_SAVE, _LOAD)}
 
     def load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
-        """One round trip: the caller's session, the reply cached for ``(call_sid, step)``, and
-        whether ``call_sid`` ever owned the session.
+        """One round trip: the session of ``caller`` (the call's own one, if it was set aside),
+        the reply cached for ``(call_sid, step)``, whether ``call_sid`` ever owned the session,
+        and Redis's clock.
 
         Raises:
             StoreUnavailable: Redis did not answer.
@@ -129,22 +208,29 @@ class SessionStore:
         """
         key = self.keys.session(caller)
         keys = [key]
-        if call_sid is not None and step is not None:
-            keys.append(self.keys.reply(caller, call_sid, step))
-            keys.append(self.keys.call(caller, call_sid))
+        if call_sid is not None:
+            keys.append(self.keys.call_session(caller, call_sid))
+            if step is not None:
+                keys.append(self.keys.reply(caller, call_sid, step))
+                keys.append(self.keys.call(caller, call_sid))
         try:
-            seq_raw, doc_raw, reply, problem, known = self._script(_LOAD, keys, ())
+            seq_raw, doc_raw, reply, problem, known, own, now = self._script(_LOAD, keys, ())
         except _STORE_OR_SCRIPT_ERRORS as exc:
-            if not is_store_unavailable(exc):  # an OOM refusal from inside the script is one
-                raise
-            raise StoreUnavailable(f"Redis did not answer loading {_safe(key)}: {exc}") from exc
+            raise _store_error("loading", key, exc) from None
+        clock = RedisClock.of(now)
+        source = keys[1] if own else key
         if problem:
-            raise SessionCorrupt(_safe(key), _text(problem) or "unreadable")
+            raise SessionCorrupt(_safe(source), _text(problem) or "unreadable")
         if seq_raw is None and doc_raw is None:
-            return Loaded(None, 0, call_known=bool(known))
-        session = self.codec.decode(_safe(key), doc_raw)
-        reply_text = self.codec.open_reply(_text(reply))
-        return Loaded(session, _sequence(key, seq_raw), reply_text, bool(known))
+            return Loaded(None, 0, call_known=bool(known), clock=clock)
+        return Loaded(
+            self.codec.decode(_safe(source), doc_raw),
+            _sequence(source, seq_raw),
+            self.codec.open_reply(_text(reply)),
+            bool(known),
+            bool(own),
+            clock,
+        )
 
     def save(
         self,
@@ -154,7 +240,10 @@ class SessionStore:
         reply_step: int | None = None,
         mark_call: bool = False,
         events: Sequence[Mapping[str, Any]] = (),
-        publish: tuple[str, str] | None = None,
+        flow: FlowPin | None = None,
+        own: bool = False,
+        set_aside: str | None = None,
+        clock: RedisClock | None = None,
     ) -> Saved | None:
         """Store ``session`` if nobody saved since ``expected_seq``; ``None`` if somebody did.
 
@@ -162,72 +251,90 @@ class SessionStore:
         request being answered) so a retried webhook gets the same answer; ``mark_call`` records
         that the call owns the session (once per call is enough); ``events`` (event documents) are
         appended to the event stream, when the store has one, only if the save stands: inside
-        the script, or on a cluster right after it. ``publish`` (flow version
-        key, YAML text) is best-effort: on a single Redis it rides in the same round trip, on a
-        cluster it is a write of its own whose failure is only logged.
+        the script, or on a cluster right after it.
+
+        ``flow`` is the version the session runs on. On a single or Sentinel-managed Redis the
+        script refuses to save while that version's YAML is missing (a Redis that restarted
+        empty), and the save is sent again with the YAML, so no session is ever stored pinned
+        to a version other processes cannot read; ``flow.publish`` sends the YAML at once. On a
+        cluster the version lives in another slot: it is published by a write of its own when
+        ``flow.publish`` asks, and a failure is only logged.
+
+        ``own`` saves to the call's own hash (see :meth:`load`); ``set_aside`` names the live
+        call whose session is moved to its own hash, in the same script, before ``session``
+        (another call from the same number) takes the caller's. ``clock`` (from the load) gives
+        the save a deadline in Redis's time, ``give_up_after`` after it is sent.
+
+        Raises:
+            StoreUnavailable: Redis did not answer in time, or refused a save that reached it
+                after the client had given up on it (nothing was written).
         """
-        key = self.keys.session(session.caller)
+        key = (
+            self.keys.call_session(session.caller, session.call_sid)
+            if own
+            else self.keys.session(session.caller)
+        )
         doc, sealed = self.codec.encode(session)
         if sealed and reply:
             reply = self.codec.seal_reply(reply)
         step = session.step if reply_step is None else reply_step
+        checked = flow is not None and not self.cluster
         keys = [
             key,
             self.keys.reply(session.caller, session.call_sid, step),
             self.keys.call(session.caller, session.call_sid),
+            self.keys.call_session(session.caller, set_aside) if set_aside else key,
+            flow.key if flow is not None and checked else key,
+            key,
         ]
         stream = self.events
         encoded = [stream.encode(event) for event in events] if stream is not None else []
         inline = stream is not None and not self.cluster and bool(encoded)
         if inline:
             assert stream is not None
-            keys.append(stream.key_for(session.caller))
+            keys[5] = stream.key_for(session.caller)
+        deadline = ""
+        if clock is not None and self.give_up_after is not None:
+            deadline = f"{clock.now() + self.give_up_after:.6f}"
         args: list[Any] = [
             expected_seq, doc, session.call_sid, self.ttl, reply or "", self.reply_ttl,
-            1 if mark_call else 0,
+            1 if mark_call else 0, deadline, 1 if set_aside else 0, "", "",
         ]  # fmt: skip
         if inline:
             assert stream is not None
             args += [stream.maxlen, stream.ttl, *encoded]
+        published = False
         try:
-            if publish is not None and not self.cluster:
-                seq = int(self._save_and_publish(keys, args, publish)[0])
-            else:  # the usual answer: one command, none of a pipeline's bookkeeping
+            if checked:
+                assert flow is not None
+                args[9:11] = ["publish", flow.source] if flow.publish else ["check", ""]
+            seq = int(self._script(_SAVE, keys, args))
+            if seq == _VERSION_MISSING:
+                assert flow is not None  # only a checked save is refused for its version
+                log.warning("flow version %s was missing from Redis: publishing it again", flow.key)
+                args[9:11] = ["publish", flow.source]
                 seq = int(self._script(_SAVE, keys, args))
+            published = checked and args[9] == "publish"
         except _STORE_OR_SCRIPT_ERRORS as exc:
-            if not is_store_unavailable(exc):
-                raise
-            raise StoreUnavailable(f"Redis did not answer saving {_safe(key)}: {exc}") from exc
-        if seq < 0:
+            raise _store_error("saving", key, exc) from None
+        if seq == _TOO_LATE:
+            raise StoreUnavailable(
+                f"the save of {_safe(key)} reached Redis after its deadline; nothing was written"
+            )
+        if seq == _CONFLICT:
             return None
         if stream is not None and encoded and not inline:
             stream.append(session.caller, encoded)
-        published = publish is not None
-        if publish is not None and self.cluster:
-            published = self.publish_flow(*publish)
+        if flow is not None and flow.publish and self.cluster:
+            published = self.publish_flow(flow.key, flow.source)
         return Saved(seq, published)
-
-    def _save_and_publish(
-        self, keys: list[str], args: list[Any], publish: tuple[str, str]
-    ) -> list[Any]:
-        """The save script and a flow version's publication, in one round trip (single Redis)."""
-
-        def send() -> list[Any]:
-            # EVALSHA straight away: redis-py's Script objects would add a SCRIPT EXISTS
-            # round trip to every save.
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._sha[_SAVE], len(keys), *keys, *args)
-                pipe.set(publish[0], publish[1], ex=self.ttl * 2)
-                return pipe.execute()
-
-        return self._with_script(_SAVE, send)
 
     def publish_flow(self, key: str, source: str) -> bool:
         """Publish a flow version's YAML (best-effort: a failure is logged, never raised)."""
         try:
             self.redis.set(key, source, ex=self.ttl * 2)
         except STORE_UNAVAILABLE as exc:
-            log.warning("could not publish flow version %s: %s", key, exc)
+            log.warning("could not publish flow version %s: %s", key, describe(exc))
             return False
         return True
 
@@ -246,14 +353,24 @@ class SessionStore:
             self.redis.script_load(source)
             return send()
 
+    def claim_step(self, caller: str, call_sid: str, step: int) -> bool:
+        """Claim ``step`` of ``call_sid`` for the request about to run its side-effecting data
+        dips (SET NX, one round trip); ``False`` when another request holds the claim. It lives
+        as long as the reply that request caches for the step."""
+        key = self.keys.dip_claim(caller, call_sid, step)
+        try:
+            return bool(self.redis.set(key, "1", ex=self.reply_ttl, nx=True))
+        except STORE_UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis did not answer claiming {_safe(key)}: {exc}") from exc
+
     # ---- resume codes ---------------------------------------------------------------------
     def claim_code(self, code: str, caller: str, ttl: int) -> bool:
         """Issue resume ``code`` to ``caller`` for ``ttl`` seconds unless another caller holds it
         (SET NX)."""
         try:
             return bool(self.redis.set(self.keys.resume_code(code), caller, ex=ttl, nx=True))
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer claiming a resume code: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("claiming a resume code", None, exc) from None
 
     def caller_by_code(self, code: str) -> str | None:
         """The caller key a resume code was issued to (the code stays issued)."""
@@ -263,15 +380,15 @@ class SessionStore:
         """Take resume ``code`` (GETDEL): of calls redeeming one code at once, one gets its caller."""
         try:
             return _text(self.redis.getdel(self.keys.resume_code(code)))
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer redeeming a resume code: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("redeeming a resume code", None, exc) from None
 
     def expire_code(self, code: str, ttl: int) -> None:
         """Let an issued code live ``ttl`` more seconds (from the end of its call); best-effort."""
         try:
             self.redis.expire(self.keys.resume_code(code), max(1, ttl))
         except STORE_UNAVAILABLE as exc:
-            log.warning("could not shorten a resume code's life: %s", exc)
+            log.warning("could not shorten a resume code's life: %s", describe(exc))
 
     def code_counts(self, source: str, minute: int, shards: int) -> tuple[int, int, int]:
         """Wrong codes keyed this minute by ``source`` and by everyone, and code prompts (calls
@@ -285,8 +402,8 @@ class SessionStore:
                 for key in keys:
                     pipe.get(key)
                 values = [int(v or 0) for v in pipe.execute()]
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer counting resume codes: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("counting resume codes", None, exc) from None
         return values[0], sum(values[1 : 1 + shards]), sum(values[1 + shards :])
 
     def count_code(self, source: str, minute: int, shard: int, failed: bool) -> None:
@@ -305,8 +422,8 @@ class SessionStore:
                     pipe.incr(key)
                     pipe.expire(key, 180)
                 pipe.execute()
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer counting resume codes: {exc}") from exc
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("counting resume codes", None, exc) from None
 
     def flow_source(self, version: str) -> str | None:
         """The YAML text of a flow version published with :meth:`save` (``publish``)."""
@@ -316,7 +433,7 @@ class SessionStore:
         try:
             return _text(self.redis.get(key))
         except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer reading {_safe(key)}: {exc}") from exc
+            raise _store_error("reading", key, exc) from None
         except redis.ResponseError:
             return None
 
@@ -333,18 +450,25 @@ class SessionStore:
                     self.redis.delete(key)
             else:
                 self.redis.delete(*keys)
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(
-                f"Redis did not answer deleting {len(keys)} key(s): {exc}"
-            ) from exc
-
-
-_TAG = re.compile(r"\{([^}]*)\}")
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error(f"deleting {len(keys)} key(s)", None, exc) from None
 
 
 def _safe(key: str) -> str:
     """``key`` fit for logs and error messages: the caller inside its hash tag is masked."""
-    return _TAG.sub(lambda m: "{" + masked(m.group(1)) + "}", key)
+    return masked_keys(key)
+
+
+def _store_error(doing: str, key: str | None, exc: Exception) -> StoreError:
+    """The error to raise for ``exc``, met while ``doing`` something (to ``key``).
+
+    Raised ``from None``: redis-py's exception may carry the command it sent, keys and values
+    in full, and a chained exception would show it in every traceback that is logged.
+    """
+    what = f"{doing} {_safe(key)}" if key is not None else doing
+    if is_store_unavailable(exc):  # an OOM refusal from inside a script is one too
+        return StoreUnavailable(f"Redis did not answer {what}: {describe(exc)}")
+    return StoreError(f"Redis refused {what}: {describe(exc)}")
 
 
 def _text(value: Any) -> str | None:

@@ -2,11 +2,15 @@
 
 A session is pinned to the content hash of the flow it started on. This process knows the
 versions it loaded (:class:`~ivr.catalog.Catalog`); any other process finds a version's YAML
-published in Redis. Publication is best-effort and separate from the session's own keys (it
-lives in another Redis Cluster slot): a version is published by the first save that uses it in
+published in Redis. A version is published by the first save that uses it in
 this process, again every ``republish_every`` seconds, and again straight after the store was
-seen failing, so a Redis that restarted empty has the version back on the next save that needs
-it, not hours later.
+seen failing. On a single or Sentinel-managed Redis that is not what keeps versions safe: every
+save checks, inside its script, that its version is in Redis, and is sent again with the YAML
+when it is not (a Redis that restarted empty without this process noticing), so no session is
+stored pinned to a version other processes cannot read. On Redis Cluster the version lives in
+another slot than the session, so publication there is a best-effort write of its own, and a
+shard that lost the version without an error being seen gets it back within
+``republish_every``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import threading
 import time
 
-from context.sessions import SessionStore
+from context.sessions import FlowPin, SessionStore
 from ivr.catalog import Catalog
 from ivr.errors import FlowLoadError
 from ivr.flow import Flow, load_flow_text
@@ -58,12 +62,12 @@ class FlowVersions:
         self.catalog.remember(flow)
         return flow
 
-    def publication(self, flow: Flow) -> tuple[str, str] | None:
-        """(key, YAML) to publish with the next save on ``flow``, or ``None`` if it is fresh."""
+    def pin(self, flow: Flow) -> FlowPin:
+        """What the next save on ``flow`` carries about it: its key and YAML, to be published
+        with the save if this process has not done so lately."""
         published = self._published.get(flow.version)
-        if published is not None and time.monotonic() - published < self.republish_every:
-            return None
-        return self.store.keys.flow_version(flow.version), flow.source
+        due = published is None or time.monotonic() - published >= self.republish_every
+        return FlowPin(self.store.keys.flow_version(flow.version), flow.source, publish=due)
 
     def published(self, flow: Flow) -> None:
         """Note that a save carrying ``flow``'s publication went through."""

@@ -5,8 +5,13 @@ gets, settle the turn's effects (data dips run here, within the request's time b
 with the channel's renderer, save with a compare-and-set (one round trip; the turn's events ride
 in it), then hand the events to the sinks. A save that loses a race reloads and decides again,
 and then usually finds the reply the winner cached. A retried request (same contact id and step)
-gets the cached reply, so the flow never advances twice. Resume (:mod:`ivr.resume`) is decided
-when a conversation begins; resume codes are :class:`~conversation.resume_codes.ResumeCodes`.
+gets the cached reply, so the flow never advances twice; copies arriving at once run a
+side-effecting data dip only once (:mod:`conversation.dip_claims`): the copy that claimed the
+step runs it, the others wait for its reply. Resume (:mod:`ivr.resume`) is decided
+when a conversation begins, including whether a call from the number of a live call starts
+beside it (the live call's session moves aside in the same save) or takes it over; resume
+codes are :class:`~conversation.resume_codes.ResumeCodes`. A save that reaches Redis after the
+request gave up on it is refused there, so a caller who heard the fallback was never advanced.
 
 Voice is the first channel: :meth:`incoming`, :meth:`answer` and :meth:`status` are what Twilio's
 voice webhooks call, with a call's CallSid as the contact id.
@@ -21,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from channels.http import Fetcher
 from context.callers import masked
 from context.sessions import Loaded, SessionStore
+from conversation.dip_claims import StepClaimed, StepDips
 from conversation.events import (
     EventSink,
     LogSink,
@@ -33,12 +38,13 @@ from conversation.events import (
 from conversation.flow_versions import FlowVersions
 from conversation.inbound import Inbound
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
-from ivr import engine, resume, steps
+from data_dips.http import Fetcher
+from ivr import engine, liveness, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
 from ivr.session import Session
-from ivr.states import EventName, PlanKind, Status, Waiting, start_event
+from ivr.states import ConcurrentCalls, EventName, PlanKind, Status, Waiting, start_event
 from ivr.turn import Action, Answer, FetchResult, Gather, Hangup, HttpRequest, Note, Say, Turn
 
 log = logging.getLogger("omnivoice.calls")
@@ -49,6 +55,8 @@ SAVE_ATTEMPTS = 3
 MAX_FETCHES = 5
 TURN_BUDGET = 11.0  # seconds of data dips per request; Twilio gives up at 15
 MIN_FETCH_SECONDS = 0.2
+CLAIM_WAIT_MARGIN = 1.0  # seconds of the budget a request waiting on a claimed step keeps to answer
+CLAIM_POLL_SECONDS = (0.02, 0.25)  # first and longest pause between looks for the holder's reply
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
 CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
@@ -70,6 +78,8 @@ class Outcome:
     turn: Turn | None = None
     also_delete: tuple[str, ...] = ()
     redeemed: tuple[str, Redeemed] | None = None  # a resume code taken by this decision
+    set_aside: str | None = None  # a live call whose session moves aside for this one
+    own: bool = False  # start this call's own session (its old one was taken over)
 
 
 NO_FLOW = Outcome()
@@ -125,7 +135,7 @@ class ConversationService:
                     notes.append(Note(EventName.UNKNOWN_CALL_RESTARTED, {"step": step}))
                     return self._begin(params, loaded, notes)
                 notes.append(Note(EventName.SUPERSEDED_CALL_FENCED, {"step": step}))
-                return self._say_goodbye(params, SUPERSEDED_TEXT)
+                return self._fenced(params, notes)
             if loaded.reply:
                 notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
                 return Outcome(reply=loaded.reply)
@@ -149,7 +159,7 @@ class ConversationService:
         if params.status not in TERMINAL_CALL_STATUSES:
             return False
         for _ in range(SAVE_ATTEMPTS):
-            loaded = self._load(params.caller.key)
+            loaded = self._load(params.caller.key, params.contact_id)
             session = loaded.session
             if session is None or session.call_sid != params.contact_id:
                 return False
@@ -167,7 +177,14 @@ class ConversationService:
             )
             flow = self.versions.for_session(ended)
             events = from_effects((note,), ended, flow, now)
-            saved = self.store.save(ended, loaded.seq, events=[e.to_dict() for e in events])
+            saved = self.store.save(
+                ended,
+                loaded.seq,
+                events=[e.to_dict() for e in events],
+                flow=self.versions.pin(flow) if flow is not None else None,
+                own=loaded.own,
+                clock=loaded.clock,
+            )
             if saved is not None:
                 emit_all(self.sinks, events)
                 self.codes.call_ended(flow, ended)
@@ -180,6 +197,7 @@ class ConversationService:
     ) -> str | None:
         """Load, decide, settle, render, save; the events reach the sinks once the save stands."""
         deadline = time.monotonic() + self.turn_budget  # data dips share it, retries included
+        dips = StepDips(self.store, self.fetcher, params.caller.key, params.contact_id, step)
         try:
             for _ in range(SAVE_ATTEMPTS):
                 loaded = self._load(params.caller.key, params.contact_id, step)
@@ -189,21 +207,32 @@ class ConversationService:
                     self._emit_unsaved(params, loaded.session, notes)
                     return outcome.reply
                 flow = outcome.flow
-                turn = self._settle(flow, outcome.turn, deadline)
+                try:
+                    turn = self._settle(flow, outcome.turn, deadline, dips)
+                except StepClaimed:
+                    if self._holder_replied(params, step, deadline):
+                        continue  # the next load finds the holder's reply: a duplicate's answer
+                    dips.yielded = True  # the holder went quiet: its side effects stay its own
+                    turn = self._settle(flow, outcome.turn, deadline, dips)
                 if turn.session.step <= step:  # every answered request moves the step on
                     turn = turn.evolve(session=turn.session.evolve(step=step + 1))
                 turn = self._issue_code(flow, params, turn)
-                reply = self.renderer.render(turn.actions, params.url_root, turn.session.step)
-                events = from_effects((*notes, *turn.effects), turn.session, flow, self.clock())
-                publish = self.versions.publication(flow)
+                now = self.clock()
+                session = turn.session.evolve(live_until=liveness.live_until(turn.actions, now))
+                reply = self.renderer.render(turn.actions, params.url_root, session.step)
+                events = from_effects((*notes, *turn.effects), session, flow, now)
+                own = loaded.own or outcome.own
                 saved = self.store.save(
-                    turn.session,
-                    loaded.seq,
+                    session,
+                    loaded.seq if own == loaded.own else 0,  # a new own session: none yet
                     reply,
                     reply_step=step,
                     mark_call=step == INCOMING_STEP or loaded.session is None,
                     events=[event.to_dict() for event in events],
-                    publish=publish,
+                    flow=self.versions.pin(flow),
+                    own=own,
+                    set_aside=outcome.set_aside,
+                    clock=loaded.clock,
                 )
                 if saved is None:
                     if outcome.redeemed is not None:  # the code is free again for the retry
@@ -231,18 +260,23 @@ class ConversationService:
             return NO_FLOW
         now = self.clock()
         previous = loaded.session
+        pinned = (
+            self.versions.for_session(previous)
+            if previous and previous.flow_id == flow.id
+            else None
+        )
+        plan = resume.plan(
+            pinned or flow, previous, now, params.caller.recognised, params.contact_id
+        )
+        if plan.kind == PlanKind.SEPARATE and previous is not None:
+            notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
+            return Outcome(flow=flow, turn=self._fresh(flow, params), set_aside=previous.call_sid)
         if (
             previous is not None
             and previous.status == Status.ACTIVE
             and previous.call_sid != params.contact_id
         ):
             notes.append(Note(EventName.CALL_SUPERSEDED, {"previous_call": previous.call_sid}))
-        pinned = (
-            self.versions.for_session(previous)
-            if previous and previous.flow_id == flow.id
-            else None
-        )
-        plan = resume.plan(pinned or flow, previous, now, params.caller.recognised)
         notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
         if plan.kind == PlanKind.FRESH:
             return Outcome(flow=flow, turn=self._fresh(flow, params))
@@ -287,6 +321,20 @@ class ConversationService:
             flow, caller=session.caller, call_sid=session.call_sid, at=self.clock(),
             env=self.env, node=session.node, session=session,
         )  # fmt: skip
+
+    def _fenced(self, params: Inbound, notes: list[Note]) -> Outcome:
+        """A webhook of a call whose session a newer call from the number took over.
+
+        Under ``concurrent: takeover`` that is the point: the older call hears goodbye. Otherwise
+        the session was taken because this call looked gone (silent past its next webhook's due
+        time), yet it is still on the line: it is not cut off, but starts again, with a short
+        apology, in a session of its own.
+        """
+        flow = self.catalog.for_number(params.to)
+        if flow is None or flow.spec.resume.concurrent == ConcurrentCalls.TAKEOVER:
+            return self._say_goodbye(params, SUPERSEDED_TEXT)
+        notes.append(Note(EventName.RESUME_FRESH, {"reason": "its session was taken over"}))
+        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT), own=True)
 
     def _say_goodbye(self, params: Inbound, text: str | None = None) -> Outcome:
         actions: tuple[Action, ...] = (Say(text), Hangup()) if text else (Hangup(),)
@@ -360,15 +408,18 @@ class ConversationService:
             self.store.discard(caller)
             return Loaded(None, 0)
 
-    def _settle(self, flow: Flow, turn: Turn, deadline: float) -> Turn:
+    def _settle(self, flow: Flow, turn: Turn, deadline: float, dips: StepDips) -> Turn:
         """Run the data dips a turn asks for, feeding results back, until the turn is final.
 
         The dips share the request's time budget: each gets at most what is left of it, so a
         chain of slow back-ends ends in ``on_error`` before Twilio's 15 s limit, not in
         Twilio's own error message. The settled turn keeps every other effect, in order.
+        Side-effecting dips go through ``dips`` (claimed, run once; raises
+        :class:`StepClaimed` when another request holds the step).
         """
         actions: list[Action] = list(turn.actions)
         effects = [e for e in turn.effects if not isinstance(e, HttpRequest)]
+        visits: dict[str, int] = {}
         for count in range(MAX_FETCHES + 1):
             request = turn.fetch
             if request is None:
@@ -385,11 +436,23 @@ class ConversationService:
             else:
                 if request.timeout > left:
                     request = replace(request, timeout=left)
-                result = self.fetcher.fetch(request)
+                node = turn.session.node or ""
+                visits[node] = visit = visits.get(node, -1) + 1
+                result = dips.fetch(request, node, visit, self.clock())
             turn = engine.step(flow, turn.session, result, self.env)
             actions.extend(turn.actions)
             effects.extend(e for e in turn.effects if not isinstance(e, HttpRequest))
         return Turn(turn.session, tuple(actions), tuple(effects))
+
+    def _holder_replied(self, params: Inbound, step: int, deadline: float) -> bool:
+        """Wait, within the budget, for the request holding this step to save its reply."""
+        pause, longest = CLAIM_POLL_SECONDS
+        while time.monotonic() + pause < deadline - CLAIM_WAIT_MARGIN:
+            time.sleep(pause)
+            if self._load(params.caller.key, params.contact_id, step).reply is not None:
+                return True
+            pause = min(pause * 2, longest)
+        return False
 
     def _emit_unsaved(
         self, params: Inbound, session: Session | None, notes: Sequence[Note]

@@ -308,6 +308,14 @@ class _Runner:
             return source
         return templates.render(self.flow.template(source), self.variables(), self.template_failed)
 
+    def url(self, source: str) -> str:
+        """A data dip's URL: its values encoded as path segments or query values."""
+        if templates.is_static(source):
+            return source
+        return templates.render(
+            self.flow.url_template(source), self.variables(), self.template_failed
+        )
+
     def template_failed(self, reason: str) -> None:
         self.note(EventName.TEMPLATE_FAILED, node=self.session.node, error=reason)
 
@@ -378,7 +386,7 @@ class _Runner:
         scope = self.variables()
         self.session = self.session.evolve(waiting=Waiting.FETCH)
         return HttpRequest(
-            url=self.text(spec.url),
+            url=self.url(spec.url),
             method=spec.method,
             json=_render_json(self, spec.json_body, scope),
             headers={k: self.text(v) for k, v in spec.headers.items()},

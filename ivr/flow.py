@@ -17,7 +17,7 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
-from ivr import templates
+from ivr import dip_urls, templates
 from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
     FlowSpec,
@@ -45,6 +45,7 @@ class Flow:
     compiled_expressions: dict[str, templates.Expression] = field(repr=False)
     warnings: tuple[Problem, ...] = ()
     number_positions: tuple[tuple[int, int], ...] = ()
+    compiled_urls: dict[str, Template] = field(default_factory=dict, repr=False)
 
     def node(self, name: str) -> Node:
         """The node called ``name``; ``KeyError`` if the version has none."""
@@ -54,6 +55,11 @@ class Flow:
         """The compiled template for ``text`` (compiled at load, or now for engine-made text)."""
         found = self.compiled_templates.get(text)
         return found if found is not None else templates.compile_template(text)
+
+    def url_template(self, text: str) -> Template:
+        """The compiled template of a data dip's URL (its values are encoded, unlike a prompt's)."""
+        found = self.compiled_urls.get(text)
+        return found if found is not None else templates.compile_url(text)
 
     def expression(self, text: str) -> templates.Expression:
         """The compiled expression for ``text``."""
@@ -90,6 +96,7 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
     problems: list[Problem] = []
     numbers = _normalised_numbers(spec, positions, problems)
     compiled_templates, compiled_expressions = _compile(spec, positions, problems)
+    compiled_urls = _compile_urls(spec, positions, problems)
     problems.extend(_reference_problems(spec, positions))
     if problems:
         raise FlowLoadError(problems)
@@ -102,8 +109,9 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
         numbers=numbers,
         compiled_templates=compiled_templates,
         compiled_expressions=compiled_expressions,
-        warnings=tuple(_graph_warnings(spec, positions)),
+        warnings=(*_graph_warnings(spec, positions), *dip_urls.warnings(spec, positions)),
         number_positions=tuple(positions.locate(("numbers", i)) for i in range(len(numbers))),
+        compiled_urls=compiled_urls,
     )
 
 
@@ -156,8 +164,7 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield from prompt(retry.reprompt, (key, "reprompt"))
             for i, item in enumerate(retry.reprompts or []):
                 yield from prompt(item, (key, "reprompts", i))
-    if node.http:
-        yield ("http", "url"), node.http.url
+    if node.http:  # its url is a template of its own kind: see _compile_urls
         for name, value in node.http.headers.items():
             yield ("http", "headers", name), value
         yield from _json_strings(node.http.json_body, ("http", "json"))
@@ -205,6 +212,21 @@ def _compile(
         except ValueError as exc:
             problems.append(positions.problem(loc, _capital(exc)))
     return compiled, expressions
+
+
+def _compile_urls(
+    spec: FlowSpec, positions: Positions, problems: list[Problem]
+) -> dict[str, Template]:
+    compiled: dict[str, Template] = {}
+    for name, node in spec.nodes.items():
+        url = node.http.url if node.http else None
+        if url is None or url in compiled or templates.is_static(url):
+            continue
+        try:
+            compiled[url] = templates.compile_url(url)
+        except ValueError as exc:
+            problems.append(positions.problem(("nodes", name, "http", "url"), _capital(exc)))
+    return compiled
 
 
 def _capital(exc: Exception) -> str:

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ivr import answers, engine, sensitive, templates
+from ivr import answers, engine, liveness, sensitive, templates
 from ivr.flow import Flow
 from ivr.session import Session
-from ivr.states import EventName, PlanKind, Status, Waiting
+from ivr.states import ConcurrentCalls, EventName, PlanKind, Status, Waiting
 from ivr.turn import Answer, Gather, Note, Say, Turn
 
 DEFAULT_PROMPT = (
@@ -47,13 +47,27 @@ class Plan:
     reason: str
 
 
-def plan(flow: Flow, previous: Session | None, now: float, recognised: bool = True) -> Plan:
-    """Decide how a new call on ``flow`` starts, given the caller's previous session."""
+def plan(
+    flow: Flow,
+    previous: Session | None,
+    now: float,
+    recognised: bool = True,
+    call_sid: str | None = None,
+) -> Plan:
+    """Decide how new call ``call_sid`` on ``flow`` starts, given the caller's previous session.
+
+    While the previous session's call is still live (:func:`ivr.liveness.is_live`), the new
+    call starts beside it unless the flow's ``concurrent`` policy is ``takeover``; a call in
+    another flow never takes a live call's session.
+    """
     policy = flow.spec.resume
     if previous is None:
         if not recognised and policy.codes:
             return Plan(PlanKind.ASK_CODE, "caller ID withheld")
         return Plan(PlanKind.FRESH, "no previous session")
+    keeps_apart = previous.flow_id != flow.id or policy.concurrent == ConcurrentCalls.SEPARATE
+    if keeps_apart and previous.call_sid != call_sid and liveness.is_live(previous, now):
+        return Plan(PlanKind.SEPARATE, "another call from this number is live")
     if previous.flow_id != flow.id:
         return Plan(PlanKind.FRESH, f"previous session was in flow {previous.flow_id}")
     if previous.status == Status.COMPLETED:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from ivr.durations import DURATION_PATTERN, parse_duration
+from ivr.states import ConcurrentCalls
 
 Duration = Annotated[
     float,
@@ -266,6 +267,9 @@ class ResumeSpec(Model):
     transferred goes to ``transferred`` if set. ``codes`` offers callers without caller ID a
     six-digit resume code. ``verify`` names the node that checks a caller whose number is not
     fully attested before sensitive variables come back (reaching a ``verified: true`` node).
+    ``concurrent`` says what a call gets while another call from the same number is still live
+    (lines behind one PBX share a number): ``separate``, a session of its own, or ``takeover``,
+    the live call's session, which then ends the live call.
     """
 
     within: Duration = 1800.0
@@ -274,6 +278,7 @@ class ResumeSpec(Model):
     transferred: NodeName | None = None
     codes: bool = False
     verify: NodeName | None = None
+    concurrent: ConcurrentCalls = ConcurrentCalls.SEPARATE
 
 
 class Defaults(Model):

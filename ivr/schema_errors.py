@@ -8,6 +8,7 @@ member that fits best are kept; unknown keys get a "did you mean" from the map t
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,5 +139,11 @@ def _sentence(error: Any, path: tuple[str | int, ...], tags: tuple[Any, ...]) ->
         return f"Unknown key {key!r}.{suggestion}"
     if kind == "missing":
         return f"{where} is required."
+    if kind == "enum":  # a setting with a few named values: name them, and the likely one
+        choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        hint = difflib.get_close_matches(str(error["input"]), choices, n=1)
+        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+        named = " or ".join(choices)
+        return f"{where} must be {named}, not {error['input']!r}.{suggestion}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message

@@ -57,6 +57,7 @@ class Session:
     handoff: dict[str, Any] = field(default_factory=dict)  # what the agent gets at a transfer
     conversation: str = ""  # one matter across calls: kept by a resume, new for a fresh start
     sensitive: tuple[str, ...] = ()  # the flow version's sensitive paths: stored sealed
+    live_until: float | None = None  # the call's next webhook is due by then (ivr.liveness)
 
     def evolve(self, **changes: Any) -> Session:
         """Return a copy with ``changes`` applied.
@@ -172,7 +173,7 @@ _DEFAULTS: dict[str, Any] = {
     "no_match_count": 0, "step": 0, "status": Status.ACTIVE, "ended_reason": None, "trail": (),
     "started_at": 0.0, "updated_at": 0.0, "call_status": None, "ended_at": None,
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
-    "held": {}, "handoff": {}, "conversation": "", "sensitive": (),
+    "held": {}, "handoff": {}, "conversation": "", "sensitive": (), "live_until": None,
 }  # fmt: skip
 
 
@@ -197,4 +198,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "call_status": _MAYBE_TEXT, "ended_at": (*_NUMBER, type(None)), "attested": (bool,),
     "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
     "held": (dict,), "handoff": (dict,), "conversation": _TEXT, "sensitive": (tuple,),
+    "live_until": (*_NUMBER, type(None)),
 }  # fmt: skip

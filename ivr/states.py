@@ -29,10 +29,18 @@ class Status(StrEnum):
     INTERRUPTED = "interrupted"  # the call ended while the flow was mid-way
 
 
+class ConcurrentCalls(StrEnum):
+    """What a flow does when a call arrives from a number whose previous call is still live."""
+
+    SEPARATE = "separate"  # the new call gets a session of its own; the live call goes on
+    TAKEOVER = "takeover"  # the new call resumes the session; the live call is told goodbye
+
+
 class PlanKind(StrEnum):
     """How a new call starts, decided by :func:`ivr.resume.plan`."""
 
     FRESH = "fresh"
+    SEPARATE = "separate"  # another call from this number is live: start afresh beside it
     OFFER = "offer"  # ask the caller whether to continue
     CONTINUE = "continue"  # put the caller straight back at the checkpoint
     TRANSFERRED = "transferred"  # the caller was with an agent: the flow's transferred node
@@ -48,6 +56,7 @@ class EventName(StrEnum):
     RESUME_CONTINUE = "resume_continue"
     RESUME_TRANSFERRED = "resume_transferred"
     RESUME_ASK_CODE = "resume_ask_code"
+    RESUME_SEPARATE = "resume_separate"
     CALL_SUPERSEDED = "call_superseded"
     FLOW_VERSION_GONE = "flow_version_gone"
     UNKNOWN_CALL_RESTARTED = "unknown_call_restarted"

@@ -13,6 +13,14 @@ same results: a prompt whose only syntax is plain ``{{ name }}`` substitutions, 
 comparing one variable with a literal (``attempts >= 3``, ``status == 'delayed'``). They are
 cheaper, and every flow's copies share one piece of code, so a flow of thousands of nodes steps
 as fast as a small one.
+
+A data dip's ``url`` is a template of its own kind (:func:`compile_url`): the value of every
+``{{ ... }}`` is percent-encoded as one path segment or query value (every character but letters,
+digits and ``-._~``; a value that is only dots is encoded too), so ``../../admin`` stays one
+segment and ``x?admin=1#`` adds no query or fragment. ``urlencode`` there encodes the same way
+(Jinja's own keeps ``/``), and ``raw_url`` is the explicit way to put text into a URL as it is
+(a base URL from ``env``). A plain ``{{ name }}`` URL has the same fast path as a prompt, with the
+same encoding.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
@@ -71,6 +80,42 @@ class _Missing:
 _MISSING = _Missing()
 
 
+class RawUrl(str):
+    """Text a URL template puts in as it is: what ``raw_url`` and ``urlencode`` give."""
+
+    __slots__ = ()
+
+
+def url_component(value: Any) -> str:
+    """``value`` as one URL path segment or query value (``RawUrl`` text stays as it is)."""
+    if isinstance(value, RawUrl):
+        return value
+    if isinstance(value, Undefined):
+        return ""
+    encoded = quote(str(value), safe="", errors="replace")
+    if encoded.strip(".") == "" and encoded:  # "." and ".." are path steps, not names
+        return encoded.replace(".", "%2E")
+    return encoded
+
+
+def _raw_url(value: Any) -> RawUrl:
+    return RawUrl("" if isinstance(value, Undefined) else str(value))
+
+
+def _urlencode(value: Any) -> RawUrl:
+    """Jinja's ``urlencode``, but ``/`` is encoded too, as in every other URL value."""
+    if isinstance(value, Mapping):
+        pairs = (f"{url_component(k)}={url_component(v)}" for k, v in value.items())
+        return RawUrl("&".join(pairs))
+    return RawUrl(url_component(value))
+
+
+_URL_ENV = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined, autoescape=False, finalize=url_component
+)
+_URL_ENV.filters.update(raw_url=_raw_url, urlencode=_urlencode)
+
+
 class Substitution:
     """A prompt whose only template syntax is ``{{ name }}``: each name's value as text, an
     undefined one as nothing, exactly as Jinja renders it."""
@@ -87,6 +132,22 @@ class Substitution:
             out.append(text)
             if name is not None and name in variables:
                 out.append(str(variables[name]))
+        return "".join(out)
+
+
+class UrlSubstitution(Substitution):
+    """A URL whose only template syntax is ``{{ name }}``: each value encoded by
+    :func:`url_component`, exactly as the URL environment renders it."""
+
+    __slots__ = ()
+
+    def render(self, variables: Mapping[str, Any]) -> str:
+        """The URL with every variable substituted, encoded."""
+        out = []
+        for text, name in self.parts:
+            out.append(text)
+            if name is not None and name in variables:
+                out.append(url_component(variables[name]))
         return "".join(out)
 
 
@@ -168,6 +229,24 @@ def compile_template(text: str) -> Template:
         return _ENV.from_string(text)
     except TemplateSyntaxError as exc:
         raise ValueError(f"the template {text!r} has a syntax error: {exc.message}") from None
+
+
+@functools.lru_cache(maxsize=2048)
+def compile_url(text: str) -> Template:
+    """Compile a data dip's URL template (values encoded, see the module docstring); raises
+    ``ValueError`` with a readable reason."""
+    simple = _substitution(text)
+    if simple is not None:
+        return UrlSubstitution(simple.parts)
+    try:
+        return _URL_ENV.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"the URL {text!r} has a syntax error: {exc.message}") from None
+
+
+def parse_url(text: str) -> Any:
+    """The Jinja syntax tree of a URL template (for the flow checks in :mod:`ivr.dip_urls`)."""
+    return _URL_ENV.parse(text)
 
 
 @functools.lru_cache(maxsize=2048)

@@ -154,6 +154,7 @@ def make_app(redis_client: redis.Redis, flows_dir: Path) -> Callable[..., Flask]
             "FLOW_RELOAD_SECONDS": 0,
             "CONFIGURE_LOGGING": False,
             "HISTORY_IN_PROCESS": False,
+            "DEMO_API": True,  # the demo flow's data dips (outside dev mode only when asked for)
             **overrides,
         }
         return create_app(config)

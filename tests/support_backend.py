@@ -1,7 +1,8 @@
 """A real HTTP back-end for data-dip tests: ``http.server`` in a thread on a free local port.
 
 Each path misbehaves in one way a customer's back-end can (slow, failing, not JSON, too big,
-redirecting) or answers properly. :class:`Backend` records every request it served, and
+redirecting) or answers properly, and a test can serve bodies of its own at paths it names
+(``Backend.bodies``). :class:`Backend` records every request it served, and
 :meth:`Backend.close` releases a held response and joins the server thread, so no socket or
 thread outlives the test.
 """
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 CUSTOMER = {"name": "Ada Lovelace", "balance": "42 dollars"}
+# JSON that decodes to what XML cannot carry: NUL, ESC, a lone surrogate and a non-character.
+NOT_XML_JSON = b'{"name": "Ada\\u0000 \\u001bLove\\ud800lace\\uffff", "balance": "42"}'
 LARGE_BYTES = 300 * 1024  # over the fetcher's 256 KiB limit
 
 
@@ -22,8 +26,10 @@ class Backend:
 
     def __init__(self, slow_seconds: float = 3.0) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.bodies: dict[str, bytes] = {}  # JSON bodies a test serves at paths of its own
         self.release = threading.Event()
         self.slow_seconds = slow_seconds
+        self.hook: Callable[[], Any] = lambda: CUSTOMER  # what /hook runs; its result is the reply
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -65,7 +71,9 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 }
             )
             path = self.path.split("?")[0]
-            if path == "/customer":
+            if path in backend.bodies:
+                self._send(200, backend.bodies[path])
+            elif path == "/customer":
                 self._send(200, json.dumps(CUSTOMER).encode())
             elif path == "/echo":
                 received = json.loads(body) if body else None
@@ -88,8 +96,12 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Location", "/customer")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+            elif path == "/not-xml":
+                self._send(200, NOT_XML_JSON)
             elif path == "/empty":
                 self._send(200, b"")
+            elif path == "/hook":
+                self._send(200, json.dumps(backend.hook()).encode())
             elif path == "/trickle":
                 self._trickle(json.dumps(CUSTOMER).encode())
             else:

@@ -82,12 +82,14 @@ def verbs(root: ET.Element) -> list[str]:
 
 @dataclass(frozen=True)
 class Stored:
-    """A caller's session hash as Redis holds it; ``doc`` has every field, defaults included."""
+    """A caller's session hash as Redis holds it; ``doc`` has every field, defaults included,
+    except the sensitive values, which are in ``sealed`` (encrypted) when there are any."""
 
     seq: int
     call: str
     doc: dict[str, Any]
     raw: bytes
+    sealed: str | None = None
 
 
 def prefix_of(connection: redis.Redis) -> str:
@@ -105,11 +107,14 @@ def stored(connection: redis.Redis, caller: str = CALLER) -> Stored:
     """The session of ``caller``; fails the test if there is none."""
     fields: dict[bytes, bytes] = connection.hgetall(session_key(connection, caller))  # type: ignore[assignment]
     assert fields, f"no session stored for {caller}"
+    document = json.loads(fields[b"doc"])
+    sealed = document.pop("sealed", None)
     return Stored(
         seq=int(fields[b"seq"]),
         call=fields[b"call"].decode(),
-        doc=asdict(Session.from_dict(json.loads(fields[b"doc"]))),
+        doc=asdict(Session.from_dict(document)),
         raw=fields[b"doc"],
+        sealed=sealed,
     )
 
 

@@ -17,11 +17,22 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from context.callers import _parsed_e164, identify, masked, to_e164
+from context.keys import Keys
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
-from tests.support_twilio import form, post, session_key, session_keys, spoken, stored, twiml
+from tests.support_twilio import (
+    form,
+    post,
+    prefix_of,
+    session_key,
+    session_keys,
+    spoken,
+    stored,
+    twiml,
+)
 
 SUPPORT_FLOW = """
 id: support_line
@@ -143,7 +154,9 @@ def test_second_flow_runs_to_its_end(two_flow_app: Flask, redis_client: redis.Re
         ("+1 (415) 555-0123", "+14155550123", True, "number"),
         ("+44 20 7946 0958", "+442079460958", True, "number"),
         ("client:alice", "client:alice", True, "client"),
-        ("sip:Alice@Example.com", "sip:alice@example.com", True, "sip"),
+        ("sip:Alice@Example.com", "sip:Alice@Example.com", True, "sip"),
+        ("SIP:bob@example.com", "sip:bob@example.com", True, "sip"),
+        ("Client:alice", "client:alice", True, "client"),
         ("client:", "CA1", False, "withheld"),
         ("anonymous", "CA1", False, "withheld"),
         ("RESTRICTED", "CA1", False, "withheld"),
@@ -188,3 +201,89 @@ def test_the_north_american_fast_path_equals_phonenumbers(number: str) -> None:
 @pytest.mark.parametrize("number", ["+12125550100", "+18005550199", "+19999999999", "+12002000000"])
 def test_the_fast_path_s_edge_numbers_equal_phonenumbers(number: str) -> None:
     assert to_e164(number) == _parsed_e164(number, "US")
+
+
+# ---- distinct identities, distinct keys -----------------------------------------------------
+def identity(from_: str, call_sid: str) -> tuple[str, str]:
+    """Who a webhook's ``From`` and ``CallSid`` name: one E.164 number, one client or SIP identity
+    as sent (its scheme in any case), or, for a withheld caller ID, the call itself."""
+    caller = identify(from_, call_sid)
+    if caller.kind == "number":
+        return ("number", caller.key)  # several spellings of one number: one person, on purpose
+    if caller.kind in ("client", "sip"):
+        return (caller.kind, from_.strip()[len(caller.kind) + 1 :])
+    return ("withheld", call_sid)
+
+
+_RISKY = [*"aA{}()%7BDd@:+#.-_ ", "%7B", "%7D", "%25", "é", "\u0130", "\u212a"]
+_NAMES = st.lists(st.sampled_from(_RISKY), max_size=12).map("".join)
+_LONG = st.tuples(_NAMES, st.integers(120, 140), st.sampled_from("ab")).map(
+    lambda parts: parts[0] + "x" * parts[1] + parts[2]
+)
+_FROM = st.one_of(
+    st.tuples(st.sampled_from(["sip:", "SIP:", "Sip:", "client:", "CLIENT:"]), _NAMES | _LONG).map(
+        "".join
+    ),
+    st.sampled_from(["+14155550123", "+1 (415) 555-0123", "+442079460958", "anonymous", ""]),
+    st.text(max_size=20),
+)
+_CALL_SID = st.one_of(
+    st.sampled_from(["CA" + "1" * 32, "CA" + "2" * 32]),
+    st.tuples(st.sampled_from(["", "+", "sip:", "call:", "client:"]), _NAMES).map("".join),
+).filter(bool)
+
+
+@settings(max_examples=500, derandomize=True)
+@given(st.lists(st.tuples(_FROM, _CALL_SID), min_size=2, max_size=12))
+def test_distinct_identities_never_share_a_key(webhooks: list[tuple[str, str]]) -> None:
+    keys = Keys("omnivoice")
+    by_key: dict[str, tuple[str, str]] = {}
+    for from_, call_sid in webhooks:
+        key = keys.session(identify(from_, call_sid).key)
+        who = identity(from_, call_sid)
+        assert by_key.setdefault(key, who) == who, f"{who} and {by_key[key]} share {key}"
+
+
+@settings(max_examples=300, derandomize=True)
+@given(_FROM, _CALL_SID, st.integers(0, 5))
+def test_every_key_of_a_caller_is_in_one_cluster_slot(from_: str, call_sid: str, step: int) -> None:
+    keys = Keys("omnivoice")
+    caller = identify(from_, call_sid).key
+    own = [keys.session(caller), keys.reply(caller, call_sid, step), keys.call(caller, call_sid)]
+    tag = own[0].split("{", 1)[1].split("}", 1)[0]  # what Redis Cluster hashes
+    assert tag and "{" not in tag
+    assert {key_slot(key.encode()) for key in own} == {key_slot(tag.encode())}
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.from_regex(r"\+[1-9][0-9]{7,14}", fullmatch=True))
+def test_numbers_keep_the_keys_they_always_had(number: str) -> None:
+    caller = identify(number, "CA" + "1" * 32)
+    if caller.kind == "number":
+        assert Keys("omnivoice").session(caller.key) == f"omnivoice:{{{caller.key}}}:session"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("sip:alice@example.com", "sip:Alice@example.com"),
+        ("sip:{alice}@example.com", "sip:(alice)@example.com"),
+        ("client:{bob}", "client:(bob)"),
+        ("client:a%7Bb", "client:a{b"),
+        ("sip:" + "a" * 130 + "1@example.com", "sip:" + "a" * 130 + "2@example.com"),
+    ],
+)
+def test_two_identities_differing_only_so_get_separate_sessions(
+    app: Flask, redis_client: redis.Redis, first: str, second: str
+) -> None:
+    a = dial(app, caller=first)
+    a.press("1")  # the first caller moves on to the confirmation code
+    b = dial(app, caller=second)
+    assert b.last_heard.startswith("Thanks for calling Omnivoice Air.")  # not a "welcome back"
+    b.press("0")  # the second caller asks for an agent; the first is untouched
+    a.say("A B C 1 2 3")
+    assert "OV 101" in a.last_heard
+    keys = Keys(prefix_of(redis_client))
+    expected = {keys.session(identify(caller, "").key) for caller in (first, second)}
+    assert set(session_keys(redis_client)) == expected
+    assert len(expected) == 2

@@ -593,7 +593,7 @@ nodes:
   lookup:
     set: {{code: ABC123}}
     http:
-      url: "{{{{ env.API }}}}/bookings/{{{{ code }}}}"
+      url: "{{{{ env.API | raw_url }}}}/bookings/{{{{ code }}}}"
       method: POST
       json: {{code: "{{{{ code }}}}", count: "{{{{ 2 * 3 }}}}", nested: ["{{{{ code | lower }}}}", 5]}}
       headers: {{X-Code: "{{{{ code }}}}"}}

@@ -181,8 +181,10 @@ def test_sinks_get_events_after_the_save_and_a_failing_sink_harms_nothing(
 
 
 def test_a_resumed_call_keeps_its_conversation_and_a_fresh_start_gets_a_new_one(
-    make_app: Callable[..., Flask],
+    make_app: Callable[..., Flask], flows_dir: Path
 ) -> None:
+    flow = flows_dir / "airline.yaml"  # a new call takes a live call's session over
+    flow.write_text(flow.read_text().replace("  ask: true", "  ask: true\n  concurrent: takeover"))
     app = make_app()
     first = dial(app)
     first.press("2")

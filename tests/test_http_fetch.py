@@ -18,7 +18,7 @@ import redis
 import requests
 from flask import Flask, Response, jsonify, request
 
-from channels.http import HttpFetcher
+from data_dips.http import HttpFetcher
 from ivr.turn import HttpRequest
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
@@ -301,7 +301,7 @@ def test_chained_slow_dips_share_one_webhook_budget(
 
 
 def test_nan_and_infinity_from_a_back_end_read_as_null(offline: HttpFetcher) -> None:
-    from channels.http import _result
+    from data_dips.http import _result
 
     result = _result(200, b'{"score": NaN, "limit": Infinity, "low": -Infinity}', 1024)
     assert result.ok

@@ -90,6 +90,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         TWILIO_AUTH_TOKEN=TOKEN,
         FLOWS_DIR=str(REPO / "flows"),
         LOG_FORMAT="text",
+        DEMO_API="1",  # the demo flow's data dips, asked for as a production server must
     )
     command = [
         _gunicorn(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -14,8 +15,9 @@ from context.sessions import SessionStore
 from ivr.errors import SessionCorrupt
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
+from tests.support_backend import Backend
 from tests.support_redis import RoundTrips, counting_client
-from tests.support_twilio import CALLER, form, prefix_of
+from tests.support_twilio import CALLER, form, post, prefix_of, spoken, stored, twiml
 from tests.test_sessions import _valid_doc
 
 
@@ -91,9 +93,8 @@ def test_non_ascii_signature_is_refused(app: Flask, path: str) -> None:
 
 import time  # noqa: E402
 
-from channels.http import HttpFetcher  # noqa: E402
+from data_dips.http import HttpFetcher  # noqa: E402
 from ivr.turn import HttpRequest  # noqa: E402
-from tests.support_backend import Backend  # noqa: E402
 
 
 def test_trickled_body_is_cut_off_at_the_timeout() -> None:
@@ -134,3 +135,58 @@ def test_a_larger_size_limit_is_honoured() -> None:
         fetcher.session.close()
         backend.close()
     assert result.ok, result.error
+
+
+ECHO_NUMBER = "+14155550143"
+ECHO_FLOW = """
+id: echo
+numbers: ["{number}"]
+start: ask
+nodes:
+  ask:
+    gather: {{prompt: Say something., input: [speech]}}
+    save_as: said
+    next: lookup
+  lookup:
+    http: {{url: "{url}", timeout: 2s, save_as: customer}}
+    on_error: unavailable
+    gather:
+      prompt: "You said {{{{ said }}}}. Hello {{{{ customer.name }}}}. Press 1 to end."
+    on:
+      "1": goodbye
+  goodbye:
+    say: Goodbye.
+    hangup: true
+  unavailable:
+    say: Our records are unavailable.
+    hangup: true
+"""
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    server = Backend()
+    yield server
+    server.close()
+
+
+def test_speech_and_data_xml_cannot_carry_still_make_twiml_that_parses(
+    make_app: Callable[..., Flask], flows_dir: Path, backend: Backend, redis_client: redis.Redis
+) -> None:
+    flow = ECHO_FLOW.format(number=ECHO_NUMBER, url=f"{backend.url}/not-xml")
+    (flows_dir / "echo.yaml").write_text(flow)
+    client = make_app().test_client()
+    call = form(To=ECHO_NUMBER)
+    gather = twiml(post(client, "/voice", call)).find("Gather")
+    assert gather is not None
+    # Speech with NUL and ESC (percent-encoded in the signed form), a data dip's JSON with NUL,
+    # ESC, a lone surrogate and U+FFFF: all of it reaches one <Say>.
+    speech = "flight\x00 status\x1b now"
+    reply = post(client, gather.get("action", ""), {**call, "SpeechResult": speech})
+    root = twiml(reply)  # parses
+    assert spoken(root) == ["You said flight status now. Hello Ada Lovelace. Press 1 to end."]
+    assert stored(redis_client).doc["variables"]["said"] == speech  # kept as the caller said it
+    gather = root.find("Gather")
+    assert gather is not None
+    goodbye = twiml(post(client, gather.get("action", ""), {**call, "Digits": "1"}))
+    assert spoken(goodbye) == ["Goodbye."]

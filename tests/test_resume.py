@@ -21,10 +21,12 @@ import pytest
 import redis
 from flask import Flask
 
+from app import create_app
 from context.redis_client import connect
 from ivr.session import Session
 from simulator import Call, FlaskTransport
-from tests.conftest import AUTH_TOKEN
+from tests import support_topologies
+from tests.conftest import AUTH_TOKEN, on_topologies
 
 CALLER = "+14155550123"
 
@@ -205,6 +207,65 @@ def test_pinned_version_survives_a_server_restart(
     assert back.last_heard.startswith("Press 1 for flight OV 105")
 
 
+def app_on(url: str, flows_dir: Path, prefix: str) -> Flask:
+    """A new process's app on the Redis at ``url``: it knows only the YAML on disk now."""
+    return create_app(
+        {
+            "TESTING": True,
+            "REDIS_CLIENT": connect(url, timeout=2, dev_mode=False),
+            "REDIS_KEY_PREFIX": prefix,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "FLOWS_DIR": str(flows_dir),
+            "DEV_MODE": False,
+            "PUBLIC_BASE_URL": None,
+            "FLOW_RELOAD_SECONDS": 0,
+            "CONFIGURE_LOGGING": False,
+            "DEMO_API": True,  # the airline flow's back-end
+        }
+    )
+
+
+def test_a_call_begun_after_redis_restarted_empty_finishes_on_its_version(
+    flows_dir: Path,
+) -> None:
+    server = support_topologies.start_server()
+    try:
+        prefix = "test-restart"
+        first = app_on(server.url, flows_dir, prefix)
+        dial(first, caller="+14155550999")  # this process publishes the flow version
+        server.servers.kill(server.port)
+        server.servers.restart(server.port)  # back without its data (no persistence)
+        c = dial(first)  # the client reconnects by itself: no failure was seen
+        c.press("2")
+        c.say("A B C 1 2 3")
+        assert "Press 1 for flight OV 105" in c.last_heard
+        edit_flow(flows_dir, "Press 1 for flight", "Press one for flight")
+        c.transport = FlaskTransport(app_on(server.url, flows_dir, prefix))  # another process
+        c.press("1")
+        assert "You are now on flight OV 105" in c.last_heard
+        assert not any("couldn't pick up" in heard for heard in c.heard)
+    finally:
+        server.stop()
+
+
+@on_topologies("single", "sentinel")  # a cluster keeps flow versions in another slot
+def test_a_flow_version_lost_from_redis_is_never_pinned_by_a_new_call(
+    app: Flask, make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    dial(app, caller="+14155550999")  # the version is published with this call's first save
+    version = doc(redis_client, "+14155550999")["flow_version"]
+    key = f"{redis_client.test_prefix}:flow:{version}"  # type: ignore[attr-defined]
+    redis_client.delete(key)  # lost (an emptied Redis), and this process saw no error
+    c = dial(app)
+    assert redis_client.get(key) is not None  # the save that pinned it published it again
+    c.press("2")
+    c.say("A B C 1 2 3")
+    edit_flow(flows_dir, "Press 1 for flight", "Press one for flight")
+    c.transport = FlaskTransport(make_app())
+    c.press("1")
+    assert "You are now on flight OV 105" in c.last_heard
+
+
 def test_unservable_checkpoint_apologises_and_starts_fresh(
     make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
 ) -> None:
@@ -220,8 +281,10 @@ def test_unservable_checkpoint_apologises_and_starts_fresh(
 
 
 def test_newest_call_takes_over_and_fences_the_old_one(
-    app: Flask, redis_client: redis.Redis
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
 ) -> None:
+    edit_flow(flows_dir, "  ask: true", "  ask: true\n  concurrent: takeover")
+    app = make_app()
     first = dial(app)
     first.press("1")
     second = dial(app)  # call waiting / fast redial while the first is live

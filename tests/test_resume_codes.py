@@ -116,12 +116,12 @@ def test_a_flow_version_lost_from_redis_is_published_again_after_a_store_failure
     versions = FlowVersions(catalog, store, republish_every=3600)
     flow = catalog.get("airline")
     assert flow is not None
-    publication = versions.publication(flow)
-    assert publication is not None and publication[0] == store.keys.flow_version(flow.version)
+    pin = versions.pin(flow)
+    assert pin.publish and pin.key == store.keys.flow_version(flow.version)
     versions.published(flow)
-    assert versions.publication(flow) is None  # fresh: nothing rides on the next saves
+    assert not versions.pin(flow).publish  # fresh: the next saves only check it is there
     versions.store_failed()  # e.g. Redis restarted empty
-    assert versions.publication(flow) == publication
+    assert versions.pin(flow) == pin
 
 
 def test_a_flow_version_is_read_back_from_redis_by_another_process(

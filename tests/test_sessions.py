@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_client import Topology, topology_of
-from context.sessions import SessionStore
+from context.sessions import FlowPin, SessionStore
 from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.session import Session, Visit
 from simulator import Call, FlaskTransport
@@ -111,7 +111,7 @@ def test_every_write_sets_a_ttl(store: SessionStore, redis_client: redis.Redis) 
         reply_step=4,
         mark_call=True,
         events=[{"name": "resume_fresh"}],
-        publish=(keys.flow_version("0123456789abcdef"), "id: airline"),
+        flow=FlowPin(keys.flow_version("0123456789abcdef"), "id: airline", publish=True),
     )
     assert saved is not None and saved.published
     assert store.claim_code("123456", CALLER, 900)
@@ -335,7 +335,7 @@ def test_every_key_of_a_whole_call_has_a_ttl(
 
     keys = keys_under(redis_client)
     assert {_kind(redis_client, key) for key in keys} == {
-        "session", "reply", "call", "flow", "resume-code", "code-prompts", "events"
+        "session", "reply", "call", "flow", "resume-code", "code-prompts", "events", "dip-claim"
     }  # fmt: skip
     without_ttl = [key for key in keys if redis_client.ttl(key) <= 0]
     assert without_ttl == []

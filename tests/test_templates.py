@@ -228,3 +228,43 @@ def test_line_endings_render_as_jinja_renders_them() -> None:
     text = "Line one {{ x }}\r\nline two\rline three\r\n"
     expected = _JINJA.from_string(text).render(x=1)
     assert templates.render(templates.compile_template(text), {"x": 1}) == expected.strip()
+
+
+_URL_JINJA = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined, autoescape=False, finalize=templates.url_component
+)
+_URL_VALUES = st.one_of(
+    _VALUES,
+    st.sampled_from(["../../admin", "x?admin=1#", ".", "..", "a b/c", "Zoë", "%2F", "+&="]),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.sampled_from(["https://api.example/", "/c/", "?q=", "&", "{{", "}}", "{ x }"]),
+            _NAMES.map(lambda name: "{{ " + name + " }}"),
+            _NAMES.map(lambda name: "{{" + name + "}}"),
+        ),
+        max_size=5,
+    ),
+    scope=st.dictionaries(st.sampled_from(["a", "b", "visited", "status"]), _URL_VALUES),
+)
+def test_substitution_urls_render_as_the_url_environment_renders_them(
+    pieces: list[str], scope: dict[str, Any]
+) -> None:
+    text = "".join(pieces)
+    try:
+        expected = _URL_JINJA.from_string(text).render(scope)
+    except TemplateSyntaxError:
+        with pytest.raises(ValueError):
+            templates.compile_url(text)
+        return
+    assert templates.render(templates.compile_url(text), scope) == expected.strip()
+
+
+def test_plain_urls_take_the_fast_path_and_filtered_ones_do_not() -> None:
+    assert isinstance(templates.compile_url("/c/{{ code }}"), templates.UrlSubstitution)
+    assert not isinstance(templates.compile_url("/c/{{ code | raw_url }}"), templates.Substitution)

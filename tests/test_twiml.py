@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Transfer
 from webhooks import twiml
+from webhooks.front import EMPTY_MESSAGING
 
 ACTION = "/voice/answer?step=3"
 
@@ -232,3 +236,86 @@ def test_only_caller_independent_turns_are_cached() -> None:
     module.render(personal, "/voice/answer?step=1")
     info = module._render_cached.cache_info()
     assert (info.hits, info.misses, info.currsize) == (1, 1, 1)
+
+
+# ---- characters XML cannot carry -----------------------------------------------------------
+# Every code point, lone surrogates included (hypothesis leaves those out by default).
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def heard(text: str) -> str:
+    """What a parser reads back from ``text`` in element content: no forbidden characters, and
+    line ends normalised as XML does."""
+    return NOT_XML.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def every_action(text: str, personal: bool) -> tuple[Action, ...]:
+    """``text`` in every place of every action kind where a flow, a caller or a data dip can put
+    text."""
+    say = Say(text, voice=text, language=text, loop=2, personal=personal)
+    play = Play(text, personal=personal)
+    return (
+        say,
+        play,
+        Pause(1),
+        Gather(
+            prompt=(say, play, Pause(2)),
+            input=("dtmf", "speech"),
+            finish_on_key=text,
+            speech_timeout=text,
+            hints=(text, text),
+            language=text,
+        ),
+        Transfer(queue=text),
+        Transfer(number=text),
+        Transfer(client=text, context={text: text, "nested": {"said": text}}),
+        Hangup(),
+    )
+
+
+@settings(max_examples=300, derandomize=True)
+@given(ANY_TEXT, st.booleans())
+def test_any_text_in_any_action_renders_a_document_that_parses(text: str, personal: bool) -> None:
+    root = ET.fromstring(twiml.render(every_action(text, personal), ACTION + text))
+    assert root.tag == "Response"
+    says = list(root.iter("Say"))
+    assert len(says) == 2
+    assert all((say.text or "") == heard(text) for say in says)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(ANY_TEXT, ANY_TEXT, ANY_TEXT)
+def test_failure_replies_parse_whatever_they_say(reason: str, number: str, queue: str) -> None:
+    for document in (
+        twiml.fallback(number, queue, reason),
+        twiml.fallback(None, queue, reason),
+        twiml.fallback(None, None, reason),
+        twiml.hangup(reason),
+    ):
+        root = ET.fromstring(document)
+        assert root.tag == "Response"
+        assert (root[0].text or "") == heard(reason)
+
+
+def test_the_empty_messaging_reply_parses() -> None:
+    root = ET.fromstring(EMPTY_MESSAGING.body)
+    assert (root.tag, list(root)) == ("Response", [])
+
+
+@pytest.mark.parametrize(
+    "text", ["\x00", "\x1b", "\x08\x0b\x0c\x0e\x1f", "\ud800", "\udfff", "\ufffe", "\uffff"]
+)
+def test_forbidden_characters_are_left_out_and_the_rest_is_kept(text: str) -> None:
+    said = f"Fish & chips{text} <now>\t😀 \u2028é"
+    root = render(Say(said, voice="Polly." + text, personal=True), Pause(1))
+    say = only(root, "Say")
+    assert say.text == "Fish & chips <now>\t😀 \u2028é"
+    assert say.get("voice") == "Polly."
+
+
+def test_an_allowed_character_reference_is_kept() -> None:
+    # ElementTree writes a tab in an attribute as a reference; only surrogate references go.
+    hints = ("a\tb\n\ud800c",)
+    gather = only(render(Gather(prompt=(), input=("speech",), hints=hints)), "Gather")
+    assert gather.get("hints") == "a\tb\nc"

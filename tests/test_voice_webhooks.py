@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,9 +72,18 @@ def test_unknown_call_on_answer_restarts_the_flow(
     assert session.doc["node"] == "main_menu"
 
 
+@pytest.fixture
+def takeover_app(make_app: Callable[..., Flask], flows_dir: Path) -> Flask:
+    """The demo flow with ``concurrent: takeover``: a new call from a number takes its session."""
+    path = flows_dir / "airline.yaml"
+    path.write_text(path.read_text().replace("  ask: true", "  ask: true\n  concurrent: takeover"))
+    return make_app()
+
+
 def test_answer_for_a_call_replaced_by_a_newer_one_hangs_up_and_changes_nothing(
-    app: Flask, redis_client: redis.Redis
+    takeover_app: Flask, redis_client: redis.Redis
 ) -> None:
+    app = takeover_app
     older = dial(app, call_sid="CA" + "a" * 32)
     older_action = action_of(older)
     newer = dial(app, call_sid="CA" + "b" * 32)  # same caller, a fast redial
@@ -91,8 +101,9 @@ def test_answer_for_a_call_replaced_by_a_newer_one_hangs_up_and_changes_nothing(
 
 
 def test_status_callback_of_a_replaced_call_changes_nothing(
-    app: Flask, redis_client: redis.Redis
+    takeover_app: Flask, redis_client: redis.Redis
 ) -> None:
+    app = takeover_app
     older = dial(app, call_sid="CA" + "a" * 32)
     dial(app, call_sid="CA" + "b" * 32)
     before = stored(redis_client)

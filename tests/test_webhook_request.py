@@ -19,8 +19,9 @@ from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support_twilio import form, keys_under, post, sign
-from webhooks.request import MAX_BODY_BYTES, parse_pairs, public_url, read
+from tests.conftest import on_topologies
+from tests.support_twilio import form, keys_under, post, sign, stored, twiml
+from webhooks.request import MAX_BODY_BYTES, MAX_PARAMETERS, parse_pairs, public_url, read
 
 _PIECES = st.text(st.sampled_from(list("ab=&+%20%zZ%e2%82%ac;é ")), max_size=40)
 
@@ -90,6 +91,68 @@ def test_an_oversized_body_is_a_413_and_stores_nothing(
     params = form(SpeechResult="x" * MAX_BODY_BYTES)
     reply = post(app.test_client(), "/voice", params)
     assert reply.status_code == 413
+    assert keys_under(redis_client) == []
+
+
+# ---- how many parameters ------------------------------------------------------------------
+# An inbound call's webhook as Twilio posts it, geographic fields and all: 27 parameters.
+INBOUND_CALL = {
+    **form(),
+    "CallToken": "%7B%22parentCallInfoToken%22%3A%22eyJhbGciOiJFUzI1NiJ9%22%7D",
+    "Called": "+14155550100", "CalledCity": "SAN FRANCISCO", "CalledCountry": "US",
+    "CalledState": "CA", "CalledZip": "94105",
+    "Caller": "+14155550123", "CallerCity": "OAKLAND", "CallerCountry": "US",
+    "CallerState": "CA", "CallerZip": "94612",
+    "FromCity": "OAKLAND", "FromCountry": "US", "FromState": "CA", "FromZip": "94612",
+    "StirVerstat": "TN-Validation-Passed-A",
+    "ToCity": "SAN FRANCISCO", "ToCountry": "US", "ToState": "CA", "ToZip": "94105",
+}  # fmt: skip
+
+
+def padded(count: int) -> dict[str, str]:
+    """The inbound call's form with parameters added until it has ``count``."""
+    extra = {f"{n:x}": "" for n in range(count - len(INBOUND_CALL))}  # short: under 64 KiB
+    return {**INBOUND_CALL, **extra}
+
+
+def test_twilio_s_full_inbound_form_is_answered_as_ever(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    assert len(INBOUND_CALL) == 27
+    root = twiml(post(app.test_client(), "/voice", INBOUND_CALL))
+    assert root.find("Gather") is not None
+    assert stored(redis_client).call == INBOUND_CALL["CallSid"]
+
+
+@on_topologies("single")  # refused before the store is ever asked
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("path", ["/voice", "/voice/answer?step=1", "/voice/status"])
+@pytest.mark.parametrize("count", [MAX_PARAMETERS + 1, 10_000])
+def test_more_parameters_than_the_cap_are_a_413_before_any_signature_work(
+    app: Flask, redis_client: redis.Redis, signed: bool, path: str, count: int
+) -> None:
+    params = padded(count)
+    headers = {"X-Twilio-Signature": sign(f"http://localhost{path}", params) if signed else "x"}
+    reply = app.test_client().post(path, data=params, headers=headers)
+    # Unsigned, a check after the signature's would have answered 403.
+    assert reply.status_code == 413
+    assert reply.mimetype == "text/plain"
+    assert f"{count} parameters, over the {MAX_PARAMETERS} allowed" in reply.get_data(as_text=True)
+    assert keys_under(redis_client) == []
+
+
+def test_the_cap_itself_is_served(app: Flask, redis_client: redis.Redis) -> None:
+    root = twiml(post(app.test_client(), "/voice", padded(MAX_PARAMETERS)))
+    assert root.find("Gather") is not None
+    assert stored(redis_client).call == INBOUND_CALL["CallSid"]
+
+
+@on_topologies("single")
+def test_a_query_over_the_cap_is_a_413_too(app: Flask, redis_client: redis.Redis) -> None:
+    path = "/voice/answer?step=1&" + "&".join(f"q{n}=1" for n in range(MAX_PARAMETERS))
+    reply = post(app.test_client(), path, INBOUND_CALL)
+    assert reply.status_code == 413
+    assert "query" in reply.get_data(as_text=True)
     assert keys_under(redis_client) == []
 
 

