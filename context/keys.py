@@ -61,6 +61,10 @@ class Keys:
         """
         return f"{self.prefix}:{{{hash_tag(caller)}}}:call:{call_sid}"
 
+    def card(self, caller: str) -> str:
+        """The customer card of a caller (see :mod:`context.history.card`), read with the session."""
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:card"
+
     def flow_version(self, version: str) -> str:
         """The YAML text of one flow version, so pinned calls survive a restart."""
         return f"{self.prefix}:flow:{version}"

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis
 
 from context.event_stream import EventStream
@@ -74,9 +75,10 @@ end
 return seq
 """
 
-# KEYS: the caller's session hash[, the call's own session hash[, cached reply, call marker]]
+# KEYS: the caller's session hash[, the call's own session hash[, cached reply, call marker,
+#       customer card]]
 # Returns seq, doc, reply, problem, whether the call is known, whether the session came from
-# the call's own hash, and Redis's clock (TIME).
+# the call's own hash, Redis's clock (TIME) and the customer card (the history writer's summary, if any).
 _LOAD = """
 local source = KEYS[1]
 local own = 0
@@ -92,9 +94,14 @@ if #KEYS > 2 then
   if found and value then reply = value end
   known = redis.call('EXISTS', KEYS[4])
 end
+local card = false
+if #KEYS > 4 then
+  local found, value = pcall(redis.call, 'GET', KEYS[5])
+  if found and value then card = value end
+end
 local now = redis.call('TIME')
-if not ok then return {false, false, reply, 'not a session hash', known, own, now} end
-return {fields[1], fields[2], reply, false, known, own, now}
+if not ok then return {false, false, reply, 'not a session hash', known, own, now, card} end
+return {fields[1], fields[2], reply, false, known, own, now, card}
 """
 
 _T = TypeVar("_T")
@@ -141,6 +148,7 @@ class Loaded:
     call_known: bool = False  # the call asked about once owned this caller's session
     own: bool = False
     clock: RedisClock | None = None
+    card: dict[str, Any] | None = None  # the customer card, when the history writer made one
 
 
 @dataclass(frozen=True)
@@ -213,16 +221,18 @@ class SessionStore:
             if step is not None:
                 keys.append(self.keys.reply(caller, call_sid, step))
                 keys.append(self.keys.call(caller, call_sid))
+                keys.append(self.keys.card(caller))
         try:
-            seq_raw, doc_raw, reply, problem, known, own, now = self._script(_LOAD, keys, ())
+            seq_raw, doc_raw, reply, problem, known, own, now, card = self._script(_LOAD, keys, ())
         except _STORE_OR_SCRIPT_ERRORS as exc:
             raise _store_error("loading", key, exc) from None
         clock = RedisClock.of(now)
         source = keys[1] if own else key
         if problem:
             raise SessionCorrupt(_safe(source), _text(problem) or "unreadable")
+        found = _card(card)
         if seq_raw is None and doc_raw is None:
-            return Loaded(None, 0, call_known=bool(known), clock=clock)
+            return Loaded(None, 0, call_known=bool(known), clock=clock, card=found)
         return Loaded(
             self.codec.decode(_safe(source), doc_raw),
             _sequence(source, seq_raw),
@@ -230,6 +240,7 @@ class SessionStore:
             bool(known),
             bool(own),
             clock,
+            found,
         )
 
     def save(
@@ -480,3 +491,14 @@ def _sequence(key: str, raw: Any) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise SessionCorrupt(_safe(key), f"sequence number {raw!r} is not a number") from None
+
+
+def _card(raw: Any) -> dict[str, Any] | None:
+    """The customer card the load found; one that cannot be read counts as none."""
+    if not raw:
+        return None
+    try:
+        card = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return card if isinstance(card, dict) else None

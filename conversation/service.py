@@ -201,6 +201,8 @@ class ConversationService:
         try:
             for _ in range(SAVE_ATTEMPTS):
                 loaded = self._load(params.caller.key, params.contact_id, step)
+                if loaded.card and loaded.session is not None:  # what the flow may know
+                    loaded = replace(loaded, session=loaded.session.evolve(card=loaded.card))
                 notes: list[Note] = []
                 outcome = decide(loaded, notes)
                 if outcome.turn is None or outcome.flow is None:
@@ -270,7 +272,11 @@ class ConversationService:
         )
         if plan.kind == PlanKind.SEPARATE and previous is not None:
             notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
-            return Outcome(flow=flow, turn=self._fresh(flow, params), set_aside=previous.call_sid)
+            return Outcome(
+                flow=flow,
+                turn=self._fresh(flow, params, card=loaded.card),
+                set_aside=previous.call_sid,
+            )
         if (
             previous is not None
             and previous.status == Status.ACTIVE
@@ -279,13 +285,18 @@ class ConversationService:
             notes.append(Note(EventName.CALL_SUPERSEDED, {"previous_call": previous.call_sid}))
         notes.append(Note(start_event(plan.kind), {"reason": plan.reason}))
         if plan.kind == PlanKind.FRESH:
-            return Outcome(flow=flow, turn=self._fresh(flow, params))
+            return Outcome(flow=flow, turn=self._fresh(flow, params, card=loaded.card))
         if plan.kind == PlanKind.ASK_CODE:
             self.codes.asked(params.caller.key)
-            return Outcome(flow=flow, turn=resume.ask_code(flow, self._fresh(flow, params).session))
+            return Outcome(
+                flow=flow,
+                turn=resume.ask_code(flow, self._fresh(flow, params, card=loaded.card).session),
+            )
         if pinned is None or previous is None:
             notes.append(Note(EventName.FLOW_VERSION_GONE))
-            return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
+            return Outcome(
+                flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT, loaded.card)
+            )
         carried = resume.carried_over(pinned, previous, params.contact_id, now, params.attested)
         if plan.kind == PlanKind.OFFER:
             return Outcome(flow=pinned, turn=resume.offer(pinned, carried, self.env))
@@ -295,11 +306,17 @@ class ConversationService:
             )
         return Outcome(flow=pinned, turn=resume.restore(pinned, carried, now, self.env))
 
-    def _fresh(self, flow: Flow, params: Inbound, apology: str | None = None) -> Turn:
+    def _fresh(
+        self,
+        flow: Flow,
+        params: Inbound,
+        apology: str | None = None,
+        card: Mapping[str, Any] | None = None,
+    ) -> Turn:
         lead = (Say(apology, flow.spec.voice, flow.spec.language),) if apology else ()
         turn = engine.start(
             flow, caller=params.caller.key, call_sid=params.contact_id, at=self.clock(),
-            env=self.env, lead=lead,
+            env=self.env, lead=lead, card=card,
         )  # fmt: skip
         session = turn.session.evolve(
             attested=params.attested, conversation=self.new_conversation()
@@ -311,7 +328,7 @@ class ConversationService:
         flow = self.catalog.for_number(params.to) or self.catalog.get(session.flow_id)
         if flow is None:
             return NO_FLOW
-        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT))
+        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT, session.card))
 
     def _ask_again(self, flow: Flow, session: Session) -> Turn:
         """A request for a step that is not the current one: ask the current question again."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, sensitive, templates
+from ivr import answers, history, sensitive, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import GatherSpec, Node, PausePart, PlayPart, Prompt, RetrySpec, SayPart
@@ -57,11 +57,13 @@ def start(
     node: str | None = None,
     session: Session | None = None,
     lead: tuple[Action, ...] = (),
+    card: Mapping[str, Any] | None = None,
 ) -> Turn:
     """Begin a call at ``node`` (default: the flow's start).
 
     With ``session`` the caller keeps its variables (a resumed call); otherwise a fresh session is
-    made. ``lead`` is spoken first (a welcome-back line, for instance).
+    made, knowing the customer ``card`` (see :mod:`ivr.history`). ``lead`` is spoken first (a
+    welcome-back line, for instance).
     """
     if session is None:
         session = Session(
@@ -71,6 +73,7 @@ def start(
             call_sid=call_sid,
             started_at=at,
             updated_at=at,
+            card=dict(card or {}),
         )
     else:
         session = session.evolve(
@@ -112,6 +115,7 @@ class _Runner:
         self.env = env
         self.actions: list[Action] = []
         self.effects: list[Effect] = []
+        self.known = history.scope(session.card, session.call_sid, session.updated_at)
 
     # ---- turn endings ---------------------------------------------------------------------
     def turn(self, fetch: HttpRequest | None = None) -> Turn:
@@ -159,6 +163,8 @@ class _Runner:
 
     def finish(self, name: str, node: Node) -> Turn | str:
         """Speak the node's parts, then end the turn (a Turn) or name the next node."""
+        if node.topic:  # what the conversation is about, for the history and the next call
+            self.note(EventName.TOPIC, node=name, topic=self.text(node.topic)[:200])
         self.speak(node.say)
         if node.play:
             self.actions.append(Play(self.text(node.play), 1, _personal(node.play)))
@@ -301,7 +307,12 @@ class _Runner:
 
     # ---- helpers --------------------------------------------------------------------------
     def variables(self) -> dict[str, Any]:
-        return {**self.session.variables, "caller": self.session.caller, "env": self.env}
+        return {
+            **self.session.variables,
+            **self.known,
+            "caller": self.session.caller,
+            "env": self.env,
+        }
 
     def text(self, source: str) -> str:
         if templates.is_static(source):
@@ -368,7 +379,7 @@ class _Runner:
     def assign(self, values: dict[str, Any]) -> None:
         variables = dict(self.session.variables)
         for key, value in values.items():
-            scope = {**variables, "caller": self.session.caller, "env": self.env}
+            scope = {**variables, **self.known, "caller": self.session.caller, "env": self.env}
             variables[key] = self.value(value, scope)
         self.session = self.session.evolve(variables=variables)
 

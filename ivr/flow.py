@@ -153,6 +153,8 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
 
     if node.description:
         yield ("description",), node.description
+    if node.topic:
+        yield ("topic",), node.topic
     yield from prompt(node.say, ("say",))
     if node.play:
         yield ("play",), node.play

@@ -62,3 +62,10 @@ class History:
 def customer_of(card: Mapping[str, Any]) -> dict[str, Any]:
     """``customer`` for templates: name, language and time zone (``None`` when unknown)."""
     return {key: card.get(key) for key in ("name", "language", "time_zone")}
+
+
+def scope(card: Mapping[str, Any], current_sid: str, now: float) -> dict[str, Any]:
+    """``customer`` and ``history`` for a turn's templates (empty without a card)."""
+    if not card:
+        return {}
+    return {"customer": customer_of(card), "history": History(card, current_sid, now)}

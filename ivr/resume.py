@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ivr import answers, engine, liveness, sensitive, templates
+from ivr import answers, engine, history, liveness, sensitive, templates
 from ivr.flow import Flow
 from ivr.session import Session
 from ivr.states import ConcurrentCalls, EventName, PlanKind, Status, Waiting
@@ -131,7 +131,12 @@ def offer(flow: Flow, session: Session, env: Mapping[str, Any] | None = None) ->
     """Ask a returning caller whether to continue at their checkpoint or start over."""
     checkpoint = session.checkpoint or flow.spec.start
     text = flow.spec.resume.prompt or DEFAULT_PROMPT
-    scope: dict[str, Any] = {**session.variables, "caller": session.caller, "env": env or {}}
+    scope: dict[str, Any] = {
+        **session.variables,
+        **history.scope(session.card, session.call_sid, session.updated_at),
+        "caller": session.caller,
+        "env": env or {},
+    }
     scope["where"] = templates.render(flow.template(where(flow, checkpoint)), scope)
     spoken = templates.render(flow.template(text), scope)
     session = session.evolve(node=checkpoint, waiting=Waiting.RESUME_OFFER)
@@ -171,8 +176,9 @@ def answer_offer(
         return Turn(retry.session, (replace(gather, prompt=(Say(lead), *gather.prompt)),))
     if choice == "start_over":
         fresh = engine.start(
-            flow, caller=session.caller, call_sid=session.call_sid, at=event.at, env=env
-        )
+            flow, caller=session.caller, call_sid=session.call_sid, at=event.at, env=env,
+            card=session.card,
+        )  # fmt: skip
         fresh_session = fresh.session.evolve(
             attested=session.attested, step=session.step, conversation=session.conversation
         )

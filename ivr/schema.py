@@ -197,6 +197,7 @@ class Node(Model):
     """One step of a call flow."""
 
     description: str | None = None
+    topic: str | None = Field(default=None, min_length=1, max_length=200)
     checkpoint: bool = False
     verified: bool = False
     set: dict[VarName, Any] | None = None

@@ -58,6 +58,8 @@ class Session:
     conversation: str = ""  # one matter across calls: kept by a resume, new for a fresh start
     sensitive: tuple[str, ...] = ()  # the flow version's sensitive paths: stored sealed
     live_until: float | None = None  # the call's next webhook is due by then (ivr.liveness)
+    # The customer card read with the session (ivr.history): never stored with it.
+    card: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def evolve(self, **changes: Any) -> Session:
         """Return a copy with ``changes`` applied.
@@ -92,7 +94,7 @@ class Session:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without fields at their defaults (sessions stay well under 2 KB)."""
         data = {}
-        for name in _FIELD_NAMES:
+        for name in _STORED_NAMES:
             value = getattr(self, name)
             if name in _REQUIRED or value != _DEFAULTS[name]:
                 data[name] = list(value) if isinstance(value, tuple) else value
@@ -174,6 +176,7 @@ _DEFAULTS: dict[str, Any] = {
     "started_at": 0.0, "updated_at": 0.0, "call_status": None, "ended_at": None,
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
     "held": {}, "handoff": {}, "conversation": "", "sensitive": (), "live_until": None,
+    "card": {},
 }  # fmt: skip
 
 
@@ -186,7 +189,9 @@ def _compact_visit(visit: Visit) -> list[str | None]:
 
 _FIELD_NAMES = tuple(f.name for f in fields(Session))
 _FIELD_SET = frozenset(_FIELD_NAMES)
-_DOCUMENT_KEYS = _FIELD_SET | {"schema"}
+_TRANSIENT = frozenset({"card"})  # read beside the session, never part of its document
+_STORED_NAMES = tuple(name for name in _FIELD_NAMES if name not in _TRANSIENT)
+_DOCUMENT_KEYS = (_FIELD_SET - _TRANSIENT) | {"schema"}
 _NUMBER = (int, float)
 _TEXT = (str,)
 _MAYBE_TEXT = (str, type(None))
@@ -198,5 +203,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "call_status": _MAYBE_TEXT, "ended_at": (*_NUMBER, type(None)), "attested": (bool,),
     "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
     "held": (dict,), "handoff": (dict,), "conversation": _TEXT, "sensitive": (tuple,),
-    "live_until": (*_NUMBER, type(None)),
+    "live_until": (*_NUMBER, type(None)), "card": (dict,),
 }  # fmt: skip

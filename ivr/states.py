@@ -85,6 +85,7 @@ class EventName(StrEnum):
     FALLBACK = "fallback"
     LOOP_GUARD = "loop_guard"
     HANDOFF = "handoff"
+    TOPIC = "topic"  # a node's ``topic:``: what the conversation is about
     SESSION_ENDED = "session_ended"
     # the shell
     CALL_ENDED = "call_ended"

@@ -34,6 +34,7 @@ from context.history.models import (
     Interaction,
 )
 from context.history.writer import GROUP, HistoryWriter, sweep
+from ivr import history as known
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
 
@@ -413,3 +414,87 @@ def test_data_rights_refuse_what_names_nobody(
         assert message in result.output
     assert count(engine, DataRequest) == 0
     engine.dispose()
+
+
+# ---- the customer card: history in flows -----------------------------------------------------
+def cancelled_flight_call(app: Flask) -> Call:
+    """A caller asks about booking QRS456 (cancelled, to Denver), declines a change, hangs up."""
+    c = dial(app)
+    c.press("1")
+    c.say("Q R S 4 5 6")
+    assert "to Denver is cancelled" in c.last_heard
+    c.press("2")  # no, thanks
+    c.press("2")  # end the call
+    assert c.ended == "hangup"
+    c.hang_up()
+    return c
+
+
+def test_a_caller_back_within_a_day_is_asked_about_their_cancelled_flight(
+    app: Flask, engine: Engine
+) -> None:
+    first = cancelled_flight_call(app)
+    writer_for(app, engine).drain()
+    with database.sessions(engine)() as db:
+        assert db.scalars(select(Conversation.topic)).one() == "cancelled flight to Denver"
+    again = dial(app)
+    assert again.last_heard == (
+        "Thanks for calling Omnivoice Air. Are you calling about your cancelled flight to "
+        "Denver? Press 1 or say yes to speak to an agent now. Press 2 or say no for the main menu."
+    )
+    again.press("1")
+    assert again.ended == "enqueue" and "Connecting you to an agent." in again.last_heard
+    assert first.call_sid != again.call_sid
+
+
+def test_a_first_time_caller_and_a_caller_without_history_hear_the_menu(
+    app: Flask, engine: Engine
+) -> None:
+    a_call(app)  # a call with no topic: nothing to ask about
+    writer_for(app, engine).drain()
+    back = dial(app)
+    assert back.last_heard.startswith("Welcome back.")  # resumed, not asked about a topic
+    assert "Are you calling about" not in " ".join(back.heard)
+    new = dial(app, caller="+14155550124")
+    assert new.last_heard.startswith("Thanks for calling Omnivoice Air. For flight status")
+
+
+def test_the_card_lists_contacts_newest_first_and_rides_in_the_session_load(
+    app: Flask, engine: Engine, redis_client: redis.Redis
+) -> None:
+    first = cancelled_flight_call(app)
+    second = a_call(app)  # about something else, and cut off
+    writer_for(app, engine).drain()
+    store = app.extensions["omnivoice.store"]
+    loaded = store.load("+14155550123", "CAnext", 0)
+    assert loaded.card is not None
+    assert [c["sid"] for c in loaded.card["contacts"]] == [second.call_sid, first.call_sid]
+    assert [c["outcome"] for c in loaded.card["contacts"]] == ["interrupted", "completed"]
+    # the open matter with a topic, not the newest call that has none
+
+    assert loaded.card["open_conversation"]["topic"] == "cancelled flight to Denver"
+    key = store.keys.card("+14155550123")
+    assert 0 < redis_client.ttl(key) <= 30 * 86400
+
+
+def test_history_in_templates_leaves_out_the_contact_in_progress() -> None:
+    now = 1_800_000_000.0
+    card = {
+        "contacts": [
+            {"sid": "CAnow", "at": now - 5, "channel": "voice"},
+            {"sid": "CA1", "at": now - 3600, "channel": "sms", "outcome": "completed"},
+            {"sid": "CA2", "at": now - 3 * 86400, "channel": "voice"},
+        ],
+        "open_conversation": {"topic": "lost bag"},
+        "name": "Ada",
+    }
+    scope = known.scope(card, "CAnow", now)
+    history = scope["history"]
+    assert history.last_contact["sid"] == "CA1" and history.last_contact["ago"] == 3600
+    assert history.contacts_within("24h") == 1
+    assert history.contacts_within("96h") == 2
+    assert history.contacts_within("soon") == 0  # not a duration: counts nothing, never fails
+    assert scope["customer"] == {"name": "Ada", "language": None, "time_zone": None}
+    assert known.scope({}, "CAnow", now) == {}
+    broken = known.scope({"contacts": "junk", "open_conversation": 3}, "CAnow", now)
+    assert broken["history"].last_contact is None and broken["history"].open_conversation is None

@@ -37,8 +37,8 @@ def build(db: Session, customer: Customer) -> dict[str, Any]:
             Conversation.customer_id == customer.id,
             Conversation.status != ConversationStatus.CLOSED.value,
         )
-        .order_by(Conversation.last_activity_at.desc())
-    ).first()
+        .order_by(Conversation.topic.is_(None), Conversation.last_activity_at.desc())
+    ).first()  # the latest open matter that has a topic, else the latest open one
     card: dict[str, Any] = {
         "v": 1,
         "name": customer.display_name,

@@ -23,18 +23,20 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from context.event_stream import Entry, EventStream
-from context.history import customers
+from context.history import card, customers
 from context.history.models import (
     Conversation,
     ConversationStatus,
     Customer,
     Event,
     Evidence,
+    IdentityKind,
     Interaction,
     Outcome,
 )
@@ -133,12 +135,33 @@ class HistoryWriter:
         for attempt in range(2):
             try:
                 with self.sessions.begin() as db:
-                    _Batch(db).record(entries)
+                    batch = _Batch(db)
+                    batch.record(entries)
+                self._refresh_cards(batch.touched)
                 return
             except IntegrityError:
                 if attempt:  # not a race with another writer: a real fault
                     raise
                 log.info("history batch raced another writer; writing what is left")
+
+    def _refresh_cards(self, customer_ids: set[int]) -> None:
+        """Rebuild the cards of the customers a batch touched, under each of their caller keys.
+
+        After the commit and before the acknowledgement: if Redis fails here, the entries are
+        read again, found written, and the cards are rebuilt then.
+        """
+        if not customer_ids:
+            return
+        with self.sessions() as db, self.stream.redis.pipeline(transaction=False) as pipe:
+            for customer_id in sorted(customer_ids):
+                customer = db.get(Customer, customer_id)
+                if customer is None:
+                    continue
+                document = orjson.dumps(card.build(db, customer))
+                for identity in customer.identities:
+                    if identity.kind != IdentityKind.EMAIL:
+                        pipe.set(self.stream.keys.card(identity.value), document, ex=card.CARD_TTL)
+            pipe.execute()
 
     def _sweep(self) -> None:
         """Conversations idle for long become inactive, then closed (at most once a minute)."""
@@ -178,12 +201,23 @@ class _Batch:
         self.customers: dict[str, Customer | None] = {}
         self.conversations: dict[str, Conversation] = {}
         self.interactions: dict[str, Interaction] = {}
+        self.touched: set[int] = set()  # customers whose card needs rebuilding
+
+    def _touch_known(self, event: dict[str, Any]) -> None:
+        found = self.db.scalars(
+            select(Interaction.customer_id).where(
+                Interaction.contact_sid == str(event.get("call_sid") or "")
+            )
+        ).first()
+        if found is not None:
+            self.touched.add(found)
 
     def record(self, entries: Sequence[Entry]) -> None:
         ids = [entry.sse_id for entry in entries]
         written = set(self.db.scalars(select(Event.stream_id).where(Event.stream_id.in_(ids))))
         for entry in entries:
             if entry.sse_id in written:
+                self._touch_known(entry.event)  # its card may not have been written yet
                 continue
             written.add(entry.sse_id)
             self._one(entry.sse_id, entry.event)
@@ -195,7 +229,9 @@ class _Batch:
         customer = self._customer(caller, call_sid, name, event, at)
         conversation = self._conversation(event, call_sid, customer, at)
         interaction = self._interaction(event, call_sid, conversation, customer, at)
-        _apply(interaction, name, event, at)
+        if interaction.customer_id is not None:
+            self.touched.add(interaction.customer_id)
+        _apply(interaction, conversation, name, event, at)
         data = event.get("data")
         self.db.add(
             Event(
@@ -285,13 +321,22 @@ class _Batch:
         return found
 
 
-def _apply(interaction: Interaction, name: str, event: dict[str, Any], at: datetime) -> None:
-    """What an event says about its interaction: where it is, how it ended."""
+def _apply(
+    interaction: Interaction,
+    conversation: Conversation,
+    name: str,
+    event: dict[str, Any],
+    at: datetime,
+) -> None:
+    """What an event says about its interaction (where it is, how it ended) and its
+    conversation (what it is about)."""
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     assert isinstance(data, dict)
     if node := _text(event.get("node")):
         interaction.last_node = node[:64]
-    if name == EventName.SESSION_ENDED:
+    if name == EventName.TOPIC and isinstance(data.get("topic"), str):
+        conversation.topic = data["topic"][:200]
+    elif name == EventName.SESSION_ENDED:
         interaction.outcome = _outcome(_text(data.get("status")), None)
     elif name == EventName.CALL_ENDED:
         interaction.ended_at = at
