@@ -57,7 +57,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         ConfigError: a variable holds a value that cannot be used (named with the value).
     """
     flow_env_names = [n.strip() for n in environ.get("FLOW_ENV", "").split(",") if n.strip()]
-    return {
+    settings = {
         "TWILIO_ACCOUNT_SID": environ.get("TWILIO_ACCOUNT_SID"),
         "TWILIO_AUTH_TOKEN": environ.get("TWILIO_AUTH_TOKEN"),
         "TWILIO_PHONE_NUMBER": environ.get("TWILIO_PHONE_NUMBER"),
@@ -65,9 +65,6 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "REDIS_TIMEOUT": _number(environ, "REDIS_TIMEOUT", "0.5", float, above=0),
         "REDIS_KEY_PREFIX": _key_prefix(environ.get("REDIS_KEY_PREFIX", "omnivoice")),
         "DATABASE_URL": environ.get("DATABASE_URL", "sqlite:///omnivoice.db"),
-        "HISTORY_IN_PROCESS": _flag(
-            environ, "HISTORY_IN_PROCESS", environ.get("OMNIVOICE_DEV", "")
-        ),
         "FLOWS_DIR": environ.get("FLOWS_DIR", "flows"),
         "DEFAULT_FLOW": environ.get("DEFAULT_FLOW"),
         "FLOW_RELOAD_SECONDS": _number(environ, "FLOW_RELOAD_SECONDS", "2", float),
@@ -94,6 +91,10 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": environ.get("LOG_FORMAT", "json"),
     }
+    # The embedded demo records history in its own process unless told otherwise.
+    default = "1" if settings["DEV_MODE"] else "0"
+    settings["HISTORY_IN_PROCESS"] = _flag(environ, "HISTORY_IN_PROCESS", default)
+    return settings
 
 
 def _number(
