@@ -52,6 +52,7 @@ class Catalog:
         self._versions: dict[str, Flow] = {}
         self._refused: dict[Path, Problem] = {}
         self._lock = threading.Lock()  # one refresh at a time; lookups take no lock
+        self._reindex = False
 
     # ---- loading --------------------------------------------------------------------------
     def refresh(self) -> list[Problem]:
@@ -70,7 +71,8 @@ class Catalog:
                 changed = True
                 log.warning("flow file %s was removed; its calls finish on their version", gone)
                 del self._entries[gone]
-            if changed or not self._by_id:
+            if changed or not self._by_id or self._reindex:
+                self._reindex = False
                 self._index()
             self._refused = {
                 path: e.problems[0] for path, e in sorted(self._entries.items()) if e.problems
@@ -136,6 +138,15 @@ class Catalog:
             for problem in clashes[id(entry)]:
                 log.error("%s", problem)
         self._by_id, self._by_number = by_id, by_number
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's refresh may have been cut short by the fork.
+
+        The child gets a lock nobody holds, and its next refresh rebuilds the maps from what
+        was loaded, even if no file changed since.
+        """
+        self._lock = threading.Lock()
+        self._reindex = True
 
     def refused(self) -> dict[Path, Problem]:
         """Each file that is currently refused, with its first problem (as of the last refresh)."""

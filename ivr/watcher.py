@@ -98,7 +98,11 @@ def _refresh_due() -> None:
 
 def _forked() -> None:
     global _started_in
-    _started_in = None  # the parent's thread did not come along
+    _started_in = None  # the parent's thread did not come along, maybe mid-refresh
+    for watched in _WATCHED:
+        catalog = watched.catalog()
+        if catalog is not None:
+            catalog.after_fork()
     if _WATCHED:
         _start()
 

@@ -20,6 +20,7 @@ import pytest
 from flask import Flask
 
 from bench.flow_scaling import flow_yaml
+from ivr import watcher
 from ivr.catalog import Catalog
 from ivr.flow import load_flow_text
 from tests.conftest import on_topologies
@@ -174,3 +175,29 @@ def test_flows_validate_applies_the_limit(make_app: Callable[..., Flask], flows_
     assert result.exit_code == 1
     assert "airline.yaml:1:1: error: The file is " in result.output
     assert "over the limit of 100 bytes (FLOW_MAX_BYTES)" in result.output
+
+
+def test_a_forked_process_keeps_watching_on_its_own_thread(tmp_path: Path) -> None:
+    text = "id: main\nstart: hello\nnodes:\n  hello:\n    say: Before.\n    hangup: true\n"
+    path = tmp_path / "main.yaml"
+    path.write_text(text)
+    catalog = Catalog(tmp_path)
+    catalog.refresh()
+    watcher.watch(catalog, 0.05)
+    readable, writable = os.pipe()
+    child = os.fork()  # as gunicorn forks its workers from a master that loaded the app
+    if child == 0:
+        try:
+            replace(path, text.replace("Before.", "After."))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if catalog.get("main").node("hello").say == "After.":  # type: ignore[union-attr]
+                    os.write(writable, b"picked up")
+                    break
+                time.sleep(0.02)
+        finally:
+            os._exit(0)
+    os.close(writable)
+    os.waitpid(child, 0)
+    assert os.read(readable, 100) == b"picked up"
+    os.close(readable)
