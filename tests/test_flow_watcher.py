@@ -7,6 +7,7 @@ same test with nothing changing.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import statistics
@@ -31,11 +32,12 @@ single = on_topologies("single")  # reloading touches no store: one topology is 
 PERIOD = 0.2  # the watcher's period in these tests
 THIRTY_MB = 30 * 1024 * 1024
 ORIGINAL = "For flight status, press 1"
+CALLERS = itertools.count(2_000_000 + uuid.uuid4().int % 7_000_000)
 
 
 def dial(app: Flask) -> tuple[float, str]:
     """One signed ``POST /voice`` for a new call and caller: its duration and what it says."""
-    caller = f"+1415{2_000_000 + uuid.uuid4().int % 8_000_000}"  # a new caller: no resume offer
+    caller = f"+1415{next(CALLERS)}"  # a new caller: no resume offer
     params = form("CA" + uuid.uuid4().hex, From=caller)
     started = time.perf_counter()
     response = post(app.test_client(), "/voice", params)

@@ -8,6 +8,7 @@ is picked up by the watcher, and a 30 MB file is refused while the last good ver
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from tests.test_live_server import CLEARED_ENV, _delete, _gunicorn, _wait_for_he
 TOKEN = "serving-token-" + uuid.uuid4().hex
 RELOAD_SECONDS = 0.5
 ORIGINAL = "For flight status, press 1"
+CALLERS = itertools.count(2_000_000 + uuid.uuid4().int % 7_000_000)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def webhook(server: Server) -> tuple[float, str]:
     """A signed ``POST /voice`` for a new call on a new connection: its time and what it says."""
     url = f"{server.base_url}/voice"
-    caller = f"+1415{2_000_000 + uuid.uuid4().int % 8_000_000}"
+    caller = f"+1415{next(CALLERS)}"  # a new caller: no resume offer
     params = form("CA" + uuid.uuid4().hex, From=caller)
     signature = RequestValidator(TOKEN).compute_signature(url, params)
     started = time.perf_counter()
