@@ -32,8 +32,10 @@ from conversation.flow_versions import FlowVersions
 from conversation.resume_codes import CodeLimits, ResumeCodes
 from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
 from data_dips.http import HttpFetcher
+from ivr import watcher
 from ivr.catalog import Catalog
 from ivr.errors import ConfigError
+from ivr.flow import MAX_FLOW_BYTES
 from simulator.cli import call as simulated_call
 from webhooks import demo_api, front, history_cli, keys_cli, logs, metrics, twiml, voice
 from webhooks.cli import flows
@@ -68,6 +70,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "FLOWS_DIR": environ.get("FLOWS_DIR", "flows"),
         "DEFAULT_FLOW": environ.get("DEFAULT_FLOW"),
         "FLOW_RELOAD_SECONDS": _number(environ, "FLOW_RELOAD_SECONDS", "2", float),
+        "FLOW_MAX_BYTES": _number(environ, "FLOW_MAX_BYTES", str(MAX_FLOW_BYTES), int, above=0),
         "FLOW_ENV": {name: environ.get(name, "") for name in flow_env_names},
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL"),
         "TRUST_PROXY": _number(environ, "TRUST_PROXY", "0", int, above=-1),
@@ -213,8 +216,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store = SessionStore(
         connection, keys, app.config["SESSION_TTL"], events=events, cluster=cluster, sealer=sealer
     )
-    catalog = Catalog(app.config["FLOWS_DIR"], app.config["DEFAULT_FLOW"])
+    catalog = Catalog(
+        app.config["FLOWS_DIR"], app.config["DEFAULT_FLOW"], app.config["FLOW_MAX_BYTES"]
+    )
     catalog.refresh()
+    if app.config["FLOW_RELOAD_SECONDS"] > 0:  # off the request path: no caller waits on a reload
+        watcher.watch(catalog, app.config["FLOW_RELOAD_SECONDS"])
     if not catalog.flows():
         log.error("no usable flow in %s: calls will hear an apology", app.config["FLOWS_DIR"])
     flow_env = {
@@ -240,12 +247,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
     )
     app.extensions["omnivoice.calls"] = service
-    reload_every = app.config["FLOW_RELOAD_SECONDS"]
-
-    @app.before_request  # the Twilio front runs it itself: its webhooks are not Flask views
-    def reload_flows() -> None:
-        if reload_every >= 0:
-            catalog.refresh_every(reload_every)
 
     # Twilio's webhooks are served in front of Flask (see webhooks.front); ProxyFix goes outside
     # both, so they see the same forwarded scheme and host.
@@ -256,7 +257,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             dev_mode=bool(app.config["DEV_MODE"]),
             public_base_url=app.config.get("PUBLIC_BASE_URL"),
         ),
-        before=reload_flows,
     )
     voice.register(
         edge,

@@ -49,6 +49,7 @@ class LoadResult:
     max_requests: int | None = None
     requests_per_connection: int | None = None
     sent: int = 0
+    request_timeout: float = REQUEST_TIMEOUT
 
     @property
     def requests(self) -> int:
@@ -154,12 +155,12 @@ async def _connection(
             try:
                 writer.write(request)
                 status, body, close = await asyncio.wait_for(
-                    _read_response(reader), REQUEST_TIMEOUT
+                    _read_response(reader), result.request_timeout
                 )
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                 writer.close()
                 writer = None
-                if time.perf_counter() < end:
+                if time.perf_counter() < end or start <= sent < end:  # failed after being sent
                     result.note_error(f"transport: {type(exc).__name__}: {exc}")
                     result.latencies.append(time.perf_counter() - sent)
                 continue
@@ -195,12 +196,15 @@ def run(
     warmup: float = 0.0,
     max_requests: int | None = None,
     requests_per_connection: int | None = None,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> LoadResult:
     """Drive ``len(scripts)`` connections for ``warmup + seconds``; measure the last ``seconds``.
 
-    Only requests both sent and answered inside the measured window count. With
-    ``max_requests`` the run also stops once that many requests were sent; with
-    ``requests_per_connection`` each connection is replaced after that many requests.
+    Only requests both sent and answered inside the measured window count (a request that
+    fails inside it counts as an error, at the time it failed). With ``max_requests`` the run
+    also stops once that many requests were sent; with ``requests_per_connection`` each
+    connection is replaced after that many requests; a request not answered within
+    ``request_timeout`` seconds fails.
     """
     result = LoadResult(
         label,
@@ -208,6 +212,7 @@ def run(
         len(scripts),
         max_requests=max_requests,
         requests_per_connection=requests_per_connection,
+        request_timeout=request_timeout,
     )
     cpu = time.process_time()
     asyncio.run(_run(host, port, scripts, result, warmup))

@@ -30,6 +30,7 @@ from bench.servers import (
     HOST,
     REDIS_URL,
     SECRET_KEY,
+    WORKER_CLASS,
     Gunicorn,
     WorkerConfig,
     delete_prefix,
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", default="gthread")
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--worker-class", default=WORKER_CLASS)
+    parser.add_argument("--threads", type=int, default=4, help="gthread only")
     parser.add_argument("--app-log-level", default="INFO")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument(

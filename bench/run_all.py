@@ -3,7 +3,7 @@
 Each script runs in its own process (so one failure does not stop the rest, and each cleans up
 its own servers and keys), writes ``bench/results/<name>.json``, and this module reads those
 files back into ``bench/results/summary.json``. The defaults are short (about five minutes);
-``--full`` uses each script's own defaults (webhooks 3 x 10 s, soak 60 s, about nine minutes).
+``--full`` uses each script's own defaults (webhooks 3 x 10 s, soak 60 s, about ten minutes).
 The profile runs only when py-spy is installed.
 """
 
@@ -32,6 +32,7 @@ SHORT = {
     "session_size": [],
     "fuzz": ["--cases", "10000"],
     "soak": ["--seconds", "20", "--calls", "200"],
+    "slow_clients": ["--seconds", "4", "--rounds", "2"],
     "profile": ["--seconds", "5"],
 }
 FULL: dict[str, list[str]] = {name: [] for name in SHORT}
@@ -117,6 +118,16 @@ def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
             ["soak", "worker RSS start -> end KiB", f"{rss['start_total']} -> {rss['end_total']}",
              "report", "-"],
         ]  # fmt: skip
+    if (c := results.get("slow_clients")) is not None:
+        for name, model in c["models"].items():
+            target = c["targets"].get(f"{name}_p99_slow_over_none")
+            out.append([
+                "slow_clients", f"{name} ({model['gunicorn']}): p99 with {c['settings']['slow']} "
+                "slow clients / none",
+                f"{model['p99_slow_over_none']} ({model['slow']['p99_ms']} / "
+                f"{model['none']['p99_ms']} ms, {model['slow']['errors']} errors)",
+                target["target"] if target else "report", target["result"] if target else "-",
+            ])  # fmt: skip
     if (p := results.get("profile")) is not None:
         hot = [r for r in p["inclusive"] if any(f"({pkg}/" in r["frame"] for pkg in APP_PACKAGES)]
         top = ", ".join(f"{r['frame'].split(' ')[0]} {r['pct']}%" for r in hot[:3])

@@ -36,13 +36,16 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
+WORKER_CLASS = "gevent"  # the Procfile's: what production runs
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """How gunicorn runs: the same for every server a benchmark compares."""
 
     workers: int = 2
-    worker_class: str = "gthread"
-    threads: int = 4
+    worker_class: str = WORKER_CLASS
+    threads: int = 4  # gthread only
     keep_alive: int = 5
 
     def args(self) -> list[str]:
@@ -57,8 +60,9 @@ class WorkerConfig:
         ]
 
     def describe(self) -> str:
-        """A short human description, e.g. ``2 x gthread (4 threads)``."""
-        return f"{self.workers} x {self.worker_class} ({self.threads} threads)"
+        """A short human description, e.g. ``2 x gevent`` or ``2 x gthread (4 threads)``."""
+        threads = f" ({self.threads} threads)" if self.worker_class == "gthread" else ""
+        return f"{self.workers} x {self.worker_class}{threads}"
 
 
 def free_port() -> int:

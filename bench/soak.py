@@ -39,6 +39,7 @@ from bench.servers import (
     AUTH_TOKEN,
     REDIS_URL,
     SECRET_KEY,
+    WORKER_CLASS,
     Gunicorn,
     WorkerConfig,
     delete_prefix,
@@ -394,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think-max", type=float, default=1.0)
     parser.add_argument("--drop", type=float, default=0.05, help="chance to drop before an answer")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", default="gthread")
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--worker-class", default=WORKER_CLASS)
+    parser.add_argument("--threads", type=int, default=4, help="gthread only")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--output", default="soak")
     args = parser.parse_args(argv)

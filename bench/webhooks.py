@@ -52,6 +52,7 @@ from bench.servers import (
     HOST,
     REDIS_URL,
     SECRET_KEY,
+    WORKER_CLASS,
     Gunicorn,
     WorkerConfig,
     delete_prefix,
@@ -85,8 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up per server")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", default="gthread")
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--worker-class", default=WORKER_CLASS)
+    parser.add_argument("--threads", type=int, default=4, help="gthread only")
     parser.add_argument(
         "--requests-per-connection",
         type=int,

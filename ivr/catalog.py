@@ -1,8 +1,12 @@
 """The flows a server can run: every ``*.yaml`` in a directory, reloaded when files change.
 
-A file that fails to load is reported and its last good version keeps serving; a flow that claims
-a number another flow already answers, or reuses another flow's id, is refused the same way (files
-already serving win such a clash; among new files the first by name wins).
+:meth:`Catalog.refresh` does the reading and is called off the request path (at start-up, then
+by :mod:`ivr.watcher`'s thread); lookups take no lock and never wait for it, because a refresh
+builds new maps and then swaps them in, never editing the ones requests read. A file over the
+size limit is refused before it is read. A file that fails to load is reported and its last good
+version keeps serving; a flow that claims a number another flow already answers, or reuses
+another flow's id, is refused the same way (files already serving win such a clash; among new
+files the first by name wins).
 Every version loaded stays available by its content hash, so a call keeps running on the version
 it started with after the file changes.
 """
@@ -11,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.errors import FlowLoadError, Problem
-from ivr.flow import Flow, load_flow_file
+from ivr.flow import MAX_FLOW_BYTES, Flow, load_flow_file
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +37,27 @@ class _Entry:
 class Catalog:
     """The current flows of a directory, by id and by called number, plus every past version."""
 
-    def __init__(self, directory: str | Path, default_flow: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        default_flow: str | None = None,
+        max_bytes: int = MAX_FLOW_BYTES,
+    ) -> None:
         self.directory = Path(directory)
         self.default_flow = default_flow
+        self.max_bytes = max_bytes
         self._entries: dict[Path, _Entry] = {}
         self._by_id: dict[str, Flow] = {}
         self._by_number: dict[str, Flow] = {}
         self._versions: dict[str, Flow] = {}
-        self._lock = threading.Lock()
-        self._checked_at = 0.0
+        self._refused: dict[Path, Problem] = {}
+        self._lock = threading.Lock()  # one refresh at a time; lookups take no lock
+        self._reindex = False
 
     # ---- loading --------------------------------------------------------------------------
     def refresh(self) -> list[Problem]:
         """Reload changed files; return the problems of every file that is currently refused."""
         with self._lock:
-            self._checked_at = time.monotonic()
             files = self._files()
             changed = False
             for path in files:
@@ -62,14 +71,13 @@ class Catalog:
                 changed = True
                 log.warning("flow file %s was removed; its calls finish on their version", gone)
                 del self._entries[gone]
-            if changed or not self._by_id:
+            if changed or not self._by_id or self._reindex:
+                self._reindex = False
                 self._index()
+            self._refused = {
+                path: e.problems[0] for path, e in sorted(self._entries.items()) if e.problems
+            }
             return [p for e in self._entries.values() for p in e.problems]
-
-    def refresh_every(self, seconds: float) -> None:
-        """Refresh at most once per ``seconds`` (cheap to call on every request)."""
-        if time.monotonic() - self._checked_at >= seconds:
-            self.refresh()
 
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -78,7 +86,7 @@ class Catalog:
 
     def _load(self, path: Path, stamp: tuple[int, int, int], previous: _Entry | None) -> None:
         try:
-            flow = load_flow_file(path)
+            flow = load_flow_file(path, self.max_bytes)
         except FlowLoadError as exc:
             kept = previous.flow if previous else None
             for problem in exc.problems:
@@ -131,10 +139,18 @@ class Catalog:
                 log.error("%s", problem)
         self._by_id, self._by_number = by_id, by_number
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's refresh may have been cut short by the fork.
+
+        The child gets a lock nobody holds, and its next refresh rebuilds the maps from what
+        was loaded, even if no file changed since.
+        """
+        self._lock = threading.Lock()
+        self._reindex = True
+
     def refused(self) -> dict[Path, Problem]:
-        """Each file that is currently refused, with its first problem."""
-        with self._lock:
-            return {path: e.problems[0] for path, e in sorted(self._entries.items()) if e.problems}
+        """Each file that is currently refused, with its first problem (as of the last refresh)."""
+        return dict(self._refused)
 
     # ---- lookups --------------------------------------------------------------------------
     def flows(self) -> list[Flow]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,14 +73,41 @@ def content_version(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
-def load_flow_file(path: str | Path) -> Flow:
-    """Read and load one flow file."""
+MAX_FLOW_BYTES = 1024 * 1024  # the default FLOW_MAX_BYTES; the 5,000-node benchmark flow is 0.7 MiB
+
+
+def load_flow_file(path: str | Path, max_bytes: int = MAX_FLOW_BYTES) -> Flow:
+    """Read and load one flow file of at most ``max_bytes`` bytes.
+
+    A larger file is refused before it is read (and a file that grows past the limit while it
+    is read is refused too): loading one costs about a second of CPU per megabyte, and no
+    designer writes a call tree that big on purpose.
+
+    Raises:
+        FlowLoadError: the file is too big, not UTF-8, or fails to parse or validate.
+        OSError: the file cannot be opened or read.
+    """
     path = Path(path)
+    with path.open("rb") as source:
+        size = os.fstat(source.fileno()).st_size
+        data = source.read(max_bytes + 1) if size <= max_bytes else b""
+    if size > max_bytes or len(data) > max_bytes:
+        raise FlowLoadError([_too_big(path, max(size, len(data)), max_bytes)])
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FlowLoadError([Problem(str(path), 1, 1, "The file is not UTF-8 text.")]) from None
     return load_flow_text(text, str(path), default_id=path.stem)
+
+
+def _too_big(path: Path, size: int, max_bytes: int) -> Problem:
+    return Problem(
+        str(path),
+        1,
+        1,
+        f"The file is {size:,} bytes, over the limit of {max_bytes:,} bytes (FLOW_MAX_BYTES); "
+        "split the flow into several files or raise the limit.",
+    )
 
 
 def load_flow_text(text: str, path: str, default_id: str) -> Flow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,13 +36,16 @@ def test_with_redis_health_is_ok(app: Flask) -> None:
 def test_health_sees_a_flow_added_while_running(
     make_app: Callable[..., Flask], flows_dir: Path
 ) -> None:
-    app = make_app(FLOW_RELOAD_SECONDS=0)
+    app = make_app(FLOW_RELOAD_SECONDS=0.1)  # the watcher thread reloads every 0.1 s
     client = app.test_client()
     assert "flows: ok: 1 flow(s) serving\n" in client.get("/healthz").get_data(as_text=True)
     (flows_dir / "second.yaml").write_text(
         "id: second\nstart: hello\nnodes:\n  hello:\n    say: Hello.\n    hangup: true\n"
     )
-    assert "flows: ok: 2 flow(s) serving\n" in client.get("/healthz").get_data(as_text=True)
+    deadline = time.monotonic() + 10
+    while "2 flow(s) serving" not in client.get("/healthz").get_data(as_text=True):
+        assert time.monotonic() < deadline, "the new flow was never picked up"
+        time.sleep(0.05)
 
 
 def test_logging_set_up_leaves_other_formats_working() -> None:

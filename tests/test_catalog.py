@@ -128,16 +128,6 @@ def test_a_removed_file_stops_serving_but_its_version_is_kept(tmp_path: Path) ->
     assert catalog.for_number("+14155550101") is catalog.get("stays")
 
 
-def test_refresh_every_waits_for_its_interval(tmp_path: Path) -> None:
-    path = write(tmp_path / "main.yaml", flow_text("main", say="Before."))
-    catalog = catalog_of(tmp_path)
-    write(path, flow_text("main", say="After."))
-    catalog.refresh_every(3600)
-    assert catalog.get("main").node("welcome").say == "Before."  # type: ignore[union-attr]
-    catalog.refresh_every(0)
-    assert catalog.get("main").node("welcome").say == "After."  # type: ignore[union-attr]
-
-
 # ---- clashes -------------------------------------------------------------------------------
 def test_a_number_claimed_twice_is_refused_in_the_second_file(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", flow_text("a", numbers=("+14155550101",)))
@@ -256,17 +246,18 @@ def main_menu_prompt(app: Flask, caller: str) -> str:
 def test_a_running_server_keeps_serving_the_last_good_flow(
     make_app: Callable[..., Flask], flows_dir: Path
 ) -> None:
-    app = make_app(FLOW_RELOAD_SECONDS=0)
+    app = make_app()  # no watcher: the test refreshes where a running server's watcher would
+    catalog = app.extensions["omnivoice.catalog"]
     path = flows_dir / "airline.yaml"
     original = path.read_text(encoding="utf-8")
     assert "For flight status, press 1" in main_menu_prompt(app, "+14155550111")
 
     write(path, original.replace("nodes:\n", "nodes: [\n", 1))
-    assert "For flight status, press 1" in main_menu_prompt(app, "+14155550112")
-    catalog = app.extensions["omnivoice.catalog"]
     assert any(p.path == str(path) for p in catalog.refresh())
+    assert "For flight status, press 1" in main_menu_prompt(app, "+14155550112")
 
     write(path, original.replace("For flight status, press 1", "For arrivals, press 1"))
+    assert catalog.refresh() == []
     prompt = main_menu_prompt(app, "+14155550113")
     assert "For arrivals, press 1" in prompt
     assert "For flight status" not in prompt

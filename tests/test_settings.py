@@ -32,6 +32,8 @@ from tests.conftest import REPO
         ("TRUST_PROXY", "-1"),
         ("FLOW_RELOAD_SECONDS", "soon"),
         ("FLOW_RELOAD_SECONDS", "inf"),
+        ("FLOW_MAX_BYTES", "0"),
+        ("FLOW_MAX_BYTES", "1MiB"),
         ("WEBHOOK_BUDGET_SECONDS", "0"),
         ("WEBHOOK_BUDGET_SECONDS", "20"),
         ("RESUME_CODE_FAILURES_PER_MINUTE", "0"),
@@ -64,6 +66,7 @@ def test_a_brace_in_the_key_prefix_is_refused_because_of_cluster_hash_tags() -> 
     [
         ("REDIS_TIMEOUT", " 1.5 ", 1.5),
         ("FLOW_RELOAD_SECONDS", "-1", -1.0),  # negative: never reload
+        ("FLOW_MAX_BYTES", "2097152", 2097152),
         ("TRUST_PROXY", "0", 0),
         ("OMNIVOICE_DEV", "off", False),
         ("OMNIVOICE_DEV", "Yes", True),
@@ -77,6 +80,7 @@ def test_good_values_are_read(name: str, value: str, expected: object) -> None:
 def test_the_defaults_are_all_usable() -> None:
     settings = settings_from_env({})
     assert settings["SESSION_TTL"] == 86400
+    assert settings["FLOW_MAX_BYTES"] == 1024 * 1024
     assert settings["SECRET_KEY"] is None
 
 

@@ -45,13 +45,14 @@ def validate(path: Path | None) -> None:
 
 
 def _check(target: Path) -> tuple[list[Problem], list[Flow]]:
+    max_bytes = current_app.config["FLOW_MAX_BYTES"]
     if target.is_file():
         try:
-            flow = load_flow_file(target)
+            flow = load_flow_file(target, max_bytes)
         except FlowLoadError as exc:
             return list(exc.problems), []
         return list(flow.warnings), [flow]
-    catalog = Catalog(target)
+    catalog = Catalog(target, max_bytes=max_bytes)
     with _catalog_logs_off():  # every problem is printed below; the log would say it twice
         problems = catalog.refresh()
     loaded = catalog.flows()

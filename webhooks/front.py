@@ -108,7 +108,7 @@ class TwilioFront:
     Args:
         other: the app serving everything else (Flask's ``wsgi_app``).
         settings: the auth token, dev mode and ``PUBLIC_BASE_URL``.
-        before: runs before each webhook's view, once its signature holds (the flow reload check).
+        before: runs before each webhook's view, once its signature holds (none by default).
     """
 
     def __init__(
