@@ -11,24 +11,31 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 from flask import Flask, Response
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.wrappers import Request
+from sqlalchemy.orm import Session, sessionmaker
+from twilio.rest import Client as TwilioClient
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from api import outbound as outbound_api
 from context import health
 from context.event_stream import EventStream
+from context.history import database
 from context.history.runtime import InProcessWriter
 from context.keys import Keys
+from context.outbound_tokens import OutboundTokens
 from context.redis_client import Topology, connect, topology_of
 from context.sealing import Sealer
 from context.sessions import SessionStore
 from conversation.events import LogSink
 from conversation.flow_versions import FlowVersions
+from conversation.outbound import OutboundService, OutboundSettings
+from conversation.outbound_rules import QuietHours
 from conversation.resume_codes import CodeLimits, ResumeCodes
 from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
 from data_dips.http import HttpFetcher
@@ -37,7 +44,17 @@ from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from ivr.flow import MAX_FLOW_BYTES
 from simulator.cli import call as simulated_call
-from webhooks import demo_api, front, history_cli, keys_cli, logs, metrics, twiml, voice
+from webhooks import (
+    demo_api,
+    front,
+    history_cli,
+    keys_cli,
+    logs,
+    metrics,
+    outbound_cli,
+    twiml,
+    voice,
+)
 from webhooks.cli import flows
 
 log = logging.getLogger("omnivoice")
@@ -75,6 +92,11 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "PUBLIC_BASE_URL": environ.get("PUBLIC_BASE_URL"),
         "TRUST_PROXY": _number(environ, "TRUST_PROXY", "0", int, above=-1),
         "SECRET_KEY": environ.get("SECRET_KEY") or None,  # required outside dev mode
+        "API_TOKEN": environ.get("API_TOKEN") or None,  # unset: /api/... answers 503
+        "OUTBOUND_QUIET_HOURS": QuietHours.parse(
+            environ.get("OUTBOUND_QUIET_HOURS", "21:00-08:00")
+        ),
+        "OUTBOUND_PER_SECOND": _number(environ, "OUTBOUND_PER_SECOND", "1", int, above=0),
         "SENSITIVE_DATA_KEYS": environ.get("SENSITIVE_DATA_KEYS") or None,  # else from SECRET_KEY
         "DEV_MODE": _flag(environ, "OMNIVOICE_DEV", ""),
         "DEFAULT_REGION": environ.get("DEFAULT_REGION", "US"),
@@ -191,6 +213,34 @@ class CookielessSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+def _history_database(app: Flask) -> Callable[[], sessionmaker[Session]]:
+    """The history database's session factory, opened on first use (the web process needs it
+    only for outbound requests' consent checks)."""
+    opened: list[sessionmaker[Session]] = []
+
+    def factory() -> sessionmaker[Session]:
+        if not opened:
+            opened.append(database.sessions(database.open_engine(app.config["DATABASE_URL"])))
+        return opened[0]
+
+    return factory
+
+
+def _twilio_client(app: Flask) -> Callable[[], TwilioClient]:
+    """Twilio's REST client (``TWILIO_CLIENT`` in tests), made on first use."""
+    made: list[TwilioClient] = []
+
+    def factory() -> TwilioClient:
+        if not made:
+            made.append(
+                app.config.get("TWILIO_CLIENT")
+                or TwilioClient(app.config["TWILIO_ACCOUNT_SID"], app.config["TWILIO_AUTH_TOKEN"])
+            )
+        return made[0]
+
+    return factory
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Omnivoice app: webhooks, the flow catalog and the session store."""
     app = Flask(__name__)
@@ -247,6 +297,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
     )
     app.extensions["omnivoice.calls"] = service
+    tokens = OutboundTokens(app.config["SECRET_KEY"], connection, keys)
 
     # Twilio's webhooks are served in front of Flask (see webhooks.front); ProxyFix goes outside
     # both, so they see the same forwarded scheme and host.
@@ -266,9 +317,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             default_region=app.config["DEFAULT_REGION"],
             fallback_number=app.config.get("FALLBACK_NUMBER"),
             fallback_queue=app.config.get("FALLBACK_QUEUE"),
+            tokens=tokens,
         ),
     )
     app.extensions["omnivoice.front"] = edge
+    app.extensions["omnivoice.outbound"] = OutboundService(
+        catalog,
+        tokens,
+        _history_database(app),
+        events,
+        _twilio_client(app),
+        OutboundSettings(
+            from_number=app.config.get("TWILIO_PHONE_NUMBER"),
+            public_base_url=app.config.get("PUBLIC_BASE_URL"),
+            quiet_hours=app.config["OUTBOUND_QUIET_HOURS"],
+            per_second=app.config["OUTBOUND_PER_SECOND"],
+            default_region=app.config["DEFAULT_REGION"],
+        ),
+        clock=clock,
+    )
+    app.register_blueprint(outbound_api.bp)
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(edge, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
@@ -288,6 +356,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.cli.add_command(history_cli.db)
     app.cli.add_command(history_cli.worker)
     app.cli.add_command(history_cli.customers)
+    app.cli.add_command(outbound_cli.outbound)
     if app.config["HISTORY_IN_PROCESS"]:
         history = InProcessWriter(app.config["DATABASE_URL"], events)
         history.start()

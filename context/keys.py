@@ -65,6 +65,14 @@ class Keys:
         """The customer card of a caller (see :mod:`context.history.card`), read with the session."""
         return f"{self.prefix}:{{{hash_tag(caller)}}}:card"
 
+    def outbound_grant(self, grant_id: str) -> str:
+        """Marks an outbound call's grant as used (its webhook URL starts one call only)."""
+        return f"{self.prefix}:outbound-grant:{grant_id}"
+
+    def outbound_pace(self, second: int) -> str:
+        """Outbound calls placed in one second (pacing, as Twilio's account limit requires)."""
+        return f"{self.prefix}:outbound-pace:{second}"
+
     def flow_version(self, version: str) -> str:
         """The YAML text of one flow version, so pinned calls survive a restart."""
         return f"{self.prefix}:flow:{version}"

@@ -30,3 +30,5 @@ class Inbound:
     attested: bool = False  # the caller ID passed STIR/SHAKEN full attestation
     url_root: str = ""  # what goes before our own paths in the URLs a reply carries
     channel: Channel = "voice"
+    answered_by: str | None = None  # an outbound call's answering-machine detection result
+    outbound: bool = False  # a contact we started (an outbound call), not the customer

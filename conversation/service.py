@@ -27,9 +27,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from context.callers import masked
+from context.outbound_tokens import Grant
 from context.sessions import Loaded, SessionStore
 from conversation.dip_claims import StepClaimed, StepDips
 from conversation.events import (
+    ConversationEvent,
     EventSink,
     LogSink,
     emit_all,
@@ -154,6 +156,44 @@ class ConversationService:
 
         return self._exchange(params, step, decide)
 
+    def outbound(self, params: Inbound, grant: Grant) -> str | None:
+        """A call we placed was answered (by a person or a machine): run the grant's flow."""
+
+        def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
+            if loaded.reply and _owned(loaded.session, params):
+                return Outcome(reply=loaded.reply)
+            flow = self.catalog.get(grant.flow)
+            if flow is None:
+                log.error("outbound call for flow %r, which is gone", grant.flow)
+                return NO_FLOW
+            now = self.clock()
+            answered_by = params.answered_by or "unknown"
+            notes.append(
+                Note(
+                    EventName.OUTBOUND_ANSWERED,
+                    {"answered_by": answered_by, "purpose": grant.purpose, "direction": "outbound"},
+                )
+            )
+            variables = {**grant.variables, "answered_by": answered_by, "purpose": grant.purpose}
+            turn = engine.start(
+                flow, caller=params.caller.key, call_sid=params.contact_id, at=now, env=self.env,
+                card=loaded.card, variables=variables,
+            )  # fmt: skip
+            session = turn.session.evolve(conversation=f"outbound:{params.contact_id}")
+            previous = loaded.session
+            live = (
+                previous is not None
+                and previous.call_sid != params.contact_id
+                and liveness.is_live(previous, now)
+            )  # the customer is on another call with us: that call keeps its session
+            return Outcome(
+                flow=flow,
+                turn=turn.evolve(session=session),
+                set_aside=previous.call_sid if live and previous is not None else None,
+            )
+
+        return self._exchange(params, INCOMING_STEP, decide)
+
     def status(self, params: Inbound) -> bool:
         """Record a call status callback; ``False`` when the call is unknown or already recorded."""
         if params.status not in TERMINAL_CALL_STATUSES:
@@ -162,6 +202,8 @@ class ConversationService:
             loaded = self._load(params.caller.key, params.contact_id)
             session = loaded.session
             if session is None or session.call_sid != params.contact_id:
+                if params.outbound and params.status != "completed":
+                    self._unanswered(params)  # a call we placed that nobody picked up
                 return False
             if session.call_status in TERMINAL_CALL_STATUSES:
                 return False
@@ -470,6 +512,22 @@ class ConversationService:
                 return True
             pause = min(pause * 2, longest)
         return False
+
+    def _unanswered(self, params: Inbound) -> None:
+        """Record that an outbound call was never answered (busy, no answer, failed)."""
+        stream = self.store.events
+        if stream is None:
+            return
+        event = ConversationEvent(
+            name=EventName.OUTBOUND_UNANSWERED,
+            at=self.clock(),
+            caller=params.caller.key,
+            call_sid=params.contact_id,
+            conversation=f"outbound:{params.contact_id}",
+            data={"direction": "outbound", "call_status": params.status},
+        )
+        stream.append(params.caller.key, [stream.encode(event.to_dict())])
+        emit_all(self.sinks, [event])
 
     def _emit_unsaved(
         self, params: Inbound, session: Session | None, notes: Sequence[Note]

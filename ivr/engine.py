@@ -58,12 +58,13 @@ def start(
     session: Session | None = None,
     lead: tuple[Action, ...] = (),
     card: Mapping[str, Any] | None = None,
+    variables: Mapping[str, Any] | None = None,
 ) -> Turn:
     """Begin a call at ``node`` (default: the flow's start).
 
     With ``session`` the caller keeps its variables (a resumed call); otherwise a fresh session is
-    made, knowing the customer ``card`` (see :mod:`ivr.history`). ``lead`` is spoken first (a
-    welcome-back line, for instance).
+    made, knowing the customer ``card`` (see :mod:`ivr.history`) and holding ``variables`` (an
+    outbound call's, say). ``lead`` is spoken first (a welcome-back line, for instance).
     """
     if session is None:
         session = Session(
@@ -74,6 +75,7 @@ def start(
             started_at=at,
             updated_at=at,
             card=dict(card or {}),
+            variables=dict(variables or {}),
         )
     else:
         session = session.evolve(

@@ -87,6 +87,13 @@ class EventName(StrEnum):
     HANDOFF = "handoff"
     TOPIC = "topic"  # a node's ``topic:``: what the conversation is about
     SESSION_ENDED = "session_ended"
+    # reaching out first
+    OUTBOUND_REQUESTED = "outbound_requested"  # a call was placed (Twilio took it)
+    OUTBOUND_SENT = "outbound_sent"  # a text was sent (Twilio took it)
+    OUTBOUND_REFUSED = "outbound_refused"  # consent, quiet hours, pacing or bad input
+    OUTBOUND_FAILED = "outbound_failed"  # Twilio refused it
+    OUTBOUND_ANSWERED = "outbound_answered"  # the callee (or a machine) answered
+    OUTBOUND_UNANSWERED = "outbound_unanswered"  # busy, no answer, failed, canceled
     # the shell
     CALL_ENDED = "call_ended"
     DUPLICATE_WEBHOOK = "duplicate_webhook"

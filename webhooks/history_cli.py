@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -21,8 +22,8 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.orm import Session
 
-from context.history import database, rights, runtime
-from context.history.models import Customer
+from context.history import consents, database, rights, runtime
+from context.history.models import Customer, IdentityKind
 
 db = AppGroup("db", help="Migrate the customer history database (DATABASE_URL).")
 
@@ -127,3 +128,26 @@ def _subject(text: str) -> Iterator[tuple[Session, Customer]]:
             yield db, customer
     finally:
         engine.dispose()
+
+
+@customers.command("consent")
+@click.argument("subject")
+@click.option("--channel", type=click.Choice(["voice", "sms", "email"]), required=True)
+@click.option("--purpose", required=True, help="e.g. service, reminders, marketing")
+@click.option("--withdraw", is_flag=True, help="Record a no instead of a yes.")
+@click.option("--source", default="command line", show_default=True, help="Where it was given.")
+def consent(subject: str, channel: str, purpose: str, withdraw: bool, source: str) -> None:
+    """Record SUBJECT's consent (or its withdrawal) to be contacted first."""
+    try:
+        kind, value = rights.subject_of(subject, current_app.config["DEFAULT_REGION"])
+    except rights.UnknownSubject as exc:
+        raise click.ClickException(str(exc)) from None
+    if kind != IdentityKind.PHONE:
+        raise click.ClickException("consent is recorded for phone numbers")
+    engine = database.open_engine(current_app.config["DATABASE_URL"])
+    try:
+        with database.sessions(engine).begin() as db:
+            consents.record(db, value, channel, purpose, not withdraw, source, datetime.now(UTC))
+    finally:
+        engine.dispose()
+    click.echo(f"{'withdrawn' if withdraw else 'granted'}: {purpose} by {channel}")

@@ -23,16 +23,21 @@ def parse_call(form: Mapping[str, str], default_region: str = "US", url_root: st
     fields = form if type(form) is dict else dict(form.items())
     get = fields.get
     call_sid = (get("CallSid") or "").strip()[:64]
+    # A call we placed: the person is the one called (To); the number is ours (From).
+    outbound = (get("Direction") or "").startswith("outbound")
+    person, ours = ("To", "From") if outbound else ("From", "To")
     return Inbound(
         contact_id=call_sid,
-        caller=identify(get("From"), call_sid, default_region),
-        to=to_e164(get("To"), default_region),
+        caller=identify(get(person), call_sid, default_region),
+        to=to_e164(get(ours), default_region),
         digits=_digits(get("Digits")),
         speech=(get("SpeechResult") or "").strip()[:512] or None,
         confidence=_float(get("Confidence")),
         status=(get("CallStatus") or "").strip().lower() or None,
         attested=(get("StirVerstat") or "").strip() == FULL_ATTESTATION,
         url_root=url_root,
+        answered_by=(get("AnsweredBy") or "").strip().lower()[:32] or None,
+        outbound=outbound,
     )
 
 

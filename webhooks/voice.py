@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from context.outbound_tokens import OutboundTokens
 from conversation.inbound import Inbound
+from conversation.outbound import OUTBOUND_PATH
 from webhooks import twiml
 from webhooks.front import NO_CONTENT, BadRequest, Reply, Route, TwilioFront
 from webhooks.front import twiml as twiml_reply
@@ -29,6 +31,9 @@ ANSWER_PATH = "/voice/answer"
 STATUS_PATH = "/voice/status"
 
 
+GRANT_GONE = "Sorry, this call can't continue. Goodbye."
+
+
 @dataclass(frozen=True)
 class VoiceSettings:
     """What the voice views need from the app's configuration.
@@ -41,13 +46,15 @@ class VoiceSettings:
     default_region: str = "US"
     fallback_number: str | None = None
     fallback_queue: str | None = None
+    tokens: OutboundTokens | None = None  # redeems outbound calls' grants (None: no outbound)
 
 
 def register(front: TwilioFront, service: ConversationService, settings: VoiceSettings) -> None:
-    """Serve the three voice webhooks on ``front``, answered by ``service``."""
+    """Serve the voice webhooks on ``front``, answered by ``service``."""
     views = VoiceViews(service, settings)
     apology = views.fallback()
     front.register(Route(INCOMING_PATH, "voice.incoming", views.incoming, apology))
+    front.register(Route(OUTBOUND_PATH, "voice.outbound", views.outbound, apology))
     front.register(Route(ANSWER_PATH, "voice.answer", views.answer, apology))
     front.register(Route(STATUS_PATH, "voice.status", views.status, NO_CONTENT))
 
@@ -78,6 +85,16 @@ class VoiceViews:
         params = self.params(request)
         service = self.service
         reply = service.incoming(params) if step is None else service.answer(params, step)
+        return twiml_reply(reply) if reply is not None else self.fallback(NO_FLOW)
+
+    def outbound(self, request: WebhookRequest) -> Reply:
+        """A call we placed was answered: run the flow its signed, single-use grant names."""
+        params = self.params(request)
+        tokens = self.settings.tokens
+        grant = tokens.redeem(request.arg("t") or "", params.contact_id) if tokens else None
+        if grant is None:  # forged, expired, or already used by another call
+            return twiml_reply(twiml.hangup(GRANT_GONE))
+        reply = self.service.outbound(params, grant)
         return twiml_reply(reply) if reply is not None else self.fallback(NO_FLOW)
 
     def status(self, request: WebhookRequest) -> Reply:

@@ -21,8 +21,8 @@ STRENGTH = {evidence: rank for rank, evidence in enumerate(Evidence)}
 
 def identity_of(caller: str, call_sid: str) -> tuple[IdentityKind, str] | None:
     """The identity an event's caller key names; ``None`` for a caller without caller ID."""
-    if not caller or caller == call_sid:
-        return None
+    if not caller or caller == call_sid or caller.startswith("call:"):
+        return None  # a caller without caller ID is keyed by its CallSid
     if caller.startswith("+"):
         return IdentityKind.PHONE, caller
     if caller.startswith("client:"):

@@ -60,6 +60,8 @@ class Outcome(StrEnum):
     ABANDONED = "abandoned"
     NO_ANSWER = "no-answer"
     MACHINE = "machine"
+    REFUSED = "refused"  # an outbound contact we did not make (consent, quiet hours, ...)
+    FAILED = "failed"  # an outbound contact Twilio refused
 
 
 class Base(DeclarativeBase):

@@ -308,6 +308,7 @@ class _Batch:
                 conversation_id=conversation.id,
                 customer_id=customer.id if customer else None,
                 channel=_text(event.get("channel")) or "voice",
+                direction="outbound" if _data(event).get("direction") == "outbound" else "inbound",
                 contact_sid=call_sid,
                 flow_id=_text(event.get("flow")),
                 flow_version=_text(event.get("version")),
@@ -336,11 +337,32 @@ def _apply(
         interaction.last_node = node[:64]
     if name == EventName.TOPIC and isinstance(data.get("topic"), str):
         conversation.topic = data["topic"][:200]
-    elif name == EventName.SESSION_ENDED:
-        interaction.outcome = _outcome(_text(data.get("status")), None)
-    elif name == EventName.CALL_ENDED:
+    elif name in (EventName.SESSION_ENDED, EventName.CALL_ENDED):
+        if name == EventName.CALL_ENDED:
+            interaction.ended_at = at
+        if interaction.outcome != Outcome.MACHINE:  # a machine answered: that is the outcome
+            interaction.outcome = _outcome(
+                _text(data.get("status")), _text(data.get("call_status"))
+            )
+    elif name in _OUTBOUND_ENDINGS:
         interaction.ended_at = at
-        interaction.outcome = _outcome(_text(data.get("status")), _text(data.get("call_status")))
+        interaction.outcome = _OUTBOUND_ENDINGS[EventName(name)]
+    elif name == EventName.OUTBOUND_ANSWERED and str(data.get("answered_by", "")).startswith(
+        ("machine", "fax")
+    ):
+        interaction.outcome = Outcome.MACHINE.value
+
+
+_OUTBOUND_ENDINGS = {
+    EventName.OUTBOUND_REFUSED: Outcome.REFUSED.value,
+    EventName.OUTBOUND_FAILED: Outcome.FAILED.value,
+    EventName.OUTBOUND_UNANSWERED: Outcome.NO_ANSWER.value,
+}
+
+
+def _data(event: dict[str, Any]) -> dict[str, Any]:
+    data = event.get("data")
+    return data if isinstance(data, dict) else {}
 
 
 def _outcome(status: str | None, call_status: str | None) -> str:
