@@ -272,6 +272,17 @@ class Poller:
             self._thread.join(timeout=10)
 
 
+def postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL process on this machine (other users' queries
+    included: a diagnostic, not a measure of the writer alone)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
 def stream_entries(connection: redis.Redis, prefix: str) -> dict[str, float]:
     """Every entry of ``prefix``'s stream shards: its SSE id (the ``stream_id`` the writer stores)
     and the event's ``at``."""
@@ -426,30 +437,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     writer.resume()
                     poller.active.set()
-                events_before, writer_before = (
-                    stream_length(connection, prefixes[side]),
-                    writer.cpu(),
-                )
+                events_before = stream_length(connection, prefixes[side])
+                writer_before, postgres_before = writer.cpu(), postgres_cpu()
                 opened = time.time()
                 summary = measure(servers[side], pools[side], args, args.seconds, 0.5, side,
                                   connection)  # fmt: skip
                 closed = time.time()
-                summary["round"] = index + 1
+                # CPU over the round itself; the writer's catching up afterwards is not in it
+                summary["postgres_cpu_pct"] = round(
+                    100 * (postgres_cpu() - postgres_before) / (closed - opened), 1
+                )
+                summary["writer_cpu_pct"] = round(
+                    100 * (writer.cpu() - writer_before) / (closed - opened), 1
+                )
+                summary["round"], summary["wall_s"] = index + 1, round(closed - opened, 3)
                 summary["events"] = stream_length(connection, prefixes[side]) - events_before
                 summary["events_per_s"] = round(summary["events"] / (closed - opened), 1)
                 if side == "on":
                     windows.append((opened, closed))
                     summary["writer_catch_up_s"] = round(catch_up(poller, connection,
                                                                   prefixes["on"]), 3)  # fmt: skip
-                    summary["writer_cpu_pct"] = round(
-                        100 * (writer.cpu() - writer_before) / (closed - opened), 1
-                    )
                 runs[side].append(summary)
                 print(f"round {index + 1} {side:3s}: {summary['req_per_s']:8,.1f} req/s  "
                       f"p50 {summary['p50_ms']:.2f} ms  p99 {summary['p99_ms']:.2f} ms  "
                       f"errors {summary['errors']}  events {summary['events_per_s']:,.0f}/s  "
-                      f"worker CPU {summary['worker_cpu_pct']}%"
-                      + (f"  writer CPU {summary['writer_cpu_pct']}%, caught up "
+                      f"worker CPU {summary['worker_cpu_pct']}%  "
+                      f"PostgreSQL CPU {summary['postgres_cpu_pct']}%  "
+                      f"writer CPU {summary['writer_cpu_pct']}%"
+                      + (f", caught up "
                          f"{summary['writer_catch_up_s']}s after" if side == "on" else ""),
                       flush=True)  # fmt: skip
         writer.resume()
@@ -500,7 +515,7 @@ def document(
     for summary in warm.values():
         summary.pop("_latencies", None)
     on_events = sum(r["events"] for r in runs["on"])
-    on_seconds = sum(r["seconds"] + 0.5 for r in runs["on"])
+    on_seconds = sum(r["wall_s"] for r in runs["on"])
     return {
         "settings": {
             "seconds": args.seconds,
@@ -532,6 +547,8 @@ def document(
             ),
         },
         "event_rate_on_rounds_per_s": round(on_events / on_seconds, 1) if on_seconds else 0.0,
+        "writer_cpu_ms_per_event": _per_event(runs["on"], "writer_cpu_pct"),
+        "postgres_cpu_ms_per_event_on": _per_event(runs["on"], "postgres_cpu_pct"),
         "writer_lag": lag,
         "completeness": checked,
         "targets": {
@@ -555,6 +572,13 @@ def document(
         },
         "error_log_lines": logs,
     }
+
+
+def _per_event(rounds: list[dict[str, Any]], share: str) -> float:
+    """Milliseconds of CPU per event from each round's CPU share (percent of one core)."""
+    events = sum(r["events"] for r in rounds)
+    used = sum(r[share] / 100 * r["wall_s"] for r in rounds)
+    return round(1000 * used / events, 3) if events else math.nan
 
 
 def print_report(doc: dict[str, Any]) -> None:
