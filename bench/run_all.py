@@ -33,6 +33,7 @@ SHORT = {
     "fuzz": ["--cases", "10000"],
     "soak": ["--seconds", "20", "--calls", "200"],
     "slow_clients": ["--seconds", "4", "--rounds", "2"],
+    "history": ["--seconds", "4", "--rounds", "2", "--warmup", "2"],
     "profile": ["--seconds", "5"],
 }
 FULL: dict[str, list[str]] = {name: [] for name in SHORT}
@@ -128,6 +129,25 @@ def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
                 f"{model['none']['p99_ms']} ms, {model['slow']['errors']} errors)",
                 target["target"] if target else "report", target["result"] if target else "-",
             ])  # fmt: skip
+    if (h := results.get("history")) is not None:
+        ratios, targets, lag = h["ratios"], h["targets"], h["writer_lag"]["rounds"]
+        audit = h["completeness"]
+        out += [
+            ["history", "on / off req/s",
+             f"{ratios['throughput_on_over_off']} ({h['on']['req_per_s']} / "
+             f"{h['off']['req_per_s']})", targets["throughput"]["target"],
+             targets["throughput"]["result"]],
+            ["history", "on / off p99",
+             f"{ratios['p99_on_over_off']} ({h['on']['p99_ms']} / {h['off']['p99_ms']} ms)",
+             targets["p99"]["target"], targets["p99"]["result"]],
+            ["history", f"writer lag p99 at {h['event_rate_on_rounds_per_s']} events/s",
+             f"{lag['upper_p99_ms']} ms", targets["writer_lag_p99"]["target"],
+             targets["writer_lag_p99"]["result"]],
+            ["history", "events in SQL / stream (missing, duplicates)",
+             f"{audit['event_rows']} / {audit['stream_entries']} ({audit['missing_from_sql']}, "
+             f"{audit['duplicate_rows']})", targets["every_event_once"]["target"],
+             targets["every_event_once"]["result"]],
+        ]  # fmt: skip
     if (p := results.get("profile")) is not None:
         hot = [r for r in p["inclusive"] if any(f"({pkg}/" in r["frame"] for pkg in APP_PACKAGES)]
         top = ", ".join(f"{r['frame'].split(' ')[0]} {r['pct']}%" for r in hot[:3])
