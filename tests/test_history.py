@@ -498,3 +498,57 @@ def test_history_in_templates_leaves_out_the_contact_in_progress() -> None:
     assert known.scope({}, "CAnow", now) == {}
     broken = known.scope({"contacts": "junk", "open_conversation": 3}, "CAnow", now)
     assert broken["history"].last_contact is None and broken["history"].open_conversation is None
+
+
+# ---- merging two customers, and undoing it ---------------------------------------------------
+def test_a_merge_moves_everything_and_its_undo_gives_everything_back(
+    make_app: Callable[..., Flask], database_url: str
+) -> None:
+    app = make_app(DATABASE_URL=database_url)
+    engine = database.open_engine(database_url)
+    database.upgrade(engine)
+    a_call(app, caller="+14155550123")
+    a_call(app, caller="+14155550124")  # the same person's other phone
+    writer_for(app, engine).drain()
+    runner = app.test_cli_runner()
+    merged = runner.invoke(args=["customers", "merge", "+14155550124", "+14155550123"])
+    assert merged.exit_code == 0, merged.output
+    assert "moved 1 identities, 0 consents, 1 conversations, 1 interactions" in merged.output
+    exported = json.loads(runner.invoke(args=["customers", "export", "+14155550123"]).output)
+    assert sorted(i["value"] for i in exported["identities"]) == ["+14155550123", "+14155550124"]
+    assert len(exported["interactions"]) == 2
+    a_call(app, caller="+14155550124")  # a contact after the merge reaches the merged customer
+    writer_for(app, engine).drain()
+    with database.sessions(engine)() as db:
+        owners = set(db.scalars(select(Interaction.customer_id)))
+        assert len(owners) == 1
+    merge_id = merged.output.split("merge ", 1)[1].split(":", 1)[0]
+    undone = runner.invoke(args=["customers", "unmerge", merge_id])
+    assert undone.exit_code == 0, undone.output
+    # what moved goes back; the call made while merged stays with the customer it reached
+    for number, interactions in (("+14155550123", 2), ("+14155550124", 1)):
+        document = json.loads(runner.invoke(args=["customers", "export", number]).output)
+        assert [i["value"] for i in document["identities"]] == [number]
+        assert len(document["interactions"]) == interactions
+    again = runner.invoke(args=["customers", "unmerge", merge_id])
+    assert again.exit_code != 0 and "undone already" in again.output
+    engine.dispose()
+
+
+def test_merges_that_make_no_sense_are_refused(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'merge.db'}"
+    engine = database.open_engine(url)
+    database.upgrade(engine)
+    app = make_app(DATABASE_URL=url)
+    a_call(app)
+    writer_for(app, engine).drain()
+    runner = app.test_cli_runner()
+    itself = runner.invoke(args=["customers", "merge", "+14155550123", "(415) 555-0123"])
+    assert itself.exit_code != 0 and "into itself" in itself.output
+    nobody = runner.invoke(args=["customers", "merge", "+14155550123", "+14155550999"])
+    assert nobody.exit_code != 0 and "no customer has" in nobody.output
+    missing = runner.invoke(args=["customers", "unmerge", "42"])
+    assert missing.exit_code != 0 and "no merge 42" in missing.output
+    engine.dispose()

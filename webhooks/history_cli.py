@@ -22,7 +22,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.orm import Session
 
-from context.history import consents, database, rights, runtime
+from context.history import consents, database, merges, rights, runtime
 from context.history.models import Customer, IdentityKind
 
 db = AppGroup("db", help="Migrate the customer history database (DATABASE_URL).")
@@ -151,3 +151,47 @@ def consent(subject: str, channel: str, purpose: str, withdraw: bool, source: st
     finally:
         engine.dispose()
     click.echo(f"{'withdrawn' if withdraw else 'granted'}: {purpose} by {channel}")
+
+
+@customers.command("merge")
+@click.argument("source")
+@click.argument("target")
+@click.option("--reason", default="asked on the command line", show_default=True)
+def merge_customers(source: str, target: str, reason: str) -> None:
+    """Merge the customer of SOURCE into the customer of TARGET (phone numbers or emails)."""
+    engine = database.open_engine(current_app.config["DATABASE_URL"])
+    try:
+        with database.sessions(engine).begin() as db:
+            found = [_find(db, text) for text in (source, target)]
+            try:
+                record = merges.merge(db, found[0], found[1], reason, datetime.now(UTC))
+            except merges.MergeRefused as exc:
+                raise click.ClickException(str(exc)) from None
+            moved = ", ".join(f"{len(ids)} {name}" for name, ids in record.moved.items())
+            click.echo(f"merge {record.id}: moved {moved} (undo: customers unmerge {record.id})")
+    finally:
+        engine.dispose()
+
+
+@customers.command("unmerge")
+@click.argument("merge_id", type=int)
+def unmerge_customers(merge_id: int) -> None:
+    """Undo merge MERGE_ID: everything it moved goes back."""
+    engine = database.open_engine(current_app.config["DATABASE_URL"])
+    try:
+        with database.sessions(engine).begin() as db:
+            try:
+                merges.undo(db, merge_id, datetime.now(UTC))
+            except merges.MergeRefused as exc:
+                raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"merge {merge_id} undone")
+
+
+def _find(db: Session, text: str) -> Customer:
+    try:
+        kind, value = rights.subject_of(text, current_app.config["DEFAULT_REGION"])
+        return rights.find(db, kind, value)
+    except rights.UnknownSubject as exc:
+        raise click.ClickException(str(exc)) from None
