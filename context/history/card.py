@@ -10,40 +10,121 @@ conversation (its topic and last step).
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from context.history.models import Conversation, ConversationStatus, Customer, Interaction
+from context.history.models import (
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Identity,
+    IdentityKind,
+    Interaction,
+)
 
 CONTACTS = 10  # the latest contacts a card lists
 CARD_TTL = 30 * 86400
 
 
-def build(db: Session, customer: Customer) -> dict[str, Any]:
-    """The card of ``customer`` as a JSON-ready dict."""
-    latest = db.scalars(
-        select(Interaction)
-        .where(Interaction.customer_id == customer.id)
-        .order_by(Interaction.started_at.desc(), Interaction.id.desc())
-        .limit(CONTACTS)
-    ).all()
-    topics = _topics(db, {i.conversation_id for i in latest})
-    open_conversation = db.scalars(
-        select(Conversation)
-        .where(
-            Conversation.customer_id == customer.id,
-            Conversation.status != ConversationStatus.CLOSED.value,
+def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str], dict[str, Any]]]:
+    """The cards of ``customer_ids``, each with the caller keys it is kept under.
+
+    Four queries whatever the number of customers: the customers, their identities, their
+    latest contacts (a window over each customer's interactions) and the conversations those
+    contacts belong to or that are still open.
+    """
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return []
+    people = {
+        row.id: row
+        for row in db.execute(
+            select(Customer.id, Customer.display_name, Customer.language, Customer.time_zone).where(
+                Customer.id.in_(ids), Customer.merged_into_id.is_(None)
+            )
         )
-        .order_by(Conversation.topic.is_(None), Conversation.last_activity_at.desc())
-    ).first()  # the latest open matter that has a topic, else the latest open one
+    }
+    callers: dict[int, list[str]] = defaultdict(list)
+    for row in db.execute(
+        select(Identity.customer_id, Identity.value).where(
+            Identity.customer_id.in_(list(people)), Identity.kind != IdentityKind.EMAIL.value
+        )
+    ):
+        callers[row.customer_id].append(row.value)
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=Interaction.customer_id,
+            order_by=(Interaction.started_at.desc(), Interaction.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(
+            Interaction.customer_id,
+            Interaction.conversation_id,
+            Interaction.contact_sid,
+            Interaction.channel,
+            Interaction.direction,
+            Interaction.started_at,
+            Interaction.ended_at,
+            Interaction.outcome,
+            Interaction.summary,
+            Interaction.flow_id,
+            Interaction.last_node,
+            rank,
+        )
+        .where(Interaction.customer_id.in_(list(people)))
+        .subquery()
+    )
+    contacts: dict[int, list[Any]] = defaultdict(list)
+    for row in db.execute(select(ranked).where(ranked.c.rank <= CONTACTS).order_by(ranked.c.rank)):
+        contacts[row.customer_id].append(row)
+    referenced = {row.conversation_id for rows in contacts.values() for row in rows}
+    conversations = {
+        row.id: row
+        for row in db.execute(
+            select(
+                Conversation.id,
+                Conversation.customer_id,
+                Conversation.topic,
+                Conversation.status,
+                Conversation.opened_at,
+                Conversation.last_activity_at,
+            ).where(  # fmt: skip
+                Conversation.customer_id.in_(list(people)),
+                or_(
+                    Conversation.status != ConversationStatus.CLOSED.value,
+                    Conversation.id.in_(referenced),
+                ),
+            )
+        )
+    }
+    cards = []
+    for customer_id, person in people.items():
+        if callers[customer_id]:
+            cards.append(
+                (
+                    callers[customer_id],
+                    _card(person, contacts[customer_id], conversations, customer_id),
+                )
+            )
+    return cards
+
+
+def _card(
+    person: Any, latest: list[Any], conversations: dict[int, Any], customer_id: int
+) -> dict[str, Any]:
     card: dict[str, Any] = {
         "v": 1,
-        "name": customer.display_name,
-        "language": customer.language,
-        "time_zone": customer.time_zone,
+        "name": person.display_name,
+        "language": person.language,
+        "time_zone": person.time_zone,
         "contacts": [
             {
                 "sid": i.contact_sid,
@@ -55,29 +136,30 @@ def build(db: Session, customer: Customer) -> dict[str, Any]:
                 "summary": i.summary,
                 "flow": i.flow_id,
                 "node": i.last_node,
-                "topic": topics.get(i.conversation_id),
+                "topic": getattr(conversations.get(i.conversation_id), "topic", None),
             }
             for i in latest
         ],
         "open_conversation": None,
     }
-    if open_conversation is not None:
-        last = next((i for i in latest if i.conversation_id == open_conversation.id), None)
+    open_ones = [
+        c
+        for c in conversations.values()
+        if c.customer_id == customer_id and c.status != ConversationStatus.CLOSED
+    ]
+    # the latest open matter that has a topic, else the latest open one
+    open_ones.sort(key=lambda c: (c.topic is not None, _epoch(c.last_activity_at)), reverse=True)
+    if open_ones:
+        chosen = open_ones[0]
+        last = next((i for i in latest if i.conversation_id == chosen.id), None)
         card["open_conversation"] = {
-            "topic": open_conversation.topic,
-            "status": open_conversation.status,
-            "since": _epoch(open_conversation.opened_at),
+            "topic": chosen.topic,
+            "status": chosen.status,
+            "since": _epoch(chosen.opened_at),
             "last_step": last.last_node if last else None,
-            "sids": [i.contact_sid for i in latest if i.conversation_id == open_conversation.id],
+            "sids": [i.contact_sid for i in latest if i.conversation_id == chosen.id],
         }
     return card
-
-
-def _topics(db: Session, ids: set[int]) -> dict[int, str | None]:
-    if not ids:
-        return {}
-    rows = db.execute(select(Conversation.id, Conversation.topic).where(Conversation.id.in_(ids)))
-    return {row.id: row.topic for row in rows}
 
 
 def _epoch(moment: datetime) -> float:

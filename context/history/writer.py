@@ -157,14 +157,10 @@ class HistoryWriter:
         if not customer_ids:
             return
         with self.sessions() as db, self.stream.redis.pipeline(transaction=False) as pipe:
-            for customer_id in sorted(customer_ids):
-                customer = db.get(Customer, customer_id)
-                if customer is None:
-                    continue
-                document = orjson.dumps(card.build(db, customer))
-                for identity in customer.identities:
-                    if identity.kind != IdentityKind.EMAIL:
-                        pipe.set(self.stream.keys.card(identity.value), document, ex=card.CARD_TTL)
+            for callers, document in card.build_all(db, customer_ids):
+                encoded = orjson.dumps(document)
+                for caller in callers:
+                    pipe.set(self.stream.keys.card(caller), encoded, ex=card.CARD_TTL)
             pipe.execute()
 
     def _sweep(self) -> None:
@@ -288,11 +284,21 @@ class _Batch:
         }
         for caller, ((kind, value), evidence, at) in strongest.items():
             row = found.get((kind.value, value))
-            if row is None:  # a first contact (or a race with another writer: resolve)
-                self.customers[caller] = customers.resolve(self.db, kind, value, evidence, at)
+            if row is None:  # a first contact: the customer and its identity, made together
+                customer = Customer(created_at=at, updated_at=at)
+                self.db.add(
+                    Identity(
+                        customer=customer, kind=kind.value, value=value,
+                        evidence=evidence.value, evidence_at=at, created_at=at,
+                    )
+                )  # fmt: skip
+                self.customers[caller] = customer
                 continue
             customers.strengthen(row, evidence, at)
             self.customers[caller] = customers.current_customer(self.db, row.customer)
+        # One flush for every new customer. Another writer that made one of them a moment ago
+        # fails it on the unique identity: the batch is then written again and finds theirs.
+        self.db.flush()
 
     def _conversations(self, fresh: list[tuple[str, dict[str, Any]]]) -> None:
         first: dict[str, dict[str, Any]] = {}
