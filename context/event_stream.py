@@ -120,40 +120,41 @@ class EventStream:
         self, group: str, consumer: str, count: int = 100, pending: bool = False
     ) -> list[Entry]:
         """New entries for ``consumer`` of ``group`` across all shards (its pending ones with
-        ``pending``), without blocking: one XREADGROUP per shard."""
-        entries: list[Entry] = []
+        ``pending``), without blocking: one XREADGROUP per shard, all in one round trip."""
         start = "0" if pending else ">"
-        for shard in range(self.shards):
-            key = self.keys.events(shard)
-            reply = self.redis.xreadgroup(group, consumer, {key: start}, count=count)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.shards):
+                pipe.xreadgroup(group, consumer, {self.keys.events(shard): start}, count=count)
+            replies = pipe.execute()
+        entries: list[Entry] = []
+        for shard, reply in enumerate(replies):
             for _stream, items in reply or []:
-                for entry_id, fields in items:
-                    raw = fields.get(FIELD.encode()) or fields.get(FIELD)
-                    if raw is None:
-                        continue
-                    entries.append(Entry(shard, _text(entry_id), orjson.loads(raw)))
+                entries.extend(_entries(shard, items))
         return entries
 
     def claim(self, group: str, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
         """Entries other consumers of ``group`` read but left unacknowledged for ``min_idle_ms``
-        (a crashed reader's), now ``consumer``'s (``XAUTOCLAIM``, one call per shard)."""
+        (a crashed reader's), now ``consumer``'s (``XAUTOCLAIM`` per shard, one round trip)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.shards):
+                key = self.keys.events(shard)
+                pipe.xautoclaim(key, group, consumer, min_idle_ms, "0-0", count=count)
+            replies = pipe.execute()
         entries: list[Entry] = []
-        for shard in range(self.shards):
-            key = self.keys.events(shard)
-            reply = self.redis.xautoclaim(key, group, consumer, min_idle_ms, "0-0", count=count)
-            for entry_id, fields in reply[1] if reply else []:
-                raw = (fields or {}).get(FIELD.encode()) or (fields or {}).get(FIELD)
-                if raw is not None:
-                    entries.append(Entry(shard, _text(entry_id), orjson.loads(raw)))
+        for shard, reply in enumerate(replies):
+            entries.extend(_entries(shard, reply[1] if reply else []))
         return entries
 
     def ack(self, group: str, entries: Sequence[Entry]) -> int:
         """Acknowledge ``entries`` (after they were handled); the number acknowledged."""
-        done = 0
-        for shard in {entry.shard for entry in entries}:
-            ids = [entry.id for entry in entries if entry.shard == shard]
-            done += int(self.redis.xack(self.keys.events(shard), group, *ids))
-        return done
+        shards = sorted({entry.shard for entry in entries})
+        if not shards:
+            return 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in shards:
+                ids = [entry.id for entry in entries if entry.shard == shard]
+                pipe.xack(self.keys.events(shard), group, *ids)
+            return sum(int(done) for done in pipe.execute())
 
     def since(self, sse_id: str, count: int = 100) -> list[Entry]:
         """Entries of ``sse_id``'s shard after it (an SSE client reconnecting with
@@ -167,6 +168,16 @@ class EventStream:
             Entry(shard, _text(entry_id), orjson.loads(fields.get(FIELD.encode()) or b"{}"))
             for entry_id, fields in reply
         ]
+
+
+def _entries(shard: int, items: Any) -> list[Entry]:
+    """The entries of one shard's reply (an entry without our field, or deleted, is skipped)."""
+    found = []
+    for entry_id, fields in items or []:
+        raw = (fields or {}).get(FIELD.encode()) or (fields or {}).get(FIELD)
+        if raw is not None:
+            found.append(Entry(shard, _text(entry_id), orjson.loads(raw)))
+    return found
 
 
 def _text(value: Any) -> str:

@@ -96,7 +96,7 @@ def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str],
                 Conversation.status,
                 Conversation.opened_at,
                 Conversation.last_activity_at,
-            ).where(  # fmt: skip
+            ).where(
                 Conversation.customer_id.in_(list(people)),
                 or_(
                     Conversation.status != ConversationStatus.CLOSED.value,

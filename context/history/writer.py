@@ -74,6 +74,8 @@ class HistoryWriter:
         self.clock = clock
         self._group_ready = False
         self._swept_at = 0.0
+        self._own_pending = True
+        self._claimed_at = -float("inf")
 
     # ---- one pass ---------------------------------------------------------------------------
     def run_once(self) -> int:
@@ -89,16 +91,25 @@ class HistoryWriter:
         # ``batch`` in all, spread over the shards: a batch is committed (and its events seen)
         # only once all of it is written, so a smaller one keeps the lag short.
         per_shard = max(1, self.batch // self.stream.shards)
-        entries = self.stream.read(GROUP, self.consumer, per_shard, pending=True)
-        if not entries:
+        entries: list[Entry] = []
+        if self._own_pending:  # at start, and after a failure: what this consumer was given
+            entries = self.stream.read(GROUP, self.consumer, per_shard, pending=True)
+            self._own_pending = bool(entries)
+        now = self.clock()
+        if not entries and now - self._claimed_at >= self.claim_after / 3:
+            self._claimed_at = now  # a crashed writer's entries, looked for now and then
             entries = self.stream.claim(
                 GROUP, self.consumer, int(self.claim_after * 1000), per_shard
             )
         if not entries:
             entries = self.stream.read(GROUP, self.consumer, per_shard)
         if entries:
-            self._write(entries)
-            self.stream.ack(GROUP, entries)
+            try:
+                self._write(entries)
+                self.stream.ack(GROUP, entries)
+            except Exception:
+                self._own_pending = True  # read them again, from this consumer's pending list
+                raise
         self._sweep()
         return len(entries)
 
