@@ -6,6 +6,7 @@ Configuration comes from the environment (documented in README.md), then ``confi
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -216,29 +217,19 @@ class CookielessSessions(SecureCookieSessionInterface):
 def _history_database(app: Flask) -> Callable[[], sessionmaker[Session]]:
     """The history database's session factory, opened on first use (the web process needs it
     only for outbound requests' consent checks)."""
-    opened: list[sessionmaker[Session]] = []
-
-    def factory() -> sessionmaker[Session]:
-        if not opened:
-            opened.append(database.sessions(database.open_engine(app.config["DATABASE_URL"])))
-        return opened[0]
-
-    return factory
+    return functools.cache(
+        lambda: database.sessions(database.open_engine(app.config["DATABASE_URL"]))
+    )
 
 
 def _twilio_client(app: Flask) -> Callable[[], TwilioClient]:
     """Twilio's REST client (``TWILIO_CLIENT`` in tests), made on first use."""
-    made: list[TwilioClient] = []
-
-    def factory() -> TwilioClient:
-        if not made:
-            made.append(
-                app.config.get("TWILIO_CLIENT")
-                or TwilioClient(app.config["TWILIO_ACCOUNT_SID"], app.config["TWILIO_AUTH_TOKEN"])
-            )
-        return made[0]
-
-    return factory
+    return functools.cache(
+        lambda: (
+            app.config.get("TWILIO_CLIENT")
+            or TwilioClient(app.config["TWILIO_ACCOUNT_SID"], app.config["TWILIO_AUTH_TOKEN"])
+        )
+    )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

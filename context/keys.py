@@ -69,9 +69,9 @@ class Keys:
         """Marks an outbound call's grant as used (its webhook URL starts one call only)."""
         return f"{self.prefix}:outbound-grant:{grant_id}"
 
-    def outbound_pace(self, second: int) -> str:
-        """Outbound calls placed in one second (pacing, as Twilio's account limit requires)."""
-        return f"{self.prefix}:outbound-pace:{second}"
+    def outbound_pace(self, second: int, channel: str) -> str:
+        """Outbound contacts on ``channel`` in one second (pacing, as Twilio's limits require)."""
+        return f"{self.prefix}:outbound-pace:{channel}:{second}"
 
     def flow_version(self, version: str) -> str:
         """The YAML text of one flow version, so pinned calls survive a restart."""

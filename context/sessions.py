@@ -229,12 +229,17 @@ class SessionStore:
         clock = RedisClock.of(now)
         source = keys[1] if own else key
         if problem:
-            raise SessionCorrupt(_safe(source), _text(problem) or "unreadable")
+            raise SessionCorrupt(_safe(source), _text(problem) or "unreadable", own=bool(own))
         found = _card(card)
         if seq_raw is None and doc_raw is None:
             return Loaded(None, 0, call_known=bool(known), clock=clock, card=found)
+        try:
+            session = self.codec.decode(_safe(source), doc_raw)
+        except SessionCorrupt as exc:
+            exc.own = bool(own)  # which hash was read: the one to discard
+            raise
         return Loaded(
-            self.codec.decode(_safe(source), doc_raw),
+            session,
             _sequence(source, seq_raw),
             self.codec.open_reply(_text(reply)),
             bool(known),
@@ -364,15 +369,19 @@ class SessionStore:
             self.redis.script_load(source)
             return send()
 
-    def claim_step(self, caller: str, call_sid: str, step: int) -> bool:
+    def claim_step(self, caller: str, call_sid: str, step: int, ttl: int) -> bool:
         """Claim ``step`` of ``call_sid`` for the request about to run its side-effecting data
-        dips (SET NX, one round trip); ``False`` when another request holds the claim. It lives
-        as long as the reply that request caches for the step."""
+        dips (SET NX, one round trip); ``False`` when another request holds the claim.
+
+        ``ttl`` need only outlive the holder's request: once it saved, its cached reply answers
+        every copy; if it died, a retry after ``ttl`` may run the dips again, with the same
+        ``Idempotency-Key``.
+        """
         key = self.keys.dip_claim(caller, call_sid, step)
         try:
-            return bool(self.redis.set(key, "1", ex=self.reply_ttl, nx=True))
-        except STORE_UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Redis did not answer claiming {_safe(key)}: {exc}") from exc
+            return bool(self.redis.set(key, "1", ex=ttl, nx=True))
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("claiming", key, exc) from None
 
     # ---- resume codes ---------------------------------------------------------------------
     def claim_code(self, code: str, caller: str, ttl: int) -> bool:
@@ -448,9 +457,23 @@ class SessionStore:
         except redis.ResponseError:
             return None
 
-    def discard(self, caller: str) -> None:
-        """Delete a caller's session (after it was found corrupt, for instance)."""
-        self.delete(self.keys.session(caller))
+    def discard(self, caller: str, call_sid: str | None = None) -> None:
+        """Delete a caller's session, or with ``call_sid`` that call's own set-aside one (the
+        one found corrupt, for instance: never the other call's)."""
+        key = self.keys.call_session(caller, call_sid) if call_sid else self.keys.session(caller)
+        self.delete(key)
+
+    def forget(self, caller: str) -> int:
+        """Delete every key under the caller's hash tag (session, set-aside sessions, cached
+        replies, call markers, claims, the customer card); how many there were."""
+        pattern = self.keys.session(caller).removesuffix(":session") + ":*"
+        try:
+            found = [key for key in self.redis.scan_iter(match=pattern, count=500)]
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("looking up the keys of", self.keys.session(caller), exc) from None
+        for key in found:
+            self.delete(key.decode() if isinstance(key, bytes) else key)
+        return len(found)
 
     def delete(self, *keys: str) -> None:
         """Delete ``keys`` (the session a resume code moved from, for instance), key by key on a

@@ -47,6 +47,7 @@ class StepDips:
     caller: str
     call_sid: str
     step: int
+    claim_ttl: int = 16  # seconds: the holder's request budget and a margin
     claimed: bool = False
     yielded: bool = False  # the claim's holder never answered: side effects are given up
     results: dict[str, FetchResult] = field(default_factory=dict)
@@ -65,7 +66,7 @@ class StepDips:
         if self.yielded:
             return FetchResult(ok=False, error=CLAIMED_ELSEWHERE, at=at)
         if not self.claimed:
-            if not self.store.claim_step(self.caller, self.call_sid, self.step):
+            if not self.store.claim_step(self.caller, self.call_sid, self.step, self.claim_ttl):
                 raise StepClaimed(self.call_sid)
             self.claimed = True
         keyed = replace(request, headers={**request.headers, IDEMPOTENCY_HEADER: key})

@@ -156,7 +156,7 @@ class OutboundService:
     def _pace(self, channel: str) -> None:
         """At most ``per_second`` contacts per second per channel, across every process."""
         second = int(self.clock())
-        key = self.stream.keys.outbound_pace(second) + f":{channel}"
+        key = self.stream.keys.outbound_pace(second, channel)
         try:
             with self.stream.redis.pipeline(transaction=False) as pipe:
                 pipe.incr(key)

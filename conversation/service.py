@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from math import ceil
 from typing import Any, Protocol
 
 from context.callers import masked
@@ -56,6 +57,7 @@ MAX_STEP = 2**31 - 1  # far beyond any call; keeps stored numbers within every J
 SAVE_ATTEMPTS = 3
 MAX_FETCHES = 5
 TURN_BUDGET = 11.0  # seconds of data dips per request; Twilio gives up at 15
+CLAIM_MARGIN = 5.0  # a dip claim outlives its holder's budget by this much (its save, say)
 MIN_FETCH_SECONDS = 0.2
 CLAIM_WAIT_MARGIN = 1.0  # seconds of the budget a request waiting on a claimed step keeps to answer
 CLAIM_POLL_SECONDS = (0.02, 0.25)  # first and longest pause between looks for the holder's reply
@@ -219,14 +221,20 @@ class ConversationService:
             )
             flow = self.versions.for_session(ended)
             events = from_effects((note,), ended, flow, now)
-            saved = self.store.save(
-                ended,
-                loaded.seq,
-                events=[e.to_dict() for e in events],
-                flow=self.versions.pin(flow) if flow is not None else None,
-                own=loaded.own,
-                clock=loaded.clock,
-            )
+            try:
+                saved = self.store.save(
+                    ended,
+                    loaded.seq,
+                    events=[e.to_dict() for e in events],
+                    flow=self.versions.pin(flow) if flow is not None else None,
+                    own=loaded.own,
+                    clock=loaded.clock,
+                )
+            except StoreUnavailable:
+                self.versions.store_failed()  # as in an exchange: versions may need publishing
+                raise
+            if saved is not None and saved.published and flow is not None:
+                self.versions.published(flow)
             if saved is not None:
                 emit_all(self.sinks, events)
                 self.codes.call_ended(flow, ended)
@@ -239,7 +247,10 @@ class ConversationService:
     ) -> str | None:
         """Load, decide, settle, render, save; the events reach the sinks once the save stands."""
         deadline = time.monotonic() + self.turn_budget  # data dips share it, retries included
-        dips = StepDips(self.store, self.fetcher, params.caller.key, params.contact_id, step)
+        dips = StepDips(
+            self.store, self.fetcher, params.caller.key, params.contact_id, step,
+            claim_ttl=ceil(self.turn_budget + CLAIM_MARGIN),
+        )  # fmt: skip
         try:
             for _ in range(SAVE_ATTEMPTS):
                 loaded = self._load(params.caller.key, params.contact_id, step)
@@ -464,7 +475,7 @@ class ConversationService:
             return self.store.load(caller, call_sid, step)
         except SessionCorrupt as exc:
             log.error("discarding corrupt session of %s: %s", masked(caller), exc.reason)
-            self.store.discard(caller)
+            self.store.discard(caller, call_sid if exc.own else None)
             return Loaded(None, 0)
 
     def _settle(self, flow: Flow, turn: Turn, deadline: float, dips: StepDips) -> Turn:

@@ -91,9 +91,10 @@ class StoreUnavailable(StoreError):
 class SessionCorrupt(StoreError):
     """A stored session document could not be decoded."""
 
-    def __init__(self, key: str, reason: str) -> None:
-        self.key = key
+    def __init__(self, key: str, reason: str, own: bool = False) -> None:
+        self.key = key  # masked: fit for logs
         self.reason = reason
+        self.own = own  # the call's own set-aside session, not the caller's
         super().__init__(f"Session {key!r} is corrupt: {reason}")
 
 

@@ -388,8 +388,10 @@ def test_erase_removes_rows_session_and_waiting_events_and_keeps_only_a_masked_r
         request = db.scalars(select(DataRequest)).one()
         assert (request.kind, request.subject) == ("erase", "***0123")
         assert request.counts["customers"] == 1 and request.counts["stream_entries"] > 0
-    key = f"{redis_client.test_prefix}:{{+14155550123}}:session"  # type: ignore[attr-defined]
-    assert not redis_client.exists(key)
+    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
+    for kind in ("session", "card"):  # the live session and the customer card are gone too
+        assert not redis_client.exists(f"{prefix}:{{+14155550123}}:{kind}"), kind
+    assert redis_client.exists(f"{prefix}:{{+14155550124}}:card")  # somebody else's stays
     engine.dispose()
 
 

@@ -237,3 +237,19 @@ def test_the_live_window_follows_what_the_caller_was_asked() -> None:
     assert not liveness.is_live(session.call_ended("completed", 100.0), 100.0)
     assert liveness.is_live(session.evolve(live_until=500.0), 500.0)
     assert not liveness.is_live(session.evolve(live_until=500.0), 500.5)
+
+
+def test_a_corrupt_set_aside_session_is_discarded_alone(
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    app = with_policy(make_app, flows_dir, None)
+    first = at_confirmation(app)
+    clock_of(app).now += 5
+    second = dial(app)  # the first call's session is set aside under its own key
+    own_key = f"{prefix_of(redis_client)}:{{{CALLER}}}:session:{first.call_sid}"
+    redis_client.hset(own_key, "doc", "{not json")
+    first.say("X Y Z 7 8 9.")  # the first call's next webhook finds its own session corrupt
+    assert all(status == 200 for status in first.statuses)
+    assert stored(redis_client).call == second.call_sid  # the other line's session is untouched
+    second.press("2")
+    assert "confirmation code" in second.last_heard

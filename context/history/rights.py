@@ -122,8 +122,7 @@ def erase(
     """Delete ``customer`` everywhere (SQL, session, waiting events); the rows deleted."""
     callers = [i.value for i in customer.identities if i.kind != IdentityKind.EMAIL]
     waiting = sum(_purge_stream(stream, caller) for caller in callers)
-    for caller in callers:
-        store.discard(caller)
+    sessions = sum(store.forget(caller) for caller in callers)
     conversation_ids = select(Conversation.id).where(Conversation.customer_id == customer.id)
     interaction_ids = select(Interaction.id).where(
         or_(
@@ -150,7 +149,7 @@ def erase(
         "identities": _deleted(db, delete(Identity).where(Identity.customer_id == customer.id)),
         "consents": _deleted(db, delete(Consent).where(Consent.customer_id == customer.id)),
         "stream_entries": waiting,
-        "sessions": len(callers),
+        "redis_keys": sessions,
     }
     db.execute(
         update(Customer).where(Customer.merged_into_id == customer.id).values(merged_into_id=None)
