@@ -399,6 +399,7 @@ def test_sentinel_failover_is_followed_and_parked_callers_resume(
         lambda: (
             support_topologies.fields(cli(old_master, "INFO", "replication")).get("role") == "slave"
         ),
+        timeout=60.0,  # Sentinel turns it into a replica on its own schedule: slow on a busy box
     )
     for caller in callers[:3]:
         again = Call(FlaskTransport(app), AUTH_TOKEN, caller=caller).dial()
