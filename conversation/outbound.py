@@ -40,6 +40,33 @@ MAX_SMS = 1600  # characters Twilio accepts in one message body
 OUTBOUND_PATH = "/voice/outbound"
 
 
+def outbound_conversation(sid: str) -> str:
+    """The conversation id of an outbound contact (its call's or message's SID)."""
+    return f"outbound:{sid}"
+
+
+def outbound_event(
+    name: EventName,
+    number: str,
+    sid: str,
+    at: float,
+    data: Mapping[str, Any],
+    channel: Literal["voice", "sms"] = "voice",
+    flow: str | None = None,
+) -> ConversationEvent:
+    """An event about an outbound contact, marked ``direction: outbound`` for the history."""
+    return ConversationEvent(
+        name=name,
+        at=at,
+        caller=number,
+        call_sid=sid,
+        channel=channel,
+        conversation=outbound_conversation(sid),
+        flow=flow,
+        data={"direction": "outbound", **data},
+    )
+
+
 class OutboundRefused(OmnivoiceError):
     """An outbound request that was not carried out: ``status`` (HTTP) and a sentence why."""
 
@@ -206,14 +233,8 @@ class OutboundService:
         request: OutboundRequest,
         data: dict[str, Any],
     ) -> None:
-        event = ConversationEvent(
-            name=name,
-            at=self.clock(),
-            caller=number,
-            call_sid=sid,
-            channel=request.channel,
-            conversation=f"outbound:{sid}",
-            flow=request.flow,
-            data={"direction": "outbound", "purpose": request.purpose, **data},
-        )
+        event = outbound_event(
+            name, number, sid, self.clock(), {"purpose": request.purpose, **data},
+            request.channel, request.flow,
+        )  # fmt: skip
         self.stream.append(number, [self.stream.encode(event.to_dict())])

@@ -32,7 +32,6 @@ from context.outbound_tokens import Grant
 from context.sessions import Loaded, SessionStore
 from conversation.dip_claims import StepClaimed, StepDips
 from conversation.events import (
-    ConversationEvent,
     EventSink,
     LogSink,
     emit_all,
@@ -40,6 +39,7 @@ from conversation.events import (
 )
 from conversation.flow_versions import FlowVersions
 from conversation.inbound import Inbound
+from conversation.outbound import outbound_conversation, outbound_event
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
 from data_dips.http import Fetcher
 from ivr import engine, liveness, resume, steps
@@ -181,7 +181,7 @@ class ConversationService:
                 flow, caller=params.caller.key, call_sid=params.contact_id, at=now, env=self.env,
                 card=loaded.card, variables=variables,
             )  # fmt: skip
-            session = turn.session.evolve(conversation=f"outbound:{params.contact_id}")
+            session = turn.session.evolve(conversation=outbound_conversation(params.contact_id))
             previous = loaded.session
             live = (
                 previous is not None
@@ -529,13 +529,12 @@ class ConversationService:
         stream = self.store.events
         if stream is None:
             return
-        event = ConversationEvent(
-            name=EventName.OUTBOUND_UNANSWERED,
-            at=self.clock(),
-            caller=params.caller.key,
-            call_sid=params.contact_id,
-            conversation=f"outbound:{params.contact_id}",
-            data={"direction": "outbound", "call_status": params.status},
+        event = outbound_event(
+            EventName.OUTBOUND_UNANSWERED,
+            params.caller.key,
+            params.contact_id,
+            self.clock(),
+            {"call_status": params.status},
         )
         stream.append(params.caller.key, [stream.encode(event.to_dict())])
         emit_all(self.sinks, [event])

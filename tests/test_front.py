@@ -167,19 +167,6 @@ def test_each_endpoint_is_timed_under_its_name() -> None:
     assert count() == before + 1
 
 
-def test_the_before_hook_runs_only_for_signed_requests() -> None:
-    ran: list[bool] = []
-    edge = TwilioFront(
-        _flask, FrontSettings(auth_token=AUTH_TOKEN), before=lambda: ran.append(True)
-    )
-    edge.register(Route("/sms", "sms.incoming", _echo, EMPTY_MESSAGING))
-    client = Client(edge)
-    client.post("/sms", data=SMS, headers={"X-Twilio-Signature": "forged"})
-    assert ran == []
-    _post(client, "/sms", SMS)
-    assert ran == [True]
-
-
 def test_a_mounted_front_gives_views_the_mount_point() -> None:
     roots: list[str] = []
 

@@ -108,18 +108,15 @@ class TwilioFront:
     Args:
         other: the app serving everything else (Flask's ``wsgi_app``).
         settings: the auth token, dev mode and ``PUBLIC_BASE_URL``.
-        before: runs before each webhook's view, once its signature holds (none by default).
     """
 
     def __init__(
         self,
         other: WsgiApp,
         settings: FrontSettings,
-        before: Callable[[], None] = lambda: None,
     ) -> None:
         self.other = other
         self.settings = settings
-        self.before = before
         self._routes: dict[str, _Entry] = {}
 
     def register(self, route: Route) -> None:
@@ -165,7 +162,6 @@ class TwilioFront:
             refusal = self.refusal(request)
             if refusal is not None:
                 return refusal
-            self.before()
             return route.view(request)
         except BadRequest as exc:
             return text(exc.status, f"Bad request: {exc.reason}.")
