@@ -138,26 +138,32 @@ def flows_dir(tmp_path: Path) -> Path:
     return target
 
 
+def app_for_tests(flows_dir: Path, **overrides: Any) -> Flask:
+    """The app as tests build it (signed webhooks, no dev mode, no reloads, no logging set-up),
+    on the flows in ``flows_dir``; ``overrides`` name the Redis to use and anything else."""
+    config = {
+        "TESTING": True,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "FLOWS_DIR": str(flows_dir),
+        "DEV_MODE": False,
+        "PUBLIC_BASE_URL": None,
+        "FLOW_RELOAD_SECONDS": 0,
+        "CONFIGURE_LOGGING": False,
+        "HISTORY_IN_PROCESS": False,
+        "DEMO_API": True,  # the demo flow's data dips (outside dev mode only when asked for)
+        **overrides,
+    }
+    return create_app(config)
+
+
 @pytest.fixture
 def make_app(redis_client: redis.Redis, flows_dir: Path) -> Callable[..., Flask]:
     """Build an app on the test's Redis prefix and flows copy; keyword overrides go to config."""
 
     def build(**overrides: Any) -> Flask:
-        config = {
-            "TESTING": True,
-            "REDIS_CLIENT": redis_client,
-            "REDIS_KEY_PREFIX": redis_client.test_prefix,  # type: ignore[attr-defined]
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "FLOWS_DIR": str(flows_dir),
-            "DEV_MODE": False,
-            "PUBLIC_BASE_URL": None,
-            "FLOW_RELOAD_SECONDS": 0,
-            "CONFIGURE_LOGGING": False,
-            "HISTORY_IN_PROCESS": False,
-            "DEMO_API": True,  # the demo flow's data dips (outside dev mode only when asked for)
-            **overrides,
-        }
-        return create_app(config)
+        prefix = redis_client.test_prefix  # type: ignore[attr-defined]
+        own = {"REDIS_CLIENT": redis_client, "REDIS_KEY_PREFIX": prefix}
+        return app_for_tests(flows_dir, **{**own, **overrides})
 
     return build
 

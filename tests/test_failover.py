@@ -32,11 +32,10 @@ from flask import Flask
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from app import create_app
 from context.keys import Keys
 from simulator import Call, FlaskTransport
 from tests import support_topologies
-from tests.conftest import AUTH_TOKEN, REPO, REQUIRE_TOPOLOGIES
+from tests.conftest import AUTH_TOKEN, REPO, REQUIRE_TOPOLOGIES, app_for_tests
 from tests.support_topologies import (
     HOST,
     LocalCluster,
@@ -81,21 +80,12 @@ def build_app(url: str, flows_dir: Path, prefix: str) -> Flask:
     shutil.copytree(REPO / "flows", flows_dir)
     flow = flows_dir / "airline.yaml"
     flow.write_text(flow.read_text().replace("  ask: true", "  ask: true\n  concurrent: takeover"))
-    return create_app(
-        {
-            "TESTING": True,
-            "REDIS_URL": url,
-            "REDIS_TIMEOUT": 0.5,
-            "REDIS_KEY_PREFIX": prefix,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "FLOWS_DIR": str(flows_dir),
-            "DEV_MODE": False,
-            "PUBLIC_BASE_URL": None,
-            "FLOW_RELOAD_SECONDS": 0,
-            "CONFIGURE_LOGGING": False,
-            "FALLBACK_NUMBER": FALLBACK,
-            "DEMO_API": True,  # the demo flow's data dips
-        }
+    return app_for_tests(
+        flows_dir,
+        REDIS_URL=url,
+        REDIS_TIMEOUT=0.5,
+        REDIS_KEY_PREFIX=prefix,
+        FALLBACK_NUMBER=FALLBACK,
     )
 
 

@@ -21,12 +21,11 @@ import pytest
 import redis
 from flask import Flask
 
-from app import create_app
 from context.redis_client import connect
 from ivr.session import Session
 from simulator import Call, FlaskTransport
 from tests import support_topologies
-from tests.conftest import AUTH_TOKEN, on_topologies
+from tests.conftest import AUTH_TOKEN, app_for_tests, on_topologies
 
 CALLER = "+14155550123"
 
@@ -210,19 +209,10 @@ def test_pinned_version_survives_a_server_restart(
 
 def app_on(url: str, flows_dir: Path, prefix: str) -> Flask:
     """A new process's app on the Redis at ``url``: it knows only the YAML on disk now."""
-    return create_app(
-        {
-            "TESTING": True,
-            "REDIS_CLIENT": connect(url, timeout=2, dev_mode=False),
-            "REDIS_KEY_PREFIX": prefix,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "FLOWS_DIR": str(flows_dir),
-            "DEV_MODE": False,
-            "PUBLIC_BASE_URL": None,
-            "FLOW_RELOAD_SECONDS": 0,
-            "CONFIGURE_LOGGING": False,
-            "DEMO_API": True,  # the airline flow's back-end
-        }
+    return app_for_tests(
+        flows_dir,
+        REDIS_CLIENT=connect(url, timeout=2, dev_mode=False),
+        REDIS_KEY_PREFIX=prefix,
     )
 
 

@@ -23,11 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
-from app import create_app
 from context.redis_client import Topology, cluster_of, connect, topology_of
 from simulator import Call, FlaskTransport
 from tests import support_topologies
-from tests.conftest import AUTH_TOKEN, REDIS_URL, client_for, delete_under
+from tests.conftest import AUTH_TOKEN, REDIS_URL, app_for_tests, client_for, delete_under
 from tests.support_backend import Backend
 from tests.support_twilio import CALLER, form, post, spoken, stored, twiml, verbs
 from webhooks.twiml import APOLOGY
@@ -81,20 +80,11 @@ def build_app(connection: Any, flows_dir: Path, backend: Backend) -> Flask:
     client: Any = connect(connection.omnivoice_url, timeout=APP_TIMEOUT, dev_mode=False)
     if topology_of(client) is Topology.CLUSTER:
         client = cluster_of(client)
-    return create_app(
-        {
-            "TESTING": True,
-            "REDIS_CLIENT": client,
-            "REDIS_KEY_PREFIX": connection.test_prefix,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "FLOWS_DIR": str(flows_dir),
-            "DEV_MODE": False,
-            "PUBLIC_BASE_URL": None,
-            "FLOW_RELOAD_SECONDS": 0,
-            "CONFIGURE_LOGGING": False,
-            "FALLBACK_NUMBER": FALLBACK,
-            "DEMO_API": True,  # the airline flow's back-end
-        }
+    return app_for_tests(
+        flows_dir,
+        REDIS_CLIENT=client,
+        REDIS_KEY_PREFIX=connection.test_prefix,
+        FALLBACK_NUMBER=FALLBACK,
     )
 
 

@@ -20,13 +20,12 @@ import redis
 from flask import Flask
 from redis.exceptions import RedisClusterException
 
-from app import create_app
 from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_errors import describe
 from simulator import Call, FlaskTransport
 from tests import support_topologies
-from tests.conftest import AUTH_TOKEN, REPO
+from tests.conftest import AUTH_TOKEN, REPO, app_for_tests
 from tests.support_topologies import free_ports, start_server
 from tests.support_twilio import CALLED, form, post, spoken, twiml
 from webhooks import twiml as twiml_module
@@ -64,20 +63,7 @@ def connection(server: support_topologies.LocalServer) -> Iterator[redis.Redis]:
 def app(connection: redis.Redis, tmp_path: Path) -> Flask:
     flows = tmp_path / "flows"
     shutil.copytree(REPO / "flows", flows)
-    return create_app(
-        {
-            "TESTING": True,
-            "REDIS_CLIENT": connection,
-            "REDIS_KEY_PREFIX": PREFIX,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "FLOWS_DIR": str(flows),
-            "DEV_MODE": False,
-            "PUBLIC_BASE_URL": None,
-            "FLOW_RELOAD_SECONDS": 0,
-            "CONFIGURE_LOGGING": False,
-            "DEMO_API": True,
-        }
-    )
+    return app_for_tests(flows, REDIS_CLIENT=connection, REDIS_KEY_PREFIX=PREFIX)
 
 
 def out_of_memory(connection: redis.Redis) -> None:
