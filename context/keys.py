@@ -97,6 +97,26 @@ class Keys:
         """One shard of the event stream (see :mod:`context.event_stream`)."""
         return f"{self.prefix}:events:{shard}"
 
+    def handoff(self, handoff_id: str) -> str:
+        """One handoff bundle, by its id (see :mod:`context.handoffs`)."""
+        return f"{self.prefix}:handoff:{{{hash_tag(handoff_id)}}}"
+
+    def call_handoff(self, call_sid: str) -> str:
+        """The latest handoff bundle of one call, by its CallSid."""
+        return f"{self.prefix}:call-handoff:{{{hash_tag(call_sid)}}}"
+
+    def agent_feed(self) -> str:
+        """The agents' live feed (see :mod:`context.agent_feed`): what consoles show.
+
+        One stream, not sharded: it takes handoffs, queue and agent events (a few per transfer),
+        never every webhook's events.
+        """
+        return f"{self.prefix}:agent-feed"
+
+    def login_failures(self, who: str, minute: int) -> str:
+        """Failed console logins for one agent name or one client address in one minute."""
+        return f"{self.prefix}:{{{hash_tag(who)}}}:login-failures:{minute}"
+
     def health(self, tag: str) -> str:
         """A short-lived key ``/healthz`` writes to prove a node accepts writes (``tag``: which)."""
         return f"{self.prefix}:health:{{{hash_tag(tag)}}}"

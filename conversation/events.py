@@ -28,7 +28,7 @@ from ivr import sensitive
 from ivr.flow import Flow
 from ivr.session import Session
 from ivr.states import EventName
-from ivr.turn import AttachHandoff, Effect, Note
+from ivr.turn import AttachHandoff, Effect, Note, RequestCallback
 
 log = logging.getLogger("omnivoice.calls")
 
@@ -130,8 +130,22 @@ def from_effects(
         if isinstance(effect, Note):
             name, data = effect.name, effect.data
         elif isinstance(effect, AttachHandoff):
-            name = EventName.HANDOFF
-            data = {"route": effect.route, "target": effect.target, "context": effect.context}
+            name, bundle = EventName.HANDOFF, effect.bundle
+            route = bundle.get("route") or {}
+            data = {
+                "handoff_id": bundle.get("id"),
+                "route": route.get("kind"),
+                "target": route.get("target"),
+                "reason": bundle.get("reason"),
+                "bundle": bundle,
+            }
+        elif isinstance(effect, RequestCallback):
+            name = EventName.CALLBACK_REQUESTED
+            data = {
+                "number": effect.number,
+                "reason": effect.reason,
+                "handoff_id": effect.handoff_id,
+            }
         else:
             continue
         node = data.get("node") if isinstance(data.get("node"), str) else session.node

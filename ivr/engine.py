@@ -14,12 +14,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, history, sensitive, templates
+from ivr import answers, handoff, history, sensitive, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
-from ivr.schema import GatherSpec, Node, PausePart, PlayPart, Prompt, RetrySpec, SayPart
+from ivr.schema import (
+    GatherSpec,
+    Node,
+    PausePart,
+    PlayPart,
+    Prompt,
+    RetrySpec,
+    SayPart,
+    TransferSpec,
+)
 from ivr.session import Session, Visit
-from ivr.states import EventName, Status, Waiting
+from ivr.states import EventName, Status, TransferResult, Waiting
 from ivr.turn import (
     Action,
     Answer,
@@ -33,6 +42,7 @@ from ivr.turn import (
     Note,
     Pause,
     Play,
+    RequestCallback,
     Say,
     Speech,
     Transfer,
@@ -44,6 +54,13 @@ KEYPAD = set("0123456789*#")
 NO_INPUT_TEXT = "Sorry, I didn't hear anything."
 NO_MATCH_TEXT = "Sorry, I didn't understand that."
 GIVE_UP_TEXT = "Sorry, we could not continue. Goodbye."
+NOBODY_TEXT = "Sorry, nobody can take your call right now. Please call again later. Goodbye."
+HANDOFFS_KEPT = 5  # handoff ids a session remembers (the bundle lists earlier ones)
+_ENDS_TRANSFER = {
+    TransferResult.CONNECTED: "talked to a person",
+    TransferResult.ABANDONED: "hung up while being transferred",
+    TransferResult.REDIRECTED: "taken by an agent from the console",
+}
 DEFAULT_RETRY = RetrySpec()
 
 
@@ -108,6 +125,64 @@ def step(flow: Flow, session: Session, event: Event, env: Mapping[str, Any] | No
     raise EngineError(f"Node {session.node!r} is waiting for {session.waiting}, not {event!r}.")
 
 
+def after_transfer(
+    flow: Flow,
+    session: Session,
+    result: TransferResult,
+    at: float,
+    env: Mapping[str, Any] | None = None,
+) -> Turn:
+    """Carry on after a transfer ended with ``result`` (the session is at its transfer node).
+
+    A caller who reached a person, hung up, or was moved to an agent is done with the flow. For
+    the others the transfer's ``on`` picks the node (``failed`` stands in for an outcome it does
+    not name), else the flow's ``fallback`` unless that is itself a transfer, else a goodbye:
+    the caller never hears an error.
+    """
+    name = session.node or ""
+    session = session.evolve(step=session.step + 1, updated_at=at)
+    runner = _Runner(flow, session, env or {})
+    spec = flow.spec.nodes[name].transfer if name in flow.spec.nodes else None
+    handoff_id = session.handoffs[-1] if session.handoffs else None
+    if result in _ENDS_TRANSFER:
+        runner.note(EventName.TRANSFER_RESULT, node=name, result=result, handoff_id=handoff_id)
+        if result == TransferResult.CONNECTED:
+            runner.actions.append(Hangup())
+        runner.session = runner.session.evolve(ended_reason=_ENDS_TRANSFER[result])
+        return runner.turn()
+    routes: dict[str, str] = {str(k): v for k, v in spec.on.items()} if spec else {}
+    target = routes.get(result.value) or routes.get("failed")
+    fallback = flow.spec.fallback
+    if target is None and fallback and fallback != name and not flow.node(fallback).transfer:
+        target = fallback
+    runner.note(
+        EventName.TRANSFER_RESULT, node=name, result=result, handoff_id=handoff_id, next=target
+    )
+    runner.session = runner.session.evolve(status=Status.ACTIVE, ended_reason=None, waiting=None)
+    runner.reason = f"the transfer at {name} ended: {result.value.replace('_', ' ')}"
+    if target is None:
+        runner.actions.extend((Say(NOBODY_TEXT, *runner.voice()), Hangup()))
+        return runner.end(Status.COMPLETED, f"transfer {result.value}, nowhere to go")
+    return runner.run(target)
+
+
+def hold_prompt(flow: Flow, node: str, queue: Mapping[str, Any]) -> tuple[Speech, ...]:
+    """What a caller queued by ``node`` hears on one pass of the hold loop.
+
+    The prompt sees ``queue`` only (``position``, ``wait``, ``average_wait``, ``size``): the
+    hold loop runs without loading the caller's session.
+    """
+    spec = flow.spec.nodes[node].transfer if node in flow.spec.nodes else None
+    session = Session(caller="", flow_id=flow.id, flow_version=flow.version, call_sid="")
+    runner = _Runner(flow, session.evolve(variables={"queue": dict(queue)}), {})
+    if spec is not None and spec.hold is not None:
+        return runner.parts(spec.hold)
+    position = queue.get("position")
+    if not isinstance(position, int) or position < 1:
+        return (Say("Thank you for waiting. Someone will be with you shortly.", *runner.voice()),)
+    return (Say(f"Thank you for waiting. You are number {position} in line.", *runner.voice()),)
+
+
 class _Runner:
     """Runs nodes for one turn, collecting actions and notes."""
 
@@ -118,6 +193,7 @@ class _Runner:
         self.actions: list[Action] = []
         self.effects: list[Effect] = []
         self.known = history.scope(session.card, session.call_sid, session.updated_at)
+        self.reason: str | None = None  # why the call got here, when a node did not choose to
 
     # ---- turn endings ---------------------------------------------------------------------
     def turn(self, fetch: HttpRequest | None = None) -> Turn:
@@ -150,6 +226,10 @@ class _Runner:
             )
             if node.set:
                 self.assign(node.set)
+            if node.verified and "verified" not in self.session.identified:
+                self.session = self.session.evolve(
+                    identified=(*self.session.identified, "verified")
+                )
             if node.verified and (back := self.verification_passed()):
                 self.speak(node.say)
                 name = back
@@ -176,16 +256,10 @@ class _Runner:
             self.session = self.session.evolve(waiting=Waiting.INPUT, checkpoint=name)
             self.actions.append(self.gather(node.gather, ()))
             return self.turn()
+        if node.callback:
+            self.request_callback(node)
         if node.transfer:
-            spec = node.transfer
-            context = {key: _lookup(self.variables(), key) for key in spec.context}
-            # Kept in the session too: the agent's side finds it by caller, whatever the route.
-            self.session = self.session.evolve(handoff=context)
-            transfer = Transfer(spec.queue, spec.number, spec.client, context, round(spec.timeout))
-            self.actions.append(transfer)
-            route, target = _route(transfer)
-            self.effects.append(AttachHandoff(_masked_context(self.flow, context), route, target))
-            return self.end(Status.TRANSFERRED, f"transfer at {name}")
+            return self.transfer(name, node.transfer)
         for case in node.branch or []:
             if templates.evaluate(self.flow.expression(case.when), self.variables()):
                 return case.then
@@ -194,10 +268,54 @@ class _Runner:
         self.actions.append(Hangup())
         return self.end(Status.COMPLETED, f"ended at {name}")
 
+    def transfer(self, name: str, spec: TransferSpec) -> Turn:
+        """Hand the caller over from node ``name``, publishing the handoff bundle."""
+        route, target = _route(spec)
+        session = self.session
+        context = {key: _lookup(self.variables(), key) for key in spec.context}
+        handoff_id = handoff.handoff_id(session.call_sid, session.step, name)
+        handoffs = (*(h for h in session.handoffs if h != handoff_id), handoff_id)
+        # The context stays in the session too: the caller's next call can read it.
+        self.session = session.evolve(handoff=context, handoffs=handoffs[-HANDOFFS_KEPT:])
+        node = self.flow.node(name)
+        reason = (
+            self.text(spec.reason)
+            if spec.reason
+            else self.reason or f"asked for a person at {node.description or name}"
+        )
+        found = handoff.bundle(
+            self.flow, self.session, name, handoff=handoff_id, route=route, target=target,
+            reason=reason, context=context, at=self.session.updated_at,
+        )  # fmt: skip
+        if spec.whisper:
+            secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
+            found["summary"] = handoff.scrub(self.text(spec.whisper), secrets)
+        waits = spec.hold is not None or spec.hold_music is not None or spec.max_wait is not None
+        transfer = Transfer(
+            route, target, handoff_id, found, round(spec.timeout), spec.workflow,
+            self.flow.id, name, waits,
+        )  # fmt: skip
+        self.actions.append(transfer)
+        self.effects.append(AttachHandoff(found))
+        return self.end(Status.TRANSFERRED, f"transfer at {name}")
+
+    def request_callback(self, node: Node) -> None:
+        assert node.callback is not None
+        reason = self.text(node.callback.reason) if node.callback.reason else self.reason
+        handoffs = self.session.handoffs
+        self.effects.append(
+            RequestCallback(
+                self.session.caller,
+                (reason or f"asked at {node.description or self.session.node}")[:200],
+                handoffs[-1] if handoffs else None,
+            )
+        )
+
     def give_up(self, reason: str) -> Turn:
         fallback = self.flow.spec.fallback
         if fallback and fallback != self.session.node and reason != "loop":
             self.note(EventName.FALLBACK, reason=reason, node=fallback)
+            self.reason = self.reason or f"{reason.replace('_', ' ')} at {self.session.node}"
             return self.run(fallback)
         self.actions.extend((Say(GIVE_UP_TEXT, *self.voice()), Hangup()))
         return self.end(Status.COMPLETED, f"gave up: {reason}")
@@ -246,9 +364,16 @@ class _Runner:
         defaults = getattr(self.flow.spec.defaults, kind)
         spec: RetrySpec = getattr(node, kind) or defaults or DEFAULT_RETRY
         count = getattr(self.session, f"{kind}_count") + 1
-        self.session = self.session.evolve(**{f"{kind}_count": count})
+        tried = self.session.attempts.get(name)
+        tried = dict(tried) if isinstance(tried, dict) else {}
+        tried[kind] = int(tried.get(kind) or 0) + 1
+        self.session = self.session.evolve(
+            **{f"{kind}_count": count}, attempts={**self.session.attempts, name: tried}
+        )
         self.note(EventName(kind), node=name, attempt=count)
         if count > spec.retries:
+            what = "no answer" if kind == "no_input" else "no usable answer"
+            self.reason = f"{what} at {name} after {count} tries"
             if spec.then:
                 self.session = self.session.evolve(waiting=None)
                 return self.run(spec.then)
@@ -430,20 +555,15 @@ def _lookup(variables: Mapping[str, Any], dotted: str) -> Any:
     return current
 
 
-def _route(transfer: Transfer) -> tuple[str, str]:
-    for route in ("queue", "number", "client"):
-        target = getattr(transfer, route)
-        if target:
-            return route, target
-    return "queue", ""
-
-
-def _masked_context(flow: Flow, context: dict[str, Any]) -> dict[str, Any]:
-    """A transfer's context for the record: values at sensitive paths masked."""
-    paths = flow.spec.sensitive
-    if not paths:
-        return context
-    return {key: sensitive.masked(paths, key, value) for key, value in context.items()}
+def _route(spec: TransferSpec) -> tuple[Literal["queue", "number", "client", "sip"], str]:
+    if spec.queue is not None:
+        return "queue", spec.queue
+    if spec.number is not None:
+        return "number", spec.number
+    if spec.client is not None:
+        return "client", spec.client
+    assert spec.sip is not None  # the schema requires exactly one target
+    return "sip", spec.sip
 
 
 def _masked(flow: Flow, save_as: str | None, value: str | None) -> str | None:

@@ -201,6 +201,13 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
     for name, value in (node.set or {}).items():
         if isinstance(value, str):
             yield ("set", name), value
+    if node.transfer:
+        for key in ("reason", "whisper", "hold_music"):
+            if text := getattr(node.transfer, key):
+                yield ("transfer", key), text
+        yield from prompt(node.transfer.hold, ("transfer", "hold"))
+    if node.callback and node.callback.reason:
+        yield ("callback", "reason"), node.callback.reason
 
 
 def _json_strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:

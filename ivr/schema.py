@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -177,20 +178,125 @@ class BranchCase(Model):
     then: NodeName
 
 
-class TransferSpec(Model):
-    """Hand the caller to a person: a queue, a phone number or a client (agent app) identity."""
+TransferOutcome = Literal["no_answer", "busy", "queue_full", "waited_too_long", "failed"]
+"""How a transfer can fail to reach a person, each routable to a node with ``transfer.on``."""
 
-    queue: str | None = Field(default=None, max_length=64)
+_SIP_URI = re.compile(r"^sips?:[^\s@]+@[^\s@?;]+(:[0-9]{1,5})?(;[^\s?]*)?$")
+_CLIENT_IDENTITY = re.compile(r"^[A-Za-z0-9_.@\-]{1,121}$")
+_WORKFLOW_SID = re.compile(r"^WW[0-9a-fA-F]{32}$")
+
+
+class TransferSpec(Model):
+    """Hand the caller to a person: a queue, a phone number, a client (agent app) or a SIP URI.
+
+    ``reason`` (a template) says why, for the agent; ``context`` names extra variables for the
+    handoff bundle; ``whisper`` overrides the sentence a number transfer reads to the agent
+    before connecting. A queue plays ``hold`` (``{{ queue.position }}``, ``{{ queue.wait }}``)
+    and ``hold_music`` while the caller waits, for at most ``max_wait``; ``workflow`` routes it
+    through a TaskRouter workflow. ``on`` sends each way of not reaching a person to a node.
+    """
+
+    queue: str | None = Field(default=None, min_length=1, max_length=64)
     number: str | None = None
     client: str | None = None
-    context: list[str] = Field(default_factory=list)
+    sip: str | None = None
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
+    context: list[VarPath] = Field(default_factory=list)
     timeout: Duration = 30.0
+    whisper: str | None = Field(default=None, min_length=1, max_length=300)
+    hold: Prompt | None = None
+    hold_music: str | None = Field(default=None, min_length=1)
+    max_wait: Duration | None = None
+    workflow: str | None = None
+    on: dict[TransferOutcome, NodeName] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferSpec:
-        if sum(x is not None for x in (self.queue, self.number, self.client)) != 1:
-            raise ValueError("a transfer needs exactly one of queue, number or client.")
+        targets = [k for k in ("queue", "number", "client", "sip") if getattr(self, k) is not None]
+        if len(targets) != 1:
+            raise ValueError(
+                "a transfer needs exactly one of queue, number, client or sip"
+                + (f", not {targets}." if targets else ".")
+            )
+        queued = self.queue is not None
+        for key in ("hold", "hold_music", "max_wait", "workflow"):
+            if getattr(self, key) is not None and not queued:
+                raise ValueError(f"{key} only makes sense for a transfer to a queue.")
+        if self.whisper is not None and self.number is None:
+            raise ValueError("whisper only makes sense for a transfer to a number.")
+        waits = {"queue_full", "waited_too_long"} & set(self.on)
+        if waits and not queued:
+            raise ValueError(f"on {sorted(waits)[0]} only happens to a transfer to a queue.")
+        if "waited_too_long" in self.on and self.max_wait is None:
+            raise ValueError("on waited_too_long needs a max_wait to wait for.")
+        calls = {"no_answer", "busy"} & set(self.on)
+        if calls and queued:
+            raise ValueError(
+                f"on {sorted(calls)[0]} only happens to a transfer that dials (number, client, "
+                "sip); a queue has queue_full, waited_too_long and failed."
+            )
         return self
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parsed = phonenumbers.parse(str(value), None)
+            if not phonenumbers.is_possible_number(parsed):
+                raise phonenumbers.NumberParseException(0, "impossible number")
+        except phonenumbers.NumberParseException:
+            raise ValueError(
+                f"{value!r} is not a phone number in E.164 form (+14155550100)."
+            ) from None
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("client")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is not None and not _CLIENT_IDENTITY.match(value):
+            raise ValueError(
+                f"{value!r} is not a client identity: up to 121 letters, digits and _ . @ -."
+            )
+        return value
+
+    @field_validator("sip")
+    @classmethod
+    def _sip_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _SIP_URI.match(value):
+            raise ValueError(
+                f"{value!r} is not a SIP URI such as sip:agent@pbx.example.com (no headers: "
+                "the handoff id is added as X-Handoff-Id)."
+            )
+        return value
+
+    @field_validator("workflow")
+    @classmethod
+    def _workflow_sid(cls, value: str | None) -> str | None:
+        if value is not None and not _WORKFLOW_SID.match(value):
+            raise ValueError(f"{value!r} is not a TaskRouter workflow SID (WW and 32 hex digits).")
+        return value
+
+    @field_validator("max_wait")
+    @classmethod
+    def _wait_range(cls, value: float | None) -> float | None:
+        if value is not None and not 10 <= value <= 4 * 3600:
+            raise ValueError("max_wait must be between 10s and 4h.")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _ring_range(cls, value: float) -> float:
+        if not 5 <= value <= 600:
+            raise ValueError("transfer timeout (how long to ring) must be between 5s and 600s.")
+        return value
+
+
+class CallbackSpec(Model):
+    """Record that the caller wants a call back (it shows in the agent console)."""
+
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Node(Model):
@@ -214,6 +320,7 @@ class Node(Model):
     no_match: RetrySpec | None = None
     branch: list[BranchCase] | None = None
     transfer: TransferSpec | None = None
+    callback: CallbackSpec | None = None
     hangup: bool | None = None
     goto: NodeName | None = None
     next: NodeName | None = None
@@ -257,6 +364,8 @@ class Node(Model):
                 found.append(((key, "then"), retry.then))
         for i, case in enumerate(self.branch or []):
             found.append((("branch", i, "then"), case.then))
+        for outcome, target in (self.transfer.on if self.transfer else {}).items():
+            found.append((("transfer", "on", outcome), target))
         return found
 
 

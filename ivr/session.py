@@ -58,6 +58,10 @@ class Session:
     conversation: str = ""  # one matter across calls: kept by a resume, new for a fresh start
     sensitive: tuple[str, ...] = ()  # the flow version's sensitive paths: stored sealed
     live_until: float | None = None  # the call's next webhook is due by then (ivr.liveness)
+    attempts: dict[str, Any] = field(default_factory=dict)  # node -> no_input/no_match counts
+    identified: tuple[str, ...] = ()  # how we know who this is: caller_id, stir_a, verified...
+    resumes: int = 0  # how many times this conversation was picked up again by a new call
+    handoffs: tuple[str, ...] = ()  # this conversation's handoff ids, the latest last
     # The customer card read with the session (ivr.history): never stored with it.
     card: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -122,7 +126,7 @@ class Session:
             name: data[name] if name in data else _fresh_default(name) for name in _FIELD_NAMES
         }
         values["trail"] = _trail(values["trail"])
-        for name in ("resume_missing", "sensitive"):
+        for name in ("resume_missing", "sensitive", "identified", "handoffs"):
             names = values[name]
             if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
                 raise ValueError(f"session {name} is malformed")
@@ -176,7 +180,7 @@ _DEFAULTS: dict[str, Any] = {
     "started_at": 0.0, "updated_at": 0.0, "call_status": None, "ended_at": None,
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
     "held": {}, "handoff": {}, "conversation": "", "sensitive": (), "live_until": None,
-    "card": {},
+    "attempts": {}, "identified": (), "resumes": 0, "handoffs": (), "card": {},
 }  # fmt: skip
 
 
@@ -203,5 +207,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "call_status": _MAYBE_TEXT, "ended_at": (*_NUMBER, type(None)), "attested": (bool,),
     "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
     "held": (dict,), "handoff": (dict,), "conversation": _TEXT, "sensitive": (tuple,),
-    "live_until": (*_NUMBER, type(None)), "card": (dict,),
+    "live_until": (*_NUMBER, type(None)), "attempts": (dict,), "identified": (tuple,),
+    "resumes": (int,), "handoffs": (tuple,), "card": (dict,),
 }  # fmt: skip

@@ -47,6 +47,24 @@ class PlanKind(StrEnum):
     ASK_CODE = "ask_code"  # a caller without caller ID: ask for a resume code
 
 
+class TransferResult(StrEnum):
+    """How a transfer ended, from Twilio's ``QueueResult`` or ``DialCallStatus``.
+
+    The first three end the flow's part (a person took the call, the caller hung up, or the call
+    was moved to an agent from the console); the others are a :data:`ivr.schema.TransferOutcome`
+    the flow routes with ``transfer.on``.
+    """
+
+    CONNECTED = "connected"
+    ABANDONED = "abandoned"
+    REDIRECTED = "redirected"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    QUEUE_FULL = "queue_full"
+    WAITED_TOO_LONG = "waited_too_long"
+    FAILED = "failed"
+
+
 class EventName(StrEnum):
     """Every event a turn can record (the ``name`` of the event schema, see README)."""
 
@@ -84,7 +102,10 @@ class EventName(StrEnum):
     TEMPLATE_FAILED = "template_failed"
     FALLBACK = "fallback"
     LOOP_GUARD = "loop_guard"
-    HANDOFF = "handoff"
+    HANDOFF = "handoff"  # a transfer: its data holds the handoff bundle
+    TRANSFER_RESULT = "transfer_result"  # how the transfer ended (connected, no answer, ...)
+    QUEUE_WAITING = "queue_waiting"  # a queued caller's position and wait (agents' feed only)
+    CALLBACK_REQUESTED = "callback_requested"
     TOPIC = "topic"  # a node's ``topic:``: what the conversation is about
     SESSION_ENDED = "session_ended"
     # reaching out first
@@ -94,6 +115,10 @@ class EventName(StrEnum):
     OUTBOUND_FAILED = "outbound_failed"  # Twilio refused it
     OUTBOUND_ANSWERED = "outbound_answered"  # the callee (or a machine) answered
     OUTBOUND_UNANSWERED = "outbound_unanswered"  # busy, no answer, failed, canceled
+    # agents
+    CALL_TAKEN = "call_taken"  # an agent pressed Take call: the caller is being connected
+    TAKE_FAILED = "take_failed"  # Twilio refused to move the caller to the agent
+    AGENT_NOTE = "agent_note"  # a note and/or disposition, kept in the history
     # the shell
     CALL_ENDED = "call_ended"
     DUPLICATE_WEBHOOK = "duplicate_webhook"

@@ -2,15 +2,16 @@
 
 Events are what the caller (or a data dip) did; a Turn is what the caller should hear and do
 next, the **effects** the shell must carry out (a data dip before the reply, events to record, a
-handoff to attach; messages to send come next), and the new session. Actions are
+handoff bundle to publish, a callback to record; messages to send come next), and the new session. Actions are
 channel-neutral: a renderer per channel turns them into TwiML (``webhooks.twiml``) or, later, an
 SMS text or a page.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ivr.session import Session
 from ivr.states import EventName
@@ -86,15 +87,32 @@ class Gather:
     language: str | None = None
 
 
+TransferRoute = Literal["queue", "number", "client", "sip"]
+
+
 @dataclass(frozen=True)
 class Transfer:
-    """Hand the caller to a person, with what is already known about them."""
+    """Hand the caller to a person, with the handoff bundle of what is already known.
 
-    queue: str | None = None
-    number: str | None = None
-    client: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
+    ``flow`` and ``node`` name the transfer node (its hold prompts play while a queued caller
+    waits); ``waits`` says the queue has a hold prompt, hold music or a longest wait;
+    ``workflow`` routes a queue through TaskRouter. Never cached: the bundle is this caller's.
+    """
+
+    route: TransferRoute
+    target: str
+    handoff_id: str = ""
+    bundle: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     timeout: int = 30
+    workflow: str | None = None
+    flow: str = ""
+    node: str = ""
+    waits: bool = False
+
+    @property
+    def queue(self) -> str | None:
+        """The queue's name, for a transfer to a queue."""
+        return self.target if self.route == "queue" else None
 
 
 @dataclass(frozen=True)
@@ -130,14 +148,21 @@ class Note:
 
 @dataclass(frozen=True)
 class AttachHandoff:
-    """Hand what is known about the caller to the agent's side at a transfer."""
+    """Publish a transfer's handoff bundle (masked) for agents, the API and the history."""
 
-    context: dict[str, Any]
-    route: str  # "queue", "number" or "client"
-    target: str
+    bundle: Mapping[str, Any]
 
 
-Effect = HttpRequest | Note | AttachHandoff
+@dataclass(frozen=True)
+class RequestCallback:
+    """Record that the caller asked to be called back (it shows in the agent console)."""
+
+    number: str
+    reason: str
+    handoff_id: str | None = None
+
+
+Effect = HttpRequest | Note | AttachHandoff | RequestCallback
 
 
 @dataclass(frozen=True)

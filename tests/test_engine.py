@@ -700,21 +700,19 @@ def test_a_dead_end_hangs_up() -> None:
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("queue: support", Transfer(queue="support")),
-        ("number: '+14155550100'", Transfer(number="+14155550100")),
-        ("client: agent_42", Transfer(client="agent_42")),
+        ("queue: support", ("queue", "support")),
+        ("number: '+14155550100'", ("number", "+14155550100")),
+        ("client: agent_42", ("client", "agent_42")),
+        ("sip: 'sip:agent@pbx.example.com'", ("sip", "sip:agent@pbx.example.com")),
     ],
 )
-def test_transfer_targets(target: str, expected: Transfer) -> None:
+def test_transfer_targets(target: str, expected: tuple[str, str]) -> None:
     flow = flow_of(f"start: a\nnodes:\n  a:\n    transfer: {{{target}, timeout: 20s}}\n")
     [transfer] = begin(flow).actions
     assert isinstance(transfer, Transfer)
-    assert (transfer.queue, transfer.number, transfer.client) == (
-        expected.queue,
-        expected.number,
-        expected.client,
-    )
+    assert (transfer.route, transfer.target) == expected
     assert transfer.timeout == 20
+    assert transfer.handoff_id.startswith("HO") and transfer.bundle["id"] == transfer.handoff_id
 
 
 def test_transfer_carries_dotted_context() -> None:
@@ -736,7 +734,7 @@ def test_transfer_carries_dotted_context() -> None:
     assert kinds(turn) == [Say, Transfer]
     transfer = turn.actions[1]
     assert isinstance(transfer, Transfer)
-    assert transfer.context == {
+    assert transfer.bundle["context"] == {
         "intent": "change",
         "booking.flight": "OV 220",
         "booking.gate": None,

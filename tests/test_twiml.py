@@ -141,45 +141,6 @@ def test_text_is_escaped_not_interpreted() -> None:
     assert only(render(Say(text)), "Say").text == text
 
 
-def test_transfer_to_a_queue() -> None:
-    root = render(Say("Connecting you."), Transfer(queue="support", context={"intent": "x"}))
-    assert [child.tag for child in root] == ["Say", "Enqueue"]
-    assert root[1].text == "support"
-
-
-def test_transfer_to_a_number() -> None:
-    dial = only(render(Transfer(number="+14155550999", timeout=20)), "Dial")
-    assert dial.get("timeout") == "20"
-    number = only(dial, "Number")
-    assert number.text == "+14155550999"
-
-
-def test_transfer_to_a_client_carries_context_as_parameters() -> None:
-    context = {
-        "intent": "status",
-        "code": "ABC123",
-        "booking": {"flight": "OV 101", "delayed": True},
-        "attempts": 2,
-        "note": "x" * 400,
-    }
-    dial = only(render(Transfer(client="agent_alice", context=context, timeout=45)), "Dial")
-    assert dial.get("timeout") == "45"
-    client = only(dial, "Client")
-    assert only(client, "Identity").text == "agent_alice"
-    parameters = {p.get("name"): p.get("value") for p in client.findall("Parameter")}
-    assert parameters["intent"] == "status"
-    assert parameters["code"] == "ABC123"
-    assert parameters["booking"] == '{"flight": "OV 101", "delayed": true}'
-    assert parameters["attempts"] == "2"
-    assert parameters["note"] == "x" * 256  # custom parameter values are kept short
-    assert len(parameters) == len(context)
-
-
-def test_client_transfer_without_context_has_no_parameters() -> None:
-    client = only(only(render(Transfer(client="agent_bob")), "Dial"), "Client")
-    assert client.findall("Parameter") == []
-
-
 def test_hangup() -> None:
     root = render(Say("Goodbye."), Hangup())
     assert [child.tag for child in root] == ["Say", "Hangup"]
@@ -267,9 +228,10 @@ def every_action(text: str, personal: bool) -> tuple[Action, ...]:
             hints=(text, text),
             language=text,
         ),
-        Transfer(queue=text),
-        Transfer(number=text),
-        Transfer(client=text, context={text: text, "nested": {"said": text}}),
+        Transfer("queue", text, "HO1", {"reason": text}),
+        Transfer("number", text, "HO2"),
+        Transfer("client", text, "HO3", {"context": {text: text, "nested": {"said": text}}}),
+        Transfer("sip", text, "HO4"),
         Hangup(),
     )
 

@@ -11,14 +11,15 @@ input, Twilio gets a document that parses.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from twilio.twiml.voice_response import Gather as GatherVerb
 from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Speech, Transfer
+from webhooks import twiml_transfers
 
 APOLOGY = "Sorry, we are having trouble right now."
 CONNECTING = "Please hold while I connect you to someone who can help."
@@ -32,18 +33,36 @@ _SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|&#5[5-7][0-9]{3
 _SURROGATE_REFS = range(0xD800, 0xE000)
 
 
+@dataclass(frozen=True)
+class TransferLinks:
+    """What a transfer's TwiML needs besides the action: the mount point, the step its result
+    comes back naming, and the TaskRouter workflow queues go through (if one is configured)."""
+
+    root: str = ""
+    step: int = 0
+    workflow_sid: str | None = None
+
+
 class VoiceRenderer:
     """The voice channel's renderer: TwiML whose gathers post to ``answer_url(root, step)``."""
 
-    def __init__(self, answer_url: Callable[[str, int], str]) -> None:
+    def __init__(
+        self, answer_url: Callable[[str, int], str], workflow_sid: str | None = None
+    ) -> None:
         self.answer_url = answer_url
+        self.workflow_sid = workflow_sid
 
     def render(self, actions: tuple[Action, ...], url_root: str, step: int) -> str:
         """TwiML for ``actions``; the caller's answer comes back naming ``step``."""
-        return render(actions, self.answer_url(url_root, step))
+        answer = self.answer_url(url_root, step)
+        if actions and isinstance(actions[-1], Transfer):  # a transfer ends its turn
+            return render(actions, answer, TransferLinks(url_root, step, self.workflow_sid))
+        return render(actions, answer)
 
 
-def render(actions: Iterable[Action], answer_url: str) -> str:
+def render(
+    actions: Iterable[Action], answer_url: str, links: TransferLinks | None = None
+) -> str:
     """TwiML for ``actions``; gathers post their answer to ``answer_url``.
 
     Actions are immutable values, so the same actions and URL always give the same document:
@@ -53,7 +72,7 @@ def render(actions: Iterable[Action], answer_url: str) -> str:
     """
     frozen = tuple(actions)
     if any(_personal(action) for action in frozen):
-        return _render(frozen, answer_url)
+        return _render(frozen, answer_url, links or TransferLinks())
     return _render_cached(frozen, answer_url)
 
 
@@ -67,16 +86,16 @@ def _personal(action: Action) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _render_cached(actions: tuple[Action, ...], answer_url: str) -> str:
-    return _render(actions, answer_url)
+    return _render(actions, answer_url, TransferLinks())
 
 
-def _render(actions: tuple[Action, ...], answer_url: str) -> str:
+def _render(actions: tuple[Action, ...], answer_url: str, links: TransferLinks) -> str:
     response = VoiceResponse()
     for action in actions:
         if isinstance(action, Gather):
             _gather(response, action, answer_url)
         elif isinstance(action, Transfer):
-            _transfer(response, action)
+            twiml_transfers.render(response, action, links.root, links.step, links.workflow_sid)
         elif isinstance(action, Hangup):
             response.hangup()
         else:
@@ -138,23 +157,6 @@ def _gather(response: VoiceResponse, gather: Gather, answer_url: str) -> None:
     response.redirect(answer_url, method="POST")
 
 
-def _transfer(response: VoiceResponse, transfer: Transfer) -> None:
-    if transfer.queue is not None:
-        # Plain <Enqueue> (no TaskRouter workflow is configured): the handoff context is in the
-        # caller's session (``Session.handoff``), keyed by caller, for the agent's side to read.
-        response.enqueue(transfer.queue)
-        return
-    dial = response.dial(timeout=transfer.timeout)
-    if transfer.number is not None:
-        dial.number(transfer.number)
-    elif transfer.client is not None:
-        client = dial.client()
-        client.identity(transfer.client)
-        for name, value in transfer.context.items():
-            text = value if isinstance(value, str) else json.dumps(value, default=str)
-            client.parameter(name=name, value=text[:256])
-
-
 def fallback(number: str | None = None, queue: str | None = None, reason: str = APOLOGY) -> str:
     """What a caller hears when something failed: an apology, then a person, else goodbye."""
     response = VoiceResponse()
@@ -169,6 +171,37 @@ def fallback(number: str | None = None, queue: str | None = None, reason: str = 
         response.say(GOODBYE)
         response.hangup()
     return document(response)
+
+
+HOLD_PAUSE_SECONDS = 20
+
+
+def hold_loop(parts: Iterable[Speech], music: str | None, leave: bool = False) -> str:
+    """One pass of a queued caller's hold loop (``waitUrl``): the prompts, then the music (or
+    a pause); with ``leave``, the caller leaves the queue (``<Leave/>``, its longest wait)."""
+    response = VoiceResponse()
+    if leave:
+        response.leave()
+        return document(response)
+    for part in parts:
+        _speak(response, part)
+    if music:
+        response.play(music)
+    else:
+        response.pause(length=HOLD_PAUSE_SECONDS)
+    return document(response)
+
+
+def whisper(sentence: str) -> str:
+    """What a dialled agent hears before the caller is connected."""
+    response = VoiceResponse()
+    response.say(sentence)
+    return document(response)
+
+
+def empty() -> str:
+    """A document that does nothing (the call is already somewhere else)."""
+    return document(VoiceResponse())
 
 
 def hangup(text: str | None = None) -> str:
