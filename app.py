@@ -25,7 +25,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import outbound as outbound_api
 from context import health
+from context.agent_feed import AgentFeed
 from context.event_stream import EventStream
+from context.handoffs import HandoffStore
 from context.history import database
 from context.history.runtime import InProcessWriter
 from context.keys import Keys
@@ -34,6 +36,7 @@ from context.redis_client import Topology, connect, topology_of
 from context.sealing import Sealer
 from context.sessions import SessionStore
 from conversation.events import LogSink
+from conversation.feed_sink import FeedSink
 from conversation.flow_versions import FlowVersions
 from conversation.outbound import OutboundService, OutboundSettings
 from conversation.outbound_rules import QuietHours
@@ -111,6 +114,8 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "EVENT_STREAM_SHARDS": _number(
             environ, "EVENT_STREAM_SHARDS", "8", int, above=0, below=1025
         ),
+        "HANDOFF_TTL": _number(environ, "HANDOFF_TTL", str(7 * 86400), int, above=0),
+        "TASKROUTER_WORKFLOW_SID": environ.get("TASKROUTER_WORKFLOW_SID") or None,
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
         "DEMO_API": _flag(environ, "DEMO_API", "") if "DEMO_API" in environ else None,
@@ -272,6 +277,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["omnivoice.catalog"] = catalog
     app.extensions["omnivoice.store"] = store
     app.extensions["omnivoice.events"] = events
+    feed = AgentFeed(connection, keys)
+    handoffs = HandoffStore(connection, keys, feed, app.config["HANDOFF_TTL"])
+    app.extensions["omnivoice.feed"] = feed
+    app.extensions["omnivoice.handoffs"] = handoffs
     clock = app.config.get("CLOCK") or time.time
     versions = FlowVersions(catalog, store)
     limits = CodeLimits(floor=app.config["RESUME_CODE_FAILURES_PER_MINUTE"])
@@ -279,12 +288,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         catalog,
         store,
         HttpFetcher(local_app=app, resolver=app.config.get("DATA_DIP_RESOLVER")),
-        twiml.VoiceRenderer(voice.answer_url),
+        twiml.VoiceRenderer(voice.answer_url, app.config["TASKROUTER_WORKFLOW_SID"]),
         env=flow_env,
         clock=clock,
         versions=versions,
         codes=ResumeCodes(store, versions, clock, limits),
-        sinks=(LogSink(), metrics.MetricsSink(), *app.config.get("EVENT_SINKS", ())),
+        sinks=(
+            LogSink(),
+            metrics.MetricsSink(),
+            FeedSink(handoffs),
+            *app.config.get("EVENT_SINKS", ()),
+        ),
         turn_budget=app.config["WEBHOOK_BUDGET_SECONDS"],
     )
     app.extensions["omnivoice.calls"] = service

@@ -124,7 +124,9 @@ def summary(found: Mapping[str, Any]) -> str:
     minutes = int(float(found.get("ivr_seconds") or 0) // 60)
     spent = f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes else "under a minute"
     back = ", calling back" if found.get("previous") else ""
-    return f"{who}, {how}{back}: {found.get('reason') or 'asked for an agent'}; {spent} in the menu."
+    return (
+        f"{who}, {how}{back}: {found.get('reason') or 'asked for an agent'}; {spent} in the menu."
+    )
 
 
 def scrub(value: Any, secrets: set[str]) -> Any:

@@ -60,9 +60,7 @@ class VoiceRenderer:
         return render(actions, answer)
 
 
-def render(
-    actions: Iterable[Action], answer_url: str, links: TransferLinks | None = None
-) -> str:
+def render(actions: Iterable[Action], answer_url: str, links: TransferLinks | None = None) -> str:
     """TwiML for ``actions``; gathers post their answer to ``answer_url``.
 
     Actions are immutable values, so the same actions and URL always give the same document:

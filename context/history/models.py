@@ -229,3 +229,57 @@ class DataRequest(Base):
     subject: Mapped[str] = mapped_column(String(32))  # masked: ***0123
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Agent(Base):
+    """A person who answers callers in the agent console.
+
+    ``password_hash`` is werkzeug's scrypt hash (never the password); ``phone`` (E.164) or
+    ``client`` (a Twilio Voice SDK identity) is where Take call connects a waiting caller.
+    """
+
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("name", name="uq_agents_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))  # the login name
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    client: Mapped[str | None] = mapped_column(String(128))
+    supervisor: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class CallbackStatus(StrEnum):
+    """A callback request's life."""
+
+    OPEN = "open"
+    DONE = "done"
+
+
+class CallbackRequest(Base):
+    """A caller asked to be called back (a flow's ``callback:`` node), until an agent does.
+
+    ``stream_id`` (unique) is the event that asked, so a replayed event adds nothing.
+    """
+
+    __tablename__ = "callback_requests"
+    __table_args__ = (
+        UniqueConstraint("stream_id", name="uq_callback_requests_stream_id"),
+        Index("ix_callback_requests_status_at", "status", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    number: Mapped[str] = mapped_column(String(64))
+    call_sid: Mapped[str | None] = mapped_column(String(64))
+    handoff_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=CallbackStatus.OPEN.value)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+    done_by: Mapped[str | None] = mapped_column(String(64))
