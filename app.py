@@ -56,6 +56,7 @@ from webhooks import (
     logs,
     metrics,
     outbound_cli,
+    transfer_webhooks,
     twiml,
     voice,
 )
@@ -314,7 +315,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             public_base_url=app.config.get("PUBLIC_BASE_URL"),
         ),
     )
-    voice.register(
+    voice_views = voice.register(
         edge,
         service,
         voice.VoiceSettings(
@@ -325,6 +326,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             tokens=tokens,
         ),
     )
+    transfer_webhooks.register(edge, voice_views, handoffs)
     app.extensions["omnivoice.front"] = edge
     app.extensions["omnivoice.outbound"] = OutboundService(
         catalog,

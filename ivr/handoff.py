@@ -64,8 +64,14 @@ def bundle(
     reason: str,
     context: Mapping[str, Any],
     at: float,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The bundle of a transfer from ``node`` (``session`` as it is at the transfer)."""
+    """The bundle of a transfer from ``node`` (``session`` as it is at the transfer).
+
+    ``labels`` say what each visited node is about (rendered descriptions); a node without one
+    is labelled by its description as written, else its name.
+    """
+    labels = labels or {}
     paths = tuple(flow.spec.sensitive)
     card = session.card or {}
     number = session.caller if session.caller.startswith("+") else None
@@ -91,7 +97,7 @@ def bundle(
         "path": [
             {
                 "node": visit.node,
-                "label": _label(flow, visit.node),
+                "label": labels.get(visit.node) or _label(flow, visit.node),
                 "answer": visit.answer,
                 "outcome": visit.outcome,
             }
