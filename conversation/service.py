@@ -210,7 +210,15 @@ class ConversationService:
 
         def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
             session = loaded.session
-            if loaded.reply and _owned(session, params):
+            # A retried result finds the reply the first one cached, and the session one step on
+            # (the reply cached under this step may be a gather's answer instead: not ours).
+            if (
+                loaded.reply
+                and session is not None
+                and _owned(session, params)
+                and session.step == step + 1
+                and session.status != Status.TRANSFERRED
+            ):
                 notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
                 return Outcome(reply=loaded.reply)
             if (

@@ -282,7 +282,6 @@ class _Runner:
         handoffs = (*(h for h in session.handoffs if h != handoff_id), handoff_id)
         # The context stays in the session too: the caller's next call can read it.
         self.session = session.evolve(handoff=context, handoffs=handoffs[-HANDOFFS_KEPT:])
-        node = self.flow.node(name)
         reason = (
             self.text(spec.reason)
             if spec.reason
