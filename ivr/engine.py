@@ -315,6 +315,9 @@ class _Runner:
     def request_callback(self, node: Node) -> None:
         assert node.callback is not None
         reason = self.text(node.callback.reason) if node.callback.reason else self.reason
+        if reason:
+            secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
+            reason = handoff.scrub(reason, secrets)
         handoffs = self.session.handoffs
         self.effects.append(
             RequestCallback(
