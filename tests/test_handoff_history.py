@@ -50,7 +50,8 @@ def note_about(bundle: dict, text: str, agent: str = "alice") -> dict:
 
 
 def test_a_note_follows_the_caller_into_the_next_handoff(
-    make_app: Callable[..., Flask], engine: Engine  # noqa: F811
+    make_app: Callable[..., Flask],
+    engine: Engine,  # noqa: F811
 ) -> None:
     app = make_app()
     writer = writer_for(app, engine)
@@ -88,7 +89,8 @@ def test_a_note_follows_the_caller_into_the_next_handoff(
 
 
 def test_a_callback_request_is_recorded_once(
-    make_app: Callable[..., Flask], engine: Engine  # noqa: F811
+    make_app: Callable[..., Flask],
+    engine: Engine,  # noqa: F811
 ) -> None:
     app = make_app()
     writer = writer_for(app, engine)
