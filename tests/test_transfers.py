@@ -16,11 +16,12 @@ import redis
 from flask import Flask
 
 from context.agent_feed import AgentFeed
+from context.redis_client import Topology, topology_of
 from context.handoffs import HandoffStore
 from ivr.states import EventName
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
-from tests.support_twilio import CALLER, post, spoken, twiml, verbs
+from tests.support_twilio import CALLER, post, prefix_of, spoken, twiml, verbs
 
 FLOW = """\
     id: desk
@@ -309,3 +310,31 @@ def test_a_redis_outage_at_the_whisper_still_whispers(desk: Flask) -> None:
     store.redis = Down()
     heard = twiml(post(desk.test_client(), "/voice/whisper?h=HO" + "1" * 32, {"CallSid": "CA1"}))
     assert spoken(heard) == ["A caller from the automated line is being connected to you now."]
+
+
+def test_the_transfer_webhook_costs_one_round_trip_more_and_every_key_expires(
+    make_app: Callable[..., Flask], flows_dir: Path, redis_client: redis.Redis
+) -> None:
+    from tests.support_redis import counting_client
+
+    (flows_dir / "airline.yaml").unlink()
+    (flows_dir / "desk.yaml").write_text(textwrap.dedent(FLOW))
+    connection, counter = counting_client(redis_client)
+    app = make_app(REDIS_CLIENT=connection)
+    ring(app, "3")  # scripts loaded, flow version published
+    call = ring(app)
+    counter.reset()
+    call.press("3")  # the client transfer
+    assert call.ended == "dial"
+    # load and save as always, then the bundle (by id, by CallSid) and the feed in one pipeline
+    assert counter.sent[:2] == ["EVALSHA", "EVALSHA"], counter.sent
+    if topology_of(connection) is not Topology.CLUSTER:
+        assert counter.count == 3, counter.sent
+    call.transfer_ends("failed")
+    connection.close()
+    if topology_of(redis_client) is Topology.CLUSTER:
+        return  # keys live on several masters there; the TTLs are the same code
+    keys = list(redis_client.scan_iter(f"{prefix_of(redis_client)}:*", count=1000))
+    kinds = {key.decode().split(":")[1] for key in keys}
+    assert {"handoff", "call-handoff", "agent-feed"} <= kinds, kinds
+    assert [key for key in keys if redis_client.ttl(key) <= 0] == []
