@@ -16,8 +16,8 @@ import redis
 from flask import Flask
 
 from context.agent_feed import AgentFeed
-from context.redis_client import Topology, topology_of
 from context.handoffs import HandoffStore
+from context.redis_client import Topology, topology_of
 from ivr.states import EventName
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
