@@ -34,6 +34,7 @@ log = logging.getLogger("omnivoice.calls")
 
 SCHEMA_VERSION = 1
 MASK = "***"
+BUNDLE = "bundle"  # a handoff event's bundle (ivr.handoff), masked when it was built
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,11 @@ def _sensitive_values(session: Session, flow: Flow | None) -> set[str]:
 def _masked(value: Any, names: Iterable[str], secrets: set[str]) -> Any:
     if isinstance(value, Mapping):
         return {
-            key: MASK if sensitive.covers(names, key) else _masked(item, names, secrets)
+            key: MASK
+            if sensitive.covers(names, key)
+            else item
+            if key == BUNDLE  # masked by the engine already, its own counts kept as numbers
+            else _masked(item, names, secrets)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):

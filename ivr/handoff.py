@@ -115,7 +115,11 @@ def bundle(
         "previous": previous[-3:],
     }
     found["summary"] = summary(found)
-    return scrub(found, secrets_of(session, paths))
+    secrets = secrets_of(session, paths)
+    found = scrub(found, secrets)  # text anywhere: a reason or a label that used a secret
+    for key in ("inputs", "context"):  # numbers too, where the caller's values are
+        found[key] = scrub(found[key], secrets, numbers=True)
+    return found
 
 
 def summary(found: Mapping[str, Any]) -> str:
@@ -135,14 +139,16 @@ def summary(found: Mapping[str, Any]) -> str:
     )
 
 
-def scrub(value: Any, secrets: set[str]) -> Any:
-    """``value`` with every text equal to one of ``secrets`` replaced by the mask."""
+def scrub(value: Any, secrets: set[str], numbers: bool = False) -> Any:
+    """``value`` with every text equal to (or, for four characters or more, holding) one of
+    ``secrets`` masked; numbers equal to one too with ``numbers`` (not in the bundle's own
+    counts: a PIN of ``1`` must not mask ``resumes: 1``)."""
     if not secrets:
         return value
     if isinstance(value, Mapping):
-        return {key: scrub(item, secrets) for key, item in value.items()}
+        return {key: scrub(item, secrets, numbers) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub(item, secrets) for item in value]
+        return [scrub(item, secrets, numbers) for item in value]
     if isinstance(value, str):
         if value in secrets:
             return sensitive.MASK
@@ -150,7 +156,12 @@ def scrub(value: Any, secrets: set[str]) -> Any:
             if len(secret) >= 4 and secret in value:
                 value = value.replace(secret, sensitive.MASK)
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and str(value) in secrets:
+    if (
+        numbers
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and str(value) in secrets
+    ):
         return sensitive.MASK
     return value
 

@@ -179,8 +179,23 @@ def test_a_callback_reason_never_carries_a_sensitive_value() -> None:
 
 
 def test_secrets_are_scrubbed_from_any_text() -> None:
-    scrubbed = handoff.scrub({"a": ["PIN 4321 given", 4321, "x"]}, {"4321"})
+    scrubbed = handoff.scrub({"a": ["PIN 4321 given", 4321, "x"]}, {"4321"}, numbers=True)
     assert scrubbed == {"a": ["PIN *** given", "***", "x"]}
+    assert handoff.scrub({"resumes": 1}, {"1"}) == {"resumes": 1}
+
+
+def test_a_one_digit_secret_never_masks_the_bundles_own_counts() -> None:
+    flow = flow_of(FLOW.replace("num_digits: 8", "num_digits: 1").replace("{8}", "{1}"))
+    earlier = Session(
+        caller=CALLER, flow_id=flow.id, flow_version=flow.version, call_sid="CA0",
+        resumes=1, variables={"dob": "1"},
+    )  # fmt: skip
+    turn = engine.start(
+        flow, caller=CALLER, call_sid="CA2", at=300.0, node="agent", session=earlier
+    )
+    bundle = bundle_of(turn)
+    assert bundle["resumes"] == 1 and isinstance(bundle["ivr_seconds"], float)
+    assert bundle["context"] == {"dob": "***"}
 
 
 def test_the_hold_prompt_sees_the_queue() -> None:
