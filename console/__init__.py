@@ -41,6 +41,10 @@ def register(
         twilio,
         app.config.get("PUBLIC_BASE_URL"),
         app.config.get("CLOCK") or time.time,
+        twilio_ready=bool(
+            app.config.get("TWILIO_CLIENT")
+            or (app.config.get("TWILIO_ACCOUNT_SID") and app.config.get("TWILIO_AUTH_TOKEN"))
+        ),
     )
     app.register_blueprint(bp)
     app.cli.add_command(agents)

@@ -108,8 +108,10 @@ class AgentActions:
         twilio: Callable[[], Any],
         public_base_url: str | None,
         clock: Callable[[], float],
+        twilio_ready: bool = True,
     ) -> None:
         self.events = events
+        self.twilio_ready = twilio_ready
         self.feed = feed
         self.store = store
         self.twilio = twilio
@@ -168,6 +170,12 @@ class AgentActions:
                 "through to you; ask an administrator to run: flask --app app agents add ... "
                 "--phone +1... (or --client ...).",
             )
+        if not self.twilio_ready:
+            raise ActionRefused(
+                503,
+                "Calls cannot be moved: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set "
+                "on this server.",
+            )
         loaded = self.store.load(ref.caller, ref.call_sid)
         session = loaded.session
         if session is None or session.call_sid != ref.call_sid:
@@ -199,6 +207,8 @@ class AgentActions:
 
 def _twilio_error(exc: Exception) -> str:
     """A short description of what Twilio (or the network to it) said."""
+    if isinstance(exc, requests.RequestException):
+        return f"no answer from Twilio ({type(exc).__name__})"
     status = getattr(exc, "status", None)
     code = getattr(exc, "code", None)
     text = str(exc).strip()

@@ -257,3 +257,16 @@ def test_a_call_already_taken_cannot_be_taken_again(
     assert second.status_code == 409
     assert "no longer waiting (connecting by ann)" in second.get_json()["message"]
     assert len(twilio.calls) == 1
+
+
+def test_without_twilio_credentials_take_call_says_so(
+    make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path, twilio: responses.RequestsMock
+) -> None:
+    app = make_app(**console_config(flows_dir, tmp_path, TWILIO_ACCOUNT_SID=None))
+    add_agent(app)
+    call = hand_over(app)
+    client, token = logged_in(app)
+    response = fetch(client, f"/agent/calls/{call.call_sid}/take", token)
+    assert response.status_code == 503
+    assert "TWILIO_ACCOUNT_SID" in response.get_json()["message"]
+    assert len(twilio.calls) == 0

@@ -229,9 +229,13 @@
     const last = document.body.dataset.lastEventId;
     const url = board.dataset.eventsUrl + (last ? "?last_id=" + encodeURIComponent(last) : "");
     source = new EventSource(url);
-    source.onopen = () => { status.textContent = "live"; };
+    source.onopen = () => {
+      status.textContent = "live";
+      status.className = "status live";
+    };
     source.onerror = () => {
       status.textContent = "reconnecting";
+      status.className = "status";
       if (source.readyState === EventSource.CLOSED) {
         source = null;
         setTimeout(connect, 5000); // refused (logged out?) or gone: try again with our last id
