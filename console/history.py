@@ -55,6 +55,15 @@ def _epoch(moment: datetime | None) -> float:
     return moment.timestamp()
 
 
+def _customer_id(customer: Any) -> int | None:
+    """The bundle's customer id as a number (it may be text)."""
+    if isinstance(customer, int) and not isinstance(customer, bool):
+        return customer
+    if isinstance(customer, str) and customer.isdigit():
+        return int(customer)
+    return None
+
+
 class ConsoleHistory:
     """Reads for the board, and the callback requests' Done."""
 
@@ -72,31 +81,41 @@ class ConsoleHistory:
 
     @staticmethod
     def _timeline(db: Session, call_sid: str, customer: Any) -> list[Moment]:
-        moments: list[Moment] = []
-        customer_id = customer if isinstance(customer, int) else None
-        if isinstance(customer, str) and customer.isdigit():
-            customer_id = int(customer)
+        this_call = db.scalar(select(Interaction).where(Interaction.contact_sid == call_sid))
+        customer_id = _customer_id(customer)
+        if customer_id is None and this_call is not None:
+            customer_id = this_call.customer_id  # a first call: the writer identified them since
+        contacts = []
         if customer_id is not None:
-            rows = db.scalars(
-                select(Interaction)
-                .where(Interaction.customer_id == customer_id)
-                .order_by(Interaction.started_at.desc())
-                .limit(INTERACTIONS)
+            contacts = list(
+                db.scalars(
+                    select(Interaction)
+                    .where(Interaction.customer_id == customer_id)
+                    .order_by(Interaction.started_at.desc())
+                    .limit(INTERACTIONS)
+                )
             )
-            for row in rows:
-                what = f"{row.direction} {row.channel}"
-                detail = " · ".join(part for part in (row.outcome, row.agent, row.summary) if part)
-                moments.append(Moment(_epoch(row.started_at), what, detail))
-        events = db.execute(
-            select(Event.at, Event.kind, Event.node)
-            .join(Interaction, Event.interaction_id == Interaction.id)
-            .where(Interaction.contact_sid == call_sid)
-            .order_by(Event.at.desc())
-            .limit(EVENTS)
-        )
-        for at, kind, node in events:
-            moments.append(Moment(_epoch(at), kind, node or ""))
-        return sorted(moments, key=lambda moment: moment.at)
+        if this_call is not None and all(row.id != this_call.id for row in contacts):
+            contacts.append(this_call)
+        moments = [
+            Moment(
+                _epoch(row.started_at),
+                f"{row.direction} {row.channel}" + (" (this call)" if row is this_call else ""),
+                " · ".join(part for part in (row.outcome, row.agent, row.summary) if part),
+            )
+            for row in contacts
+        ]
+        if this_call is not None:
+            events = db.execute(
+                select(Event.at, Event.kind, Event.node)
+                .where(Event.interaction_id == this_call.id)
+                .order_by(Event.at.desc(), Event.id.desc())
+                .limit(EVENTS)
+            ).all()
+            moments.extend(
+                Moment(_epoch(at), kind, node or "") for at, kind, node in reversed(events)
+            )
+        return sorted(moments, key=lambda moment: moment.at)  # stable: events keep their order
 
     def open_callbacks(self) -> list[Callback]:
         """Open callback requests, oldest first (empty, logged, if the database is down)."""

@@ -201,3 +201,19 @@ def test_an_open_callback_request_can_be_marked_done(app: Flask) -> None:
     assert again.status_code == 302  # back to the board, saying it was not open
     assert "is not open" in client.get("/agent").get_data(as_text=True)
     engine.dispose()
+
+
+def test_the_timeline_shows_what_the_history_database_recorded(app: Flask) -> None:
+    from context.history.writer import HistoryWriter
+
+    call = hand_over(app)
+    engine = database.open_engine(app.config["DATABASE_URL"])
+    writer = HistoryWriter(app.extensions["omnivoice.events"], database.sessions(engine), "w1")
+    assert writer.drain() > 0
+    engine.dispose()
+    client, _ = logged_in(app)
+    html = client.get("/agent").get_data(as_text=True)
+    timeline = re.findall(r'<li class="history">(.*?)</li>', html, flags=re.S)
+    assert any("inbound voice" in line for line in timeline), timeline  # the interaction
+    assert any("handoff" in line for line in timeline), timeline  # an event of this call
+    assert call.call_sid in html
