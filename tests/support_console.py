@@ -19,7 +19,7 @@ from tests.conftest import AUTH_TOKEN
 
 FAST_HASH = "pbkdf2:sha256:1000"
 PASSWORD = "correct horse battery"
-PIN = "8642"
+PIN = "90817263544"  # long enough never to turn up by chance in ids and times
 ACCOUNT = "AC" + "a" * 32
 CALLER = "+14155550123"
 BASE = "https://ivr.example.com"
@@ -33,7 +33,7 @@ start: pin
 nodes:
   pin:
     gather: {prompt: "Enter your PIN."}
-    validate: {pattern: "^[0-9]{4}$"}
+    validate: {pattern: "^[0-9]{4,12}$"}
     save_as: pin
     next: about
   about:
