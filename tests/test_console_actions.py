@@ -270,3 +270,24 @@ def test_without_twilio_credentials_take_call_says_so(
     assert response.status_code == 503
     assert "TWILIO_ACCOUNT_SID" in response.get_json()["message"]
     assert len(twilio.calls) == 0
+
+
+def test_the_next_agent_sees_the_note_in_the_callers_next_handoff(app: Flask) -> None:
+    from context.history import database
+    from context.history.writer import HistoryWriter
+
+    first = hand_over(app)
+    client, token = logged_in(app)
+    note = "Card <b>replaced</b>; call back if it does not arrive."
+    fetch(client, f"/agent/calls/{first.call_sid}/notes", token, text=note, disposition="follow_up")
+    first.hang_up("completed")
+    engine = database.open_engine(app.config["DATABASE_URL"])
+    writer = HistoryWriter(app.extensions["omnivoice.events"], database.sessions(engine), "w1")
+    writer.drain()  # records the note in SQL and on the caller's card
+    second = hand_over(app, about="it never arrived")
+    engine.dispose()
+    bundle = app.extensions["omnivoice.handoffs"].for_call(second.call_sid)
+    assert [n["text"] for n in bundle["notes"]] == [note]
+    assert bundle["notes"][0]["agent"] == "ann"
+    html = client.get("/agent").get_data(as_text=True)
+    assert html.count("Card &lt;b&gt;replaced&lt;/b&gt;") >= 2  # on both calls' cards
