@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from twilio.rest import Client as TwilioClient
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from api import handoffs as handoffs_api
 from api import outbound as outbound_api
 from context import health
 from context.agent_feed import AgentFeed
@@ -357,6 +358,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         clock=clock,
     )
     app.register_blueprint(outbound_api.bp)
+    app.register_blueprint(handoffs_api.bp)
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(edge, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
