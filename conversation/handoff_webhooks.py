@@ -289,7 +289,7 @@ class HandoffWebhooks:
             )
             return True
         log.warning(
-            "handoff %s not delivered to %s (attempt %d): %s; will retry in %.0f s",
+            "handoff %s not delivered to %s (attempt %d): %s; will retry in %.3g s",
             handoff,
             self.target.host,
             attempt,
