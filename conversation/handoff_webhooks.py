@@ -242,16 +242,24 @@ class HandoffWebhooks:
         return taken, {(item.shard, item.id): item.deliveries + 1 for item in waiting}
 
     def _handle(self, entries: Sequence[Entry], attempts: Mapping[tuple[int, str], int]) -> int:
-        """Deliver the handoffs among ``entries``; acknowledge all but those to try again."""
+        """Deliver the handoffs among ``entries``; acknowledge all but those to try again.
+
+        A batch that takes long (a slow receiver) acknowledges what it finished and keeps the
+        rest now and then, so no other consumer takes them for a crashed one's: that holds while
+        ``timeout`` is under two thirds of ``first_retry``.
+        """
         done: list[Entry] = []
-        kept_at = self.clock()
+        acknowledged = 0
+        kept_at = time.monotonic()
         for index, entry in enumerate(entries):
-            if self.clock() - kept_at > self.first_retry / 3:
+            if time.monotonic() - kept_at > self.first_retry / 3:
+                acknowledged += self.stream.ack(GROUP, done)
+                done = []
                 self.stream.keep(GROUP, self.consumer, entries[index:])  # still ours
-                kept_at = self.clock()
+                kept_at = time.monotonic()
             if self._settled(entry, attempts.get((entry.shard, entry.id), 1)):
                 done.append(entry)
-        return self.stream.ack(GROUP, done) if done else 0
+        return acknowledged + self.stream.ack(GROUP, done)
 
     def _settled(self, entry: Entry, attempt: int) -> bool:
         """Try ``entry`` once; whether it is finished with (delivered, refused or given up)."""

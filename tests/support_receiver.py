@@ -12,7 +12,7 @@ from typing import Any
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-SLOW = "slow"  # a script step: answer 200, but only after the client's timeout
+SLOW = "slow"  # a script step: answer 200, but only after ``slow_seconds``
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Receiver:
         self.signer = Webhook(secret)
         self.script = list(script or [])
         self.received: list[Received] = []
+        self.slow_seconds = 1.0
         self.lock = threading.Lock()
         receiver = self
 
@@ -50,7 +51,7 @@ class Receiver:
                 with receiver.lock:
                     step = receiver.script.pop(0) if receiver.script else 200
                 if step == SLOW:
-                    time.sleep(1.0)
+                    time.sleep(receiver.slow_seconds)
                     step = 200
                 status = int(step)
                 with receiver.lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -325,6 +326,22 @@ def test_an_acknowledged_entry_is_never_delivered_again(
     assert stream.read(GROUP, "first", pending=True) == []
     assert stream.claim(GROUP, "other", 0) == []
     assert receiver.count() == 1
+
+
+def test_a_consumer_busy_with_a_slow_receiver_keeps_the_rest_of_its_batch(
+    stream: EventStream, receiver: Receiver, sessions: Callable[..., requests.Session]
+) -> None:
+    receiver.script = [SLOW] * 5  # each takes 0.4 s: the last starts well after first_retry
+    receiver.slow_seconds = 0.4
+    ids = [handed_over(stream, f"CA{n:032x}")["id"] for n in range(1, 6)]
+    settings = {"first_retry": 1.0, "timeout": 0.6}
+    busy = consumer(stream, receiver.url, sessions(), name="busy", **settings)
+    other = consumer(stream, receiver.url, sessions(), name="other", **settings)
+    working = threading.Thread(target=busy.run_once)
+    working.start()
+    run_for(2.4, other)  # looks for a crashed consumer's entries all along
+    working.join()
+    assert sorted(r.webhook_id for r in receiver.received) == sorted(ids)  # each once
 
 
 def test_two_consumers_share_the_work_without_doubles(
