@@ -475,3 +475,25 @@ def test_the_demo_process_delivers_in_a_thread_of_its_own(
 def test_without_a_url_nothing_runs(make_app: Callable[..., Flask]) -> None:
     app = make_app(HANDOFF_WEBHOOK_IN_PROCESS=True)
     assert "omnivoice.webhooks" not in app.extensions
+
+
+def test_the_worker_command_records_history_and_posts_handoffs(
+    make_app: Callable[..., Flask],
+    bank_flows: Path,
+    receiver: Receiver,
+    sessions: Callable[..., requests.Session],
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    app = make_app(
+        DATABASE_URL=url, HANDOFF_WEBHOOK_URL=receiver.url, HANDOFF_WEBHOOK_SECRET=SECRET,
+        HANDOFF_WEBHOOK_HTTP=sessions(),
+    )  # fmt: skip
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    call_handed_over(app)
+    done = runner.invoke(args=["worker", "--once"])
+    assert done.exit_code == 0, done.output
+    assert "for the handoff webhook" in done.output
+    [delivered] = receiver.accepted
+    assert delivered.verified["route"] == {"kind": "queue", "target": "cards"}
