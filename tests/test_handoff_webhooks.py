@@ -158,7 +158,7 @@ def test_the_waits_between_tries_grow(
 ) -> None:
     receiver.script = [503, 503]
     handed_over(stream)
-    webhooks = consumer(stream, receiver.url, sessions(), first_retry=0.2, max_pause=5)
+    webhooks = consumer(stream, receiver.url, sessions(), first_retry=0.3, max_pause=5)
     stamps: list[float] = []
     seen = 0
 
@@ -171,9 +171,9 @@ def test_the_waits_between_tries_grow(
 
     run_until(note_arrivals, webhooks)
     first, second = stamps[1] - stamps[0], stamps[2] - stamps[1]
-    # first_retry, then twice that (timed from arrival here: a little after each read)
-    assert first >= 0.18 and second >= 0.38 and second > 1.5 * first
-    assert webhooks.pause_after(1) == 0.2 and webhooks.pause_after(10) == 5
+    # first_retry, then twice that, give or take how long each request took to arrive
+    assert first >= 0.2 and second >= 0.5 and second > 1.4 * first
+    assert webhooks.pause_after(1) == 0.3 and webhooks.pause_after(10) == 5
 
 
 def test_a_400_is_not_retried(
