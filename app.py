@@ -25,6 +25,7 @@ from twilio.rest import Client as TwilioClient
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import console
+from api import handoffs as handoffs_api
 from api import outbound as outbound_api
 from context import health
 from context.agent_feed import AgentFeed
@@ -37,6 +38,7 @@ from context.outbound_tokens import OutboundTokens
 from context.redis_client import Topology, connect, topology_of
 from context.sealing import Sealer
 from context.sessions import SessionStore
+from conversation import handoff_webhooks, webhook_runner
 from conversation.events import LogSink
 from conversation.feed_sink import FeedSink
 from conversation.flow_versions import FlowVersions
@@ -118,6 +120,9 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             environ, "EVENT_STREAM_SHARDS", "8", int, above=0, below=1025
         ),
         "HANDOFF_TTL": _number(environ, "HANDOFF_TTL", str(7 * 86400), int, above=0),
+        # Checked (with the secret) when the app is built: see conversation.handoff_webhooks.
+        "HANDOFF_WEBHOOK_URL": environ.get("HANDOFF_WEBHOOK_URL") or None,
+        "HANDOFF_WEBHOOK_SECRET": environ.get("HANDOFF_WEBHOOK_SECRET") or None,
         "TASKROUTER_WORKFLOW_SID": _workflow_sid(environ.get("TASKROUTER_WORKFLOW_SID")),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
@@ -128,6 +133,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     # The embedded demo records history in its own process unless told otherwise.
     default = "1" if settings["DEV_MODE"] else "0"
     settings["HISTORY_IN_PROCESS"] = _flag(environ, "HISTORY_IN_PROCESS", default)
+    settings["HANDOFF_WEBHOOK_IN_PROCESS"] = _flag(environ, "HANDOFF_WEBHOOK_IN_PROCESS", default)
     return settings
 
 
@@ -292,6 +298,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["omnivoice.catalog"] = catalog
     app.extensions["omnivoice.store"] = store
     app.extensions["omnivoice.events"] = events
+    handoff_webhooks.target_of(app.config)  # a bad URL or secret is refused at start-up
     feed = AgentFeed(connection, keys)
     handoffs = HandoffStore(connection, keys, feed, app.config["HANDOFF_TTL"])
     app.extensions["omnivoice.feed"] = feed
@@ -360,6 +367,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         clock=clock,
     )
     app.register_blueprint(outbound_api.bp)
+    app.register_blueprint(handoffs_api.bp)
     console.register(app, history_db, twilio)  # /agent and `flask --app app agents`
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
@@ -385,6 +393,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         history = InProcessWriter(app.config["DATABASE_URL"], events)
         history.start()
         app.extensions["omnivoice.history"] = history
+    webhooks = webhook_runner.build(app.config, events, "thread")
+    if webhooks is not None and app.config["HANDOFF_WEBHOOK_IN_PROCESS"]:
+        app.extensions["omnivoice.webhooks"] = webhook_runner.WebhookThread(webhooks).start()
     app.cli.add_command(keys_cli.keys)
     return app
 

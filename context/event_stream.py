@@ -56,6 +56,22 @@ class Entry:
         return f"{self.shard}-{self.id}"
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An entry a consumer group was given and has not acknowledged yet."""
+
+    shard: int
+    id: str
+    consumer: str
+    idle_ms: int  # since it was last given to a consumer
+    deliveries: int  # how many times it was given (read or claimed)
+
+    @property
+    def created_at(self) -> float:
+        """When the entry was appended (its id's milliseconds), in epoch seconds."""
+        return int(self.id.partition("-")[0]) / 1000
+
+
 class EventStream:
     """The sharded Redis Stream of events, and its consumer-group reads."""
 
@@ -145,6 +161,56 @@ class EventStream:
             entries.extend(_entries(shard, reply[1] if reply else []))
         return entries
 
+    def pending(self, group: str, min_idle_ms: int = 0, count: int = 100) -> list[Pending]:
+        """Entries of ``group`` read but not acknowledged (by any consumer) for at least
+        ``min_idle_ms``, with how often each was delivered (``XPENDING`` per shard, one round
+        trip): what a consumer that retries with a growing pause looks at."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard in range(self.shards):
+                key = self.keys.events(shard)
+                pipe.xpending_range(key, group, "-", "+", count, idle=min_idle_ms or None)
+            replies = pipe.execute()
+        return [
+            Pending(
+                shard,
+                _text(item["message_id"]),
+                _text(item["consumer"]),
+                int(item["time_since_delivered"]),
+                int(item["times_delivered"]),
+            )
+            for shard, reply in enumerate(replies)
+            for item in reply or []
+        ]
+
+    def claim_ids(
+        self, group: str, consumer: str, min_idle_ms: int, pending: Sequence[Pending]
+    ) -> list[Entry]:
+        """The ``pending`` entries still idle for ``min_idle_ms``, now ``consumer``'s (``XCLAIM``
+        per shard, one round trip). An entry another consumer took meanwhile is not returned,
+        nor one trimmed from the stream (Redis drops it from the pending list)."""
+        by_shard = _ids_by_shard(pending)
+        if not by_shard:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard, ids in by_shard.items():
+                pipe.xclaim(self.keys.events(shard), group, consumer, min_idle_ms, ids)
+            replies = pipe.execute()
+        entries: list[Entry] = []
+        for shard, reply in zip(by_shard, replies, strict=True):
+            entries.extend(_entries(shard, reply))
+        return entries
+
+    def keep(self, group: str, consumer: str, entries: Sequence[Entry]) -> None:
+        """Reset the idle time of ``entries`` (still being handled by ``consumer``), so no other
+        consumer takes them for a crashed one's (``XCLAIM JUSTID``, one round trip)."""
+        by_shard = _ids_by_shard(entries)
+        if not by_shard:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for shard, ids in by_shard.items():
+                pipe.xclaim(self.keys.events(shard), group, consumer, 0, ids, justid=True)
+            pipe.execute()
+
     def ack(self, group: str, entries: Sequence[Entry]) -> int:
         """Acknowledge ``entries`` (after they were handled); the number acknowledged."""
         shards = sorted({entry.shard for entry in entries})
@@ -168,6 +234,13 @@ class EventStream:
             Entry(shard, _text(entry_id), orjson.loads(fields.get(FIELD.encode()) or b"{}"))
             for entry_id, fields in reply
         ]
+
+
+def _ids_by_shard(entries: Sequence[Entry | Pending]) -> dict[int, list[str]]:
+    by_shard: dict[int, list[str]] = {}
+    for entry in entries:
+        by_shard.setdefault(entry.shard, []).append(entry.id)
+    return by_shard
 
 
 def _entries(shard: int, items: Any) -> list[Entry]:

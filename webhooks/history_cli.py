@@ -2,7 +2,9 @@
 
 ``db upgrade [REVISION]`` migrates ``DATABASE_URL`` to the newest (or the given) revision,
 ``db downgrade REVISION`` back (``base``: empty), ``db current`` prints where it is. ``worker``
-runs the history writer until SIGTERM or Ctrl-C (``--once``: until the stream is caught up).
+runs the history writer, and beside it in a thread the handoff webhook when
+``HANDOFF_WEBHOOK_URL`` is set, until SIGTERM or Ctrl-C (``--once``: until the stream is caught
+up).
 ``customers export SUBJECT`` prints everything held about a customer as JSON and ``customers
 erase SUBJECT`` deletes it (see :mod:`context.history.rights`).
 """
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from context.history import consents, database, merges, rights, runtime
 from context.history.models import Customer, IdentityKind
+from conversation import webhook_runner
 
 db = AppGroup("db", help="Migrate the customer history database (DATABASE_URL).")
 
@@ -57,15 +60,18 @@ def current() -> None:
 @with_appcontext
 @click.option("--once", is_flag=True, help="Record what is in the stream, then exit.")
 def worker(once: bool) -> None:
-    """Run the history writer: the event stream, recorded in SQL."""
+    """Run the history writer (the event stream, recorded in SQL) and the handoff webhook."""
     stream = current_app.extensions["omnivoice.events"]
     writer, engine = runtime.build(current_app.config["DATABASE_URL"], stream, "worker")
     try:
         database.require_current(engine)
     except database.SchemaBehind as exc:
         raise click.ClickException(str(exc)) from None
+    webhooks = webhook_runner.build(current_app.config, stream, "worker")
     if once:
         click.echo(f"recorded {writer.drain()} event(s)")
+        if webhooks is not None:
+            click.echo(f"handled {webhooks.drain()} event(s) for the handoff webhook")
         return
     stop = threading.Event()
 
@@ -74,8 +80,14 @@ def worker(once: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    beside = None
+    if webhooks is not None:  # one signal stops both
+        beside = webhook_runner.WebhookThread(webhooks, stop).start()
+        click.echo(f"handoff webhooks to {webhooks.target.host} running")
     click.echo(f"history writer {writer.consumer} running")
     writer.run(stop)
+    if beside is not None:
+        beside.close()
     engine.dispose()
 
 
