@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from twilio.rest import Client as TwilioClient
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import console
 from api import outbound as outbound_api
 from context import health
 from context.agent_feed import AgentFeed
@@ -303,6 +304,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.extensions["omnivoice.calls"] = service
     tokens = OutboundTokens(app.config["SECRET_KEY"], connection, keys)
+    history_db = _history_database(app)
+    twilio = _twilio_client(app)
 
     # Twilio's webhooks are served in front of Flask (see webhooks.front); ProxyFix goes outside
     # both, so they see the same forwarded scheme and host.
@@ -329,9 +332,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["omnivoice.outbound"] = OutboundService(
         catalog,
         tokens,
-        _history_database(app),
+        history_db,
         events,
-        _twilio_client(app),
+        twilio,
         OutboundSettings(
             from_number=app.config.get("TWILIO_PHONE_NUMBER"),
             public_base_url=app.config.get("PUBLIC_BASE_URL"),
@@ -342,6 +345,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         clock=clock,
     )
     app.register_blueprint(outbound_api.bp)
+    console.register(app, history_db, twilio)  # /agent and `flask --app app agents`
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(edge, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]

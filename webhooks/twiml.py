@@ -20,6 +20,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Speech, Transfer
 from webhooks import twiml_transfers
+from webhooks.voice_urls import transfer_url, whisper_url
 
 APOLOGY = "Sorry, we are having trouble right now."
 CONNECTING = "Please hold while I connect you to someone who can help."
@@ -208,4 +209,29 @@ def hangup(text: str | None = None) -> str:
     if text:
         response.say(text)
     response.hangup()
+    return document(response)
+
+
+AGENT_RING_SECONDS = 20
+
+
+def take_call(
+    root: str, step: int, handoff_id: str, client: str | None = None, phone: str | None = None
+) -> str:
+    """What a waiting caller is moved to when an agent takes the call from the console.
+
+    The agent's Voice SDK ``client`` (with the handoff id as a ``<Parameter>``) or else their
+    ``phone`` (which first hears the whisper of the handoff) is dialled; how it ended goes to the
+    transfer URL of the caller's ``step``, as any transfer's result does.
+    """
+    response = VoiceResponse()
+    dial = response.dial(action=transfer_url(root, step), method="POST", timeout=AGENT_RING_SECONDS)
+    if client:
+        target = dial.client()
+        target.identity(client)
+        target.parameter(name="handoff_id", value=handoff_id)
+    elif phone:
+        dial.number(phone, url=whisper_url(root, handoff_id), method="POST")
+    else:
+        raise ValueError("an agent to dial needs a client identity or a phone number")
     return document(response)
