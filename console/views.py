@@ -185,8 +185,7 @@ def logout() -> Response:
 
 
 # ---- the board ---------------------------------------------------------------------------
-@bp.get("")
-@bp.get("/")
+@bp.get("", strict_slashes=False)
 @login_required
 def board_page() -> Response:
     """The live board: waiting and recently transferred callers, the strip, the callbacks."""
