@@ -10,6 +10,7 @@ import functools
 import gc
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -57,6 +58,7 @@ from webhooks import (
     logs,
     metrics,
     outbound_cli,
+    transfer_webhooks,
     twiml,
     voice,
 )
@@ -116,7 +118,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             environ, "EVENT_STREAM_SHARDS", "8", int, above=0, below=1025
         ),
         "HANDOFF_TTL": _number(environ, "HANDOFF_TTL", str(7 * 86400), int, above=0),
-        "TASKROUTER_WORKFLOW_SID": environ.get("TASKROUTER_WORKFLOW_SID") or None,
+        "TASKROUTER_WORKFLOW_SID": _workflow_sid(environ.get("TASKROUTER_WORKFLOW_SID")),
         "FALLBACK_NUMBER": environ.get("FALLBACK_NUMBER"),
         "FALLBACK_QUEUE": environ.get("FALLBACK_QUEUE"),
         "DEMO_API": _flag(environ, "DEMO_API", "") if "DEMO_API" in environ else None,
@@ -164,6 +166,18 @@ def _flag(environ: Mapping[str, str], name: str, default: str) -> bool:
     if raw.strip().lower() in FALSE:
         return False
     raise ConfigError(name, raw, "it must be 1, true, yes or on, or 0, false, no or off.")
+
+
+def _workflow_sid(raw: str | None) -> str | None:
+    """``TASKROUTER_WORKFLOW_SID``: a workflow SID (``WW`` and 32 hex digits), or unset."""
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"WW[0-9a-fA-F]{32}", value):
+        raise ConfigError(
+            "TASKROUTER_WORKFLOW_SID", raw, "it must be a workflow SID: WW and 32 hex digits."
+        )
+    return value
 
 
 def _key_prefix(raw: str) -> str:
@@ -317,7 +331,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             public_base_url=app.config.get("PUBLIC_BASE_URL"),
         ),
     )
-    voice.register(
+    voice_views = voice.register(
         edge,
         service,
         voice.VoiceSettings(
@@ -328,6 +342,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             tokens=tokens,
         ),
     )
+    transfer_webhooks.register(edge, voice_views, handoffs)
     app.extensions["omnivoice.front"] = edge
     app.extensions["omnivoice.outbound"] = OutboundService(
         catalog,

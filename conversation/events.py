@@ -185,8 +185,13 @@ def _masked(value: Any, names: Iterable[str], secrets: set[str]) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_masked(item, names, secrets) for item in value]
-    if isinstance(value, str) and value in secrets:
-        return MASK
+    if isinstance(value, str):
+        if value in secrets:
+            return MASK
+        for secret in secrets:  # a template that put a sensitive value into a sentence
+            if len(secret) >= 4 and secret in value:
+                value = value.replace(secret, MASK)
+        return value
     if isinstance(value, int | float) and not isinstance(value, bool) and str(value) in secrets:
         return MASK
     return value

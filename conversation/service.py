@@ -47,7 +47,15 @@ from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
 from ivr.session import Session
-from ivr.states import ConcurrentCalls, EventName, PlanKind, Status, Waiting, start_event
+from ivr.states import (
+    ConcurrentCalls,
+    EventName,
+    PlanKind,
+    Status,
+    TransferResult,
+    Waiting,
+    start_event,
+)
 from ivr.turn import Action, Answer, FetchResult, Gather, Hangup, HttpRequest, Note, Say, Turn
 
 log = logging.getLogger("omnivoice.calls")
@@ -195,6 +203,45 @@ class ConversationService:
             )
 
         return self._exchange(params, INCOMING_STEP, decide)
+
+    def transfer_result(self, params: Inbound, step: int, result: TransferResult) -> str | None:
+        """How the transfer made at ``step`` ended: the flow goes on from the transfer's node
+        for it, or the call is done (a person took it, or the caller hung up)."""
+
+        def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
+            session = loaded.session
+            # A retried result finds the reply the first one cached, and the session one step on
+            # (the reply cached under this step may be a gather's answer instead: not ours).
+            if (
+                loaded.reply
+                and session is not None
+                and _owned(session, params)
+                and session.step == step + 1
+                and session.status != Status.TRANSFERRED
+            ):
+                notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
+                return Outcome(reply=loaded.reply)
+            if (
+                session is None
+                or not _owned(session, params)
+                or session.status != Status.TRANSFERRED
+                or session.step != step
+            ):
+                # Not this call's transfer (any more): nothing to route; connected or gone.
+                return (
+                    self._say_goodbye(params)
+                    if result == TransferResult.CONNECTED
+                    else (Outcome(reply=self.renderer.render((), params.url_root, INCOMING_STEP)))
+                )
+            flow = self.versions.for_session(session)
+            if flow is None:
+                notes.append(Note(EventName.FLOW_VERSION_GONE, {"version": session.flow_version}))
+                return self._restart(params, session)
+            return Outcome(
+                flow=flow, turn=engine.after_transfer(flow, session, result, self.clock(), self.env)
+            )
+
+        return self._exchange(params, step, decide)
 
     def status(self, params: Inbound) -> bool:
         """Record a call status callback; ``False`` when the call is unknown or already recorded."""
@@ -367,14 +414,14 @@ class ConversationService:
         card: Mapping[str, Any] | None = None,
     ) -> Turn:
         lead = (Say(apology, flow.spec.voice, flow.spec.language),) if apology else ()
+        known = ("caller_id", "stir_a") if params.attested else ("caller_id",)
         turn = engine.start(
             flow, caller=params.caller.key, call_sid=params.contact_id, at=self.clock(),
             env=self.env, lead=lead, card=card,
+            identified=known if params.caller.recognised else (),
+            conversation=self.new_conversation(),
         )  # fmt: skip
-        session = turn.session.evolve(
-            attested=params.attested, conversation=self.new_conversation()
-        )
-        return turn.evolve(session=session)
+        return turn.evolve(session=turn.session.evolve(attested=params.attested))
 
     def _restart(self, params: Inbound, session: Session) -> Outcome:
         """The session's flow version cannot be served: apologise and start the current flow."""
@@ -440,7 +487,12 @@ class ConversationService:
         # verify node gives sensitive values back here.
         moved = resume.carried_over(
             found.flow, found.previous, params.contact_id, now, attested=False
-        ).evolve(caller=session.caller, resume_code=None, step=session.step + 1)
+        ).evolve(
+            caller=session.caller,
+            resume_code=None,
+            step=session.step + 1,
+            identified=("resume_code",),
+        )
         turn = resume.restore(found.flow, moved, now, self.env)
         return Outcome(
             flow=found.flow,

@@ -76,12 +76,15 @@ def start(
     lead: tuple[Action, ...] = (),
     card: Mapping[str, Any] | None = None,
     variables: Mapping[str, Any] | None = None,
+    identified: tuple[str, ...] = (),
+    conversation: str = "",
 ) -> Turn:
     """Begin a call at ``node`` (default: the flow's start).
 
     With ``session`` the caller keeps its variables (a resumed call); otherwise a fresh session is
     made, knowing the customer ``card`` (see :mod:`ivr.history`) and holding ``variables`` (an
-    outbound call's, say). ``lead`` is spoken first (a welcome-back line, for instance).
+    outbound call's, say) and how the caller is ``identified``. ``lead`` is spoken first (a
+    welcome-back line, for instance).
     """
     if session is None:
         session = Session(
@@ -93,6 +96,8 @@ def start(
             updated_at=at,
             card=dict(card or {}),
             variables=dict(variables or {}),
+            identified=identified,
+            conversation=conversation,
         )
     else:
         session = session.evolve(
@@ -277,15 +282,15 @@ class _Runner:
         handoffs = (*(h for h in session.handoffs if h != handoff_id), handoff_id)
         # The context stays in the session too: the caller's next call can read it.
         self.session = session.evolve(handoff=context, handoffs=handoffs[-HANDOFFS_KEPT:])
-        node = self.flow.node(name)
         reason = (
             self.text(spec.reason)
             if spec.reason
-            else self.reason or f"asked for a person at {node.description or name}"
+            else self.reason or f"asked for a person ({self.label(name)})"
         )
+        labels = {visit.node: self.label(visit.node) for visit in self.session.trail}
         found = handoff.bundle(
             self.flow, self.session, name, handoff=handoff_id, route=route, target=target,
-            reason=reason, context=context, at=self.session.updated_at,
+            reason=reason, context=context, at=self.session.updated_at, labels=labels,
         )  # fmt: skip
         if spec.whisper:
             secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
@@ -299,14 +304,25 @@ class _Runner:
         self.effects.append(AttachHandoff(found))
         return self.end(Status.TRANSFERRED, f"transfer at {name}")
 
+    def label(self, name: str) -> str:
+        """What a node is about, for an agent: its description (rendered), topic or name."""
+        node = self.flow.spec.nodes.get(name)
+        if node is None:
+            return name
+        text = node.description or node.topic
+        return (self.text(text) if text else name)[:200]
+
     def request_callback(self, node: Node) -> None:
         assert node.callback is not None
         reason = self.text(node.callback.reason) if node.callback.reason else self.reason
+        if reason:
+            secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
+            reason = handoff.scrub(reason, secrets)
         handoffs = self.session.handoffs
         self.effects.append(
             RequestCallback(
                 self.session.caller,
-                (reason or f"asked at {node.description or self.session.node}")[:200],
+                (reason or f"asked at {self.label(self.session.node or '')}")[:200],
                 handoffs[-1] if handoffs else None,
             )
         )

@@ -45,7 +45,7 @@ def handoff_id(call_sid: str, step: int, node: str) -> str:
 def confidence(identified: tuple[str, ...], card: Mapping[str, Any]) -> str:
     """How sure we are of who is calling: ``high``, ``medium``, ``low`` or ``unknown``."""
     if card.get("shared"):
-        return "low"  # several people call from this number: the card may be someone else's
+        return "low"  # several people share a number of this customer: it may be another one
     if any(way in identified for way in _STRONG):
         return "high"
     if any(way in identified for way in _FAIR):
@@ -64,8 +64,14 @@ def bundle(
     reason: str,
     context: Mapping[str, Any],
     at: float,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The bundle of a transfer from ``node`` (``session`` as it is at the transfer)."""
+    """The bundle of a transfer from ``node`` (``session`` as it is at the transfer).
+
+    ``labels`` say what each visited node is about (rendered descriptions); a node without one
+    is labelled by its description as written, else its name.
+    """
+    labels = labels or {}
     paths = tuple(flow.spec.sensitive)
     card = session.card or {}
     number = session.caller if session.caller.startswith("+") else None
@@ -83,7 +89,7 @@ def bundle(
             "language": card.get("language"),
             "identified_by": list(session.identified),
             "confidence": confidence(session.identified, card),
-            "possible_customers": _possible(card),
+            "possible_customers": _possible(card, number),
         },
         "flow": {"id": flow.id, "version": flow.version},
         "route": {"kind": route, "target": target},
@@ -91,7 +97,7 @@ def bundle(
         "path": [
             {
                 "node": visit.node,
-                "label": _label(flow, visit.node),
+                "label": labels.get(visit.node) or _label(flow, visit.node),
                 "answer": visit.answer,
                 "outcome": visit.outcome,
             }
@@ -184,10 +190,13 @@ def _attempts(raw: Mapping[str, Any]) -> dict[str, dict[str, int]]:
     return found
 
 
-def _possible(card: Mapping[str, Any]) -> int:
+def _possible(card: Mapping[str, Any], number: str | None) -> int:
+    """How many customers the caller may be: 0 (a number we do not know), 1, or 2 for "more
+    than one" (a number several people share: the card may be another person's)."""
     if not card:
         return 0
-    return int(card.get("possible_customers") or 1)
+    shared = card.get("shared")
+    return 2 if isinstance(shared, list) and number in shared else 1
 
 
 def _contact(contact: Mapping[str, Any]) -> dict[str, Any]:

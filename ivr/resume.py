@@ -124,6 +124,10 @@ def carried_over(
         no_input_count=0,
         no_match_count=0,
         updated_at=at,
+        # Who is calling is known again for this call: by its number (resume by caller ID needs
+        # one), attested or not; verification is per call and must be passed again.
+        identified=("caller_id", "stir_a") if attested else ("caller_id",),
+        resumes=previous.resumes + 1,
     )
 
 

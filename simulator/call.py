@@ -5,7 +5,9 @@ waits for input and posts it to its ``action`` (with ``Digits`` or ``SpeechResul
 ``Confidence``), silence falls through to the next verb, ``<Redirect>`` fetches new TwiML,
 ``<Hangup>`` ends the call and ``<Dial>``/``<Enqueue>`` hand it over. :class:`Call` does the same,
 signing every request with the SDK's ``RequestValidator`` exactly as Twilio does, and can post the
-status callback Twilio sends when the call ends.
+status callback Twilio sends when the call ends. A handed-over call can go on as Twilio's would:
+:meth:`Call.hold` is one pass of a queued caller's ``waitUrl``, :meth:`Call.transfer_ends` posts
+the transfer's ``action`` with its result (``queue-full``, ``no-answer``...).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Call:
     statuses: list[int] = field(default_factory=list)
     gather: ET.Element | None = None
     ended: str | None = None  # "hangup", "dial", "enqueue" or "end-of-document"
+    handover: ET.Element | None = None  # the <Dial> or <Enqueue> that ended the document
     _url: str = ""
     _pending: list[ET.Element] = field(default_factory=list)
 
@@ -115,6 +118,40 @@ class Call:
         }
         code, _ = self._post(urljoin(self.base_url, "/voice/status"), params)
         return code
+
+    # ---- transfers -------------------------------------------------------------------------
+    def hold(self, position: int = 1, waited: int = 0, size: int | None = None) -> ET.Element:
+        """One pass of the hold loop of a caller in the queue: what Twilio's ``waitUrl`` gets."""
+        verb = self._handed_over("Enqueue")
+        url = urljoin(self._url, verb.get("waitUrl") or "")
+        params = {
+            "QueuePosition": str(position),
+            "QueueTime": str(waited),
+            "AvgQueueTime": str(waited),
+            "CurrentQueueSize": str(size if size is not None else position),
+            "QueueSid": "QU" + "0" * 32,
+        }
+        code, body = self._post(url, params)
+        if code != 200:
+            raise CallError(f"{url} answered HTTP {code}: {body[:200]}")
+        return ET.fromstring(body)
+
+    def transfer_ends(self, result: str) -> Call:
+        """The transfer ends with ``result`` (a ``QueueResult`` for a queue, a
+        ``DialCallStatus`` for a dial): Twilio posts its action and the call goes on."""
+        verb = self._handed_over()
+        field_name = "QueueResult" if verb.tag == "Enqueue" else "DialCallStatus"
+        action = urljoin(self._url, verb.get("action") or self._url)
+        self.ended = None
+        self.handover = None
+        self._fetch(action, {field_name: result, "QueueTime": "12", "DialCallDuration": "0"})
+        return self
+
+    def _handed_over(self, tag: str | None = None) -> ET.Element:
+        verb = self.handover
+        if verb is None or (tag is not None and verb.tag != tag):
+            raise CallError(f"the call was not handed over with <{tag or 'Dial/Enqueue'}>")
+        return verb
 
     # ---- what the caller heard -----------------------------------------------------------
     @property
@@ -180,6 +217,7 @@ class Call:
                 return None
             elif verb.tag in ("Dial", "Enqueue"):
                 self.ended = verb.tag.lower()
+                self.handover = verb
                 return None
             else:
                 raise CallError(f"unexpected verb <{verb.tag}>")

@@ -84,8 +84,8 @@ def test_json_at_the_depth_limit_goes_everywhere_a_result_goes(
     assert call.last_heard == "Found " + "[" * MAX_DEPTH + "'x'" + "]" * MAX_DEPTH + "."
     assert _depth(stored(redis_client).doc["variables"]["deep"]) == MAX_DEPTH
     handoff = next(e for e in sink.events if e.name.value == "handoff")
-    assert _depth(handoff.data["context"]["deep"]) == MAX_DEPTH
-    assert handoff.data["context"]["pin"] == "***"
+    assert _depth(handoff.data["bundle"]["context"]["deep"]) == MAX_DEPTH
+    assert handoff.data["bundle"]["context"]["pin"] == "***"
 
 
 @pytest.mark.parametrize(

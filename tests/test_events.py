@@ -132,7 +132,11 @@ def test_sensitive_values_never_reach_the_stream_or_the_sinks(
     assert "4321" not in repr(events)  # ...but no event carries it
     assert "4321" not in repr([e.to_dict() for e in sink.events])
     handoff = next(e for e in events if e["name"] == "handoff")
-    assert handoff["data"] == {"route": "queue", "target": "support", "context": {"pin": "***"}}
+    data = handoff["data"]
+    assert (data["route"], data["target"]) == ("queue", "support")
+    assert data["bundle"]["context"] == {"pin": "***"}
+    assert data["bundle"]["inputs"] == {"pin": "***"}
+    assert data["handoff_id"] == data["bundle"]["id"]
     assert next(e for e in events if e["name"] == "input")["data"]["value"] == "***"
 
 

@@ -45,6 +45,9 @@ from tests.conftest import REPO
         ("DEMO_API", "sure"),
         ("EVENT_STREAM_SHARDS", "0"),
         ("EVENT_STREAM_SHARDS", "eight"),
+        ("HANDOFF_TTL", "0"),
+        ("TASKROUTER_WORKFLOW_SID", "WW123"),
+        ("TASKROUTER_WORKFLOW_SID", "AC" + "0" * 32),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_name_and_value(name: str, value: str) -> None:
@@ -70,6 +73,8 @@ def test_a_brace_in_the_key_prefix_is_refused_because_of_cluster_hash_tags() -> 
         ("TRUST_PROXY", "0", 0),
         ("OMNIVOICE_DEV", "off", False),
         ("OMNIVOICE_DEV", "Yes", True),
+        ("TASKROUTER_WORKFLOW_SID", " WW" + "a" * 32 + " ", "WW" + "a" * 32),
+        ("TASKROUTER_WORKFLOW_SID", "", None),
     ],
 )
 def test_good_values_are_read(name: str, value: str, expected: object) -> None:

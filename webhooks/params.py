@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from context.callers import identify, to_e164
 from conversation.inbound import Inbound
+from ivr.states import TransferResult
 
 FULL_ATTESTATION = "TN-Validation-Passed-A"
 
@@ -56,3 +57,56 @@ def _float(raw: str | None) -> float | None:
     if value is None or value != value or not 0.0 <= value <= 1.0:  # NaN or out of range
         return None
     return value
+
+
+# Twilio's QueueResult (an <Enqueue> action) and DialCallStatus (a <Dial> action), as the flow
+# sees them. Anything else (a value Twilio adds later, garbage) is a failed transfer: the flow's
+# path for it, never an error.
+_QUEUE_RESULTS = {
+    "bridged": TransferResult.CONNECTED,
+    "bridging-in-process": TransferResult.CONNECTED,
+    "hangup": TransferResult.ABANDONED,
+    "redirected": TransferResult.REDIRECTED,
+    "leave": TransferResult.WAITED_TOO_LONG,
+    "queue-full": TransferResult.QUEUE_FULL,
+    "error": TransferResult.FAILED,
+    "system-error": TransferResult.FAILED,
+}
+_DIAL_RESULTS = {
+    "completed": TransferResult.CONNECTED,
+    "answered": TransferResult.CONNECTED,
+    "busy": TransferResult.BUSY,
+    "no-answer": TransferResult.NO_ANSWER,
+    "failed": TransferResult.FAILED,
+    "canceled": TransferResult.ABANDONED,
+}
+
+
+def transfer_result(form: Mapping[str, str]) -> TransferResult:
+    """How a transfer ended, from its action callback's ``QueueResult`` or ``DialCallStatus``."""
+    queue = (form.get("QueueResult") or "").strip().lower()
+    if queue:
+        return _QUEUE_RESULTS.get(queue, TransferResult.FAILED)
+    dial = (form.get("DialCallStatus") or "").strip().lower()
+    if dial == "completed" and (form.get("DialBridged") or "").strip().lower() == "false":
+        return TransferResult.NO_ANSWER  # the dialled party's leg ended without being bridged
+    return _DIAL_RESULTS.get(dial, TransferResult.FAILED)
+
+
+def queue_state(form: Mapping[str, str]) -> dict[str, int | None]:
+    """A queued caller's ``waitUrl`` parameters: position (1 is next), seconds waited, the
+    queue's average wait and size; ``None`` where Twilio sent none (TaskRouter sends fewer)."""
+    return {
+        "position": _whole(form.get("QueuePosition")),
+        "wait": _whole(form.get("QueueTime")),
+        "average_wait": _whole(form.get("AvgQueueTime")),
+        "size": _whole(form.get("CurrentQueueSize")),
+    }
+
+
+def _whole(raw: str | None) -> int | None:
+    try:
+        value = int((raw or "").strip())
+    except ValueError:
+        return None
+    return value if 0 <= value < 10**7 else None

@@ -21,14 +21,13 @@ from webhooks.front import NO_CONTENT, BadRequest, Reply, Route, TwilioFront
 from webhooks.front import twiml as twiml_reply
 from webhooks.params import parse_call
 from webhooks.request import WebhookRequest
+from webhooks.voice_urls import ANSWER_PATH, INCOMING_PATH, STATUS_PATH
+from webhooks.voice_urls import answer_url as answer_url  # the URL gathers post to
 
 if TYPE_CHECKING:
     from conversation.service import ConversationService
 
 NO_FLOW = "Sorry, this number is not in service right now."
-INCOMING_PATH = "/voice"
-ANSWER_PATH = "/voice/answer"
-STATUS_PATH = "/voice/status"
 
 
 GRANT_GONE = "Sorry, this call can't continue. Goodbye."
@@ -49,19 +48,18 @@ class VoiceSettings:
     tokens: OutboundTokens | None = None  # redeems outbound calls' grants (None: no outbound)
 
 
-def register(front: TwilioFront, service: ConversationService, settings: VoiceSettings) -> None:
-    """Serve the voice webhooks on ``front``, answered by ``service``."""
+def register(
+    front: TwilioFront, service: ConversationService, settings: VoiceSettings
+) -> VoiceViews:
+    """Serve the voice webhooks on ``front``, answered by ``service``; the views, for the
+    transfer webhooks (:mod:`webhooks.transfer_webhooks`) to share."""
     views = VoiceViews(service, settings)
     apology = views.fallback()
     front.register(Route(INCOMING_PATH, "voice.incoming", views.incoming, apology))
     front.register(Route(OUTBOUND_PATH, "voice.outbound", views.outbound, apology))
     front.register(Route(ANSWER_PATH, "voice.answer", views.answer, apology))
     front.register(Route(STATUS_PATH, "voice.status", views.status, NO_CONTENT))
-
-
-def answer_url(root: str, step: int) -> str:
-    """The URL a gather at ``step`` posts its answer to, under the mount point ``root``."""
-    return f"{root}{ANSWER_PATH}?step={step}"
+    return views
 
 
 class VoiceViews:

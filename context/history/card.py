@@ -5,7 +5,8 @@ stores it under each of the customer's caller keys (same hash tag as the session
 session load brings it in the same round trip and a flow can say "Are you calling about your
 cancelled flight to Denver?" without a webhook ever touching SQL. The card holds the name and
 language, the latest contacts (channel, time, outcome, summary, flow, topic) and the open
-conversation (its topic and last step).
+conversation (its topic and last step), the latest notes agents wrote, and which of the
+customer's numbers are shared by several people.
 """
 
 from __future__ import annotations
@@ -22,21 +23,24 @@ from context.history.models import (
     Conversation,
     ConversationStatus,
     Customer,
+    Event,
     Identity,
     IdentityKind,
     Interaction,
 )
+from ivr.states import EventName
 
 CONTACTS = 10  # the latest contacts a card lists
+NOTES = 5  # the latest agents' notes a card carries (the next handoff shows them)
 CARD_TTL = 30 * 86400
 
 
 def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str], dict[str, Any]]]:
     """The cards of ``customer_ids``, each with the caller keys it is kept under.
 
-    Four queries whatever the number of customers: the customers, their identities, their
-    latest contacts (a window over each customer's interactions) and the conversations those
-    contacts belong to or that are still open.
+    Five queries whatever the number of customers: the customers, their identities, their
+    latest contacts (a window over each customer's interactions), the conversations those
+    contacts belong to or that are still open, and the latest notes agents wrote.
     """
     ids = sorted(set(customer_ids))
     if not ids:
@@ -50,12 +54,15 @@ def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str],
         )
     }
     callers: dict[int, list[str]] = defaultdict(list)
+    shared: dict[int, list[str]] = defaultdict(list)
     for row in db.execute(
-        select(Identity.customer_id, Identity.value).where(
+        select(Identity.customer_id, Identity.value, Identity.shared).where(
             Identity.customer_id.in_(list(people)), Identity.kind != IdentityKind.EMAIL.value
         )
     ):
         callers[row.customer_id].append(row.value)
+        if row.shared:
+            shared[row.customer_id].append(row.value)
     rank = (
         func.row_number()
         .over(
@@ -105,16 +112,50 @@ def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str],
             )
         )
     }
+    notes = _notes(db, list(people))
     cards = []
     for customer_id, person in people.items():
         if callers[customer_id]:
-            cards.append(
-                (
-                    callers[customer_id],
-                    _card(person, contacts[customer_id], conversations, customer_id),
-                )
-            )
+            found = _card(person, contacts[customer_id], conversations, customer_id)
+            found["customer"] = customer_id
+            found["shared"] = shared[customer_id]
+            found["notes"] = notes[customer_id]
+            cards.append((callers[customer_id], found))
     return cards
+
+
+def _notes(db: Session, customer_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The latest notes agents wrote about each customer (newest first), one query."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=Interaction.customer_id,
+            order_by=(Event.at.desc(), Event.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(Interaction.customer_id, Interaction.contact_sid, Event.at, Event.data, rank)
+        .join(Interaction, Interaction.id == Event.interaction_id)
+        .where(
+            Interaction.customer_id.in_(customer_ids),
+            Event.kind == EventName.AGENT_NOTE.value,
+        )
+        .subquery()
+    )
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in db.execute(select(ranked).where(ranked.c.rank <= NOTES).order_by(ranked.c.rank)):
+        data = row.data if isinstance(row.data, dict) else {}
+        found[row.customer_id].append(
+            {
+                "at": _epoch(row.at),
+                "agent": data.get("agent"),
+                "text": data.get("text"),
+                "disposition": data.get("disposition"),
+                "call_sid": row.contact_sid,
+            }
+        )
+    return found
 
 
 def _card(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from context.callers import masked, to_e164
 from context.event_stream import FIELD, EventStream
 from context.history.models import (
+    CallbackRequest,
     Consent,
     Conversation,
     Customer,
@@ -31,6 +32,7 @@ from context.history.models import (
 )
 from context.sessions import SessionStore
 from ivr.errors import OmnivoiceError
+from ivr.states import EventName
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
@@ -130,6 +132,7 @@ def erase(
             Interaction.conversation_id.in_(conversation_ids),
         )
     )
+    handed = _forget_handoffs(db, store, interaction_ids, callers)
     counts = {
         "events": _deleted(
             db,
@@ -148,8 +151,14 @@ def erase(
         ),
         "identities": _deleted(db, delete(Identity).where(Identity.customer_id == customer.id)),
         "consents": _deleted(db, delete(Consent).where(Consent.customer_id == customer.id)),
+        "callback_requests": _deleted(
+            db,
+            delete(CallbackRequest).where(
+                or_(CallbackRequest.customer_id == customer.id, CallbackRequest.number.in_(callers))
+            ),
+        ),
         "stream_entries": waiting,
-        "redis_keys": sessions,
+        "redis_keys": sessions + handed,
     }
     db.execute(
         update(Customer).where(Customer.merged_into_id == customer.id).values(merged_into_id=None)
@@ -158,6 +167,38 @@ def erase(
     counts["customers"] = 1
     db.add(DataRequest(kind="erase", subject=masked(subject), counts=counts))
     return counts
+
+
+def _forget_handoffs(
+    db: Session, store: SessionStore, interaction_ids: Any, callers: list[str]
+) -> int:
+    """Delete the customer's handoff bundles (by id and by call) and their entries in the
+    agents' feed; how many keys and entries went."""
+    sids = list(
+        db.scalars(select(Interaction.contact_sid).where(Interaction.id.in_(interaction_ids)))
+    )
+    ids = [
+        str(data.get("handoff_id"))
+        for data in db.scalars(
+            select(Event.data).where(
+                Event.interaction_id.in_(interaction_ids), Event.kind == EventName.HANDOFF.value
+            )
+        )
+        if isinstance(data, dict) and data.get("handoff_id")
+    ]
+    keys = store.keys
+    doomed = [keys.handoff(i) for i in ids] + [keys.call_handoff(sid) for sid in sids]
+    gone = sum(int(store.redis.delete(key)) for key in doomed)  # one slot per key on a cluster
+    feed = keys.agent_feed()
+    entries: list[Any] = []
+    replies: Any = store.redis.xrange(feed)
+    for entry_id, fields in replies or []:
+        raw = (fields or {}).get(FIELD.encode()) or (fields or {}).get(FIELD)
+        if raw is not None and orjson.loads(raw).get("caller") in callers:
+            entries.append(entry_id)
+    if entries:
+        store.redis.xdel(feed, *entries)
+    return gone + len(entries)
 
 
 def _purge_stream(stream: EventStream, caller: str) -> int:

@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from context.event_stream import Entry, EventStream
 from context.history import card, customers
 from context.history.models import (
+    CallbackRequest,
+    CallbackStatus,
     Conversation,
     ConversationStatus,
     Customer,
@@ -246,6 +248,28 @@ class _Batch:
         self._interactions(fresh)
         rows = [self._one(stream_id, event) for stream_id, event in fresh]
         self.db.execute(insert(Event), rows)
+        callbacks = [
+            self._callback(stream_id, event)
+            for stream_id, event in fresh
+            if event.get("name") == EventName.CALLBACK_REQUESTED
+        ]
+        if callbacks:
+            self.db.execute(insert(CallbackRequest), callbacks)
+
+    def _callback(self, stream_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """The row of a caller's request to be called back (shown in the agent console)."""
+        data = _data(event)
+        interaction = self.interactions[str(event.get("call_sid") or "")]
+        return {
+            "stream_id": stream_id,
+            "customer_id": interaction.customer_id,
+            "number": (_text(data.get("number")) or str(event.get("caller") or ""))[:64],
+            "call_sid": _text(event.get("call_sid")),
+            "handoff_id": (_text(data.get("handoff_id")) or "")[:64] or None,
+            "reason": (_text(data.get("reason")) or "")[:200] or None,
+            "status": CallbackStatus.OPEN.value,
+            "at": _at(event),
+        }
 
     def _one(self, stream_id: str, event: dict[str, Any]) -> dict[str, Any]:
         at = _at(event)
@@ -380,7 +404,7 @@ _CARD_EVENTS = frozenset(
     {
         EventName.TOPIC, EventName.SESSION_ENDED, EventName.CALL_ENDED, EventName.HANDOFF,
         EventName.OUTBOUND_REFUSED, EventName.OUTBOUND_FAILED, EventName.OUTBOUND_UNANSWERED,
-        EventName.OUTBOUND_ANSWERED,
+        EventName.OUTBOUND_ANSWERED, EventName.AGENT_NOTE, EventName.CALL_TAKEN,
     }
 )  # fmt: skip
 
@@ -421,6 +445,12 @@ def _apply(
     elif name in _OUTBOUND_ENDINGS:
         interaction.ended_at = at
         interaction.outcome = _OUTBOUND_ENDINGS[EventName(name)]
+    elif name in (EventName.AGENT_NOTE, EventName.CALL_TAKEN):
+        if agent := _text(data.get("agent")):
+            interaction.agent = agent[:128]
+        if name == EventName.AGENT_NOTE:
+            parts = [_text(data.get("disposition")), _text(data.get("text"))]
+            interaction.summary = ": ".join(p for p in parts if p)[:2000] or interaction.summary
     elif name == EventName.OUTBOUND_ANSWERED and str(data.get("answered_by", "")).startswith(
         ("machine", "fax")
     ):
