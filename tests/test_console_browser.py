@@ -206,6 +206,45 @@ def pairs(locator: Any) -> dict[str, str]:
     return dict(zip(names, values, strict=True))
 
 
+def test_a_returning_caller_brings_the_notes_and_history_to_the_next_agent(
+    console: Console, agent: Callable[[str], Agent], tmp_path: Path
+) -> None:
+    caller = "+14155550142"
+    first = demo_call(console, caller)
+    first.hang_up("completed", duration=180)
+    console.writer.drain()  # the caller is a customer in the history now
+    name_customer(console, caller, "Maria Lopez")
+    other = console.call("+14155550177").dial().press("0")  # straight to an agent
+    assert other.ended == "enqueue", other.heard
+    alice = agent("alice")
+    form = alice.card(first.call_sid).locator("form.note-form")
+    form.locator('textarea[name="text"]').fill(
+        "OV 101 delayed 95 min; offered OV 205 at 18:05, she will decide by tonight."
+    )
+    form.locator('select[name="disposition"]').select_option("follow_up")
+    form.locator('button[type="submit"]').click()
+    expect(alice.card(first.call_sid).locator(".notes > li")).to_have_count(1, timeout=WAIT)
+    console.writer.drain()  # the note, on the customer's card with the name
+
+    again = console.call(caller).dial()
+    assert again.ended == "enqueue", again.heard  # back within the resume window: to an agent
+    card = alice.card(again.call_sid)
+    expect(card).to_have_count(1, timeout=WAIT)
+    expect(card.locator(".caller-name")).to_have_text("Maria Lopez")
+    notes = card.locator(".notes > li .note-text")
+    expect(notes).to_have_text(
+        ["OV 101 delayed 95 min; offered OV 205 at 18:05, she will decide by tonight."]
+    )
+    assert card.locator(".recent-contacts > li").count() >= 1
+    assert card.locator(".previous > li").all_text_contents() == [
+        console.bundle(first.call_sid)["id"]
+    ]
+    other.hold(position=1, waited=25, size=2)  # Twilio's hold loop: where each caller is
+    again.hold(position=2, waited=3, size=2)
+    expect(card.locator(".queue")).to_have_text("position 2", timeout=WAIT)
+    screenshot_board(alice.page, again.call_sid, tmp_path)
+
+
 def test_a_transferred_caller_appears_live_with_path_inputs_and_reason(
     console: Console, agent: Callable[[str], Agent]
 ) -> None:
@@ -373,40 +412,6 @@ def card_ids(tab: Agent, call_sid: str) -> list[str]:
     return [str(item.get_attribute("data-id")) for item in items.all()]
 
 
-def test_a_returning_caller_brings_the_notes_and_history_to_the_next_agent(
-    console: Console, agent: Callable[[str], Agent], tmp_path: Path
-) -> None:
-    caller = "+14155550142"
-    first = demo_call(console, caller)
-    first.hang_up("completed", duration=180)
-    console.writer.drain()  # the caller is a customer in the history now
-    name_customer(console, caller, "Maria Lopez")
-    alice = agent("alice")
-    form = alice.card(first.call_sid).locator("form.note-form")
-    form.locator('textarea[name="text"]').fill(
-        "OV 101 delayed 95 min; offered OV 205 at 18:05, she will decide by tonight."
-    )
-    form.locator('select[name="disposition"]').select_option("follow_up")
-    form.locator('button[type="submit"]').click()
-    expect(alice.card(first.call_sid).locator(".notes > li")).to_have_count(1, timeout=WAIT)
-    console.writer.drain()  # the note, on the customer's card with the name
-
-    again = console.call(caller).dial()
-    assert again.ended == "enqueue", again.heard  # back within the resume window: to an agent
-    card = alice.card(again.call_sid)
-    expect(card).to_have_count(1, timeout=WAIT)
-    expect(card.locator(".caller-name")).to_have_text("Maria Lopez")
-    notes = card.locator(".notes > li .note-text")
-    expect(notes).to_have_text(
-        ["OV 101 delayed 95 min; offered OV 205 at 18:05, she will decide by tonight."]
-    )
-    assert card.locator(".recent-contacts > li").count() >= 1
-    assert card.locator(".previous > li").all_text_contents() == [
-        console.bundle(first.call_sid)["id"]
-    ]
-    screenshot_board(alice.page, again.call_sid, tmp_path)
-
-
 def name_customer(console: Console, number: str, name: str) -> None:
     """Give the customer behind ``number`` a name, as a CRM import would (the card shows it
     once the history writer next rebuilds it)."""
@@ -419,6 +424,7 @@ def screenshot_board(page: Page, call_sid: str, tmp_path: Path) -> None:
     """The board with the caller's screen-pop, to ``tmp_path`` and where the env var says."""
     page.locator(f'article.caller-card[data-call-sid="{call_sid}"]').scroll_into_view_if_needed()
     page.evaluate("window.scrollTo(0, 0)")
+    page.set_viewport_size({"width": 1500, "height": 1420})  # the whole screen-pop, notes too
     page.screenshot(path=output_dir(tmp_path) / "board.png")
     wanted = os.environ.get("OMNIVOICE_SCREENSHOT")
     if wanted:
