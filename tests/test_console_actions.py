@@ -184,7 +184,10 @@ def test_posts_without_the_csrf_token_change_nothing(
         assert response.status_code == 400
         assert "nothing was changed" in response.get_data(as_text=True)
     headers = {"X-CSRF-Token": token_given or ""}
-    assert client.post(f"/agent/calls/{call.call_sid}/notes", data=form, headers=headers).status_code == 400
+    assert (
+        client.post(f"/agent/calls/{call.call_sid}/notes", data=form, headers=headers).status_code
+        == 400
+    )
     assert feed_events(app) == before
     assert len(twilio.calls) == 0
 
@@ -220,7 +223,9 @@ def test_a_note_reaches_the_feed_and_the_event_stream(app: Flask) -> None:
     ],
     ids=["empty", "too-long", "unknown-disposition"],
 )
-def test_a_bad_note_is_refused_and_records_nothing(app: Flask, form: dict[str, str], says: str) -> None:
+def test_a_bad_note_is_refused_and_records_nothing(
+    app: Flask, form: dict[str, str], says: str
+) -> None:
     call = hand_over(app)
     client, token = logged_in(app)
     before = feed_events(app)

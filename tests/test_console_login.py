@@ -160,7 +160,9 @@ def test_logout_ends_the_login(app: Flask) -> None:
     assert client.get("/agent").status_code == 302
 
 
-def test_the_api_token_does_not_open_the_console(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> None:
+def test_the_api_token_does_not_open_the_console(
+    make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path
+) -> None:
     app = make_app(**console_config(flows_dir, tmp_path, API_TOKEN="api-token-123"))
     client = app.test_client()
     bearer = {"Authorization": "Bearer api-token-123"}
