@@ -110,3 +110,9 @@ def hand_over(app: Flask, caller: str = CALLER, about: str = "my card was eaten"
     assert call.ended == "enqueue", call.heard
     assert isinstance(call.last, ET.Element)
     return call
+
+
+def close_history(app: Flask) -> None:
+    """Close the pooled connections of ``app``'s history database (the test is over)."""
+    sessions = app.extensions["omnivoice.console.history"]()
+    sessions.kw["bind"].dispose()

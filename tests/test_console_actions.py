@@ -22,6 +22,7 @@ from tests.support_console import (
     BASE,
     CALLER,
     add_agent,
+    close_history,
     console_config,
     hand_over,
     logged_in,
@@ -29,12 +30,13 @@ from tests.support_console import (
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Flask:
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
     built = make_app(**console_config(flows_dir, tmp_path))
     add_agent(built)  # ann, with a phone
     add_agent(built, "cleo", phone=None, client="cleo_desk")
     add_agent(built, "dan", phone=None)
-    return built
+    yield built
+    close_history(built)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ Real Redis on every topology, a real SQLite history database, signed calls throu
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,16 +22,24 @@ from console import board
 from context.agent_feed import FeedEntry
 from context.history import database
 from context.history.models import CallbackRequest
-from tests.support_console import PIN, add_agent, console_config, hand_over, logged_in
+from tests.support_console import (
+    PIN,
+    add_agent,
+    close_history,
+    console_config,
+    hand_over,
+    logged_in,
+)
 
 XSS = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Flask:
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
     built = make_app(**console_config(flows_dir, tmp_path))
     add_agent(built)
-    return built
+    yield built
+    close_history(built)
 
 
 class Cards(HTMLParser):

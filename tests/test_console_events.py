@@ -22,15 +22,23 @@ from redis.retry import Retry
 from console import live
 from context.agent_feed import AgentFeed
 from context.keys import Keys
-from tests.support_console import PIN, add_agent, console_config, hand_over, logged_in
+from tests.support_console import (
+    PIN,
+    add_agent,
+    close_history,
+    console_config,
+    hand_over,
+    logged_in,
+)
 from tests.support_twilio import free_port
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Flask:
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
     built = make_app(**console_config(flows_dir, tmp_path))
     add_agent(built)
-    return built
+    yield built
+    close_history(built)
 
 
 @dataclass
