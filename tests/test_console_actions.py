@@ -243,3 +243,17 @@ def test_a_disposition_alone_is_a_note(app: Flask) -> None:
     response = fetch(client, f"/agent/calls/{call.call_sid}/notes", token, disposition="follow_up")
     assert response.status_code == 200
     assert feed_events(app)[-1]["data"]["disposition"] == "follow_up"
+
+
+def test_a_call_already_taken_cannot_be_taken_again(
+    app: Flask, twilio: responses.RequestsMock
+) -> None:
+    call = hand_over(app)
+    twilio.add(responses.POST, call_url(call.call_sid), json={"sid": call.call_sid}, status=200)
+    ann, ann_token = logged_in(app)
+    assert fetch(ann, f"/agent/calls/{call.call_sid}/take", ann_token).status_code == 200
+    cleo, cleo_token = logged_in(app, "cleo")
+    second = fetch(cleo, f"/agent/calls/{call.call_sid}/take", cleo_token)
+    assert second.status_code == 409
+    assert "no longer waiting (connecting by ann)" in second.get_json()["message"]
+    assert len(twilio.calls) == 1
