@@ -239,8 +239,8 @@ def events() -> Response:
 
 
 # ---- actions -----------------------------------------------------------------------------
-def _ref(call_sid: str) -> CallRef:
-    """The call ``call_sid`` as the agents' feed and its handoff describe it.
+def _ref(call_sid: str) -> tuple[CallRef, board.Card | None]:
+    """The call ``call_sid`` as its handoff describes it, and its card on the board (if any).
 
     Raises:
         ActionRefused: not a call handed over to agents, or Redis did not answer.
@@ -249,14 +249,11 @@ def _ref(call_sid: str) -> CallRef:
         raise ActionRefused(404, f"{call_sid!r} is not a call on the board.")
     try:
         handoff = current_app.extensions["omnivoice.handoffs"].for_call(call_sid)
-        caller = None
-        for entry in reversed(_feed().since(board.WINDOW_SECONDS, _now(), count=5000)):
-            if entry.event.get("call_sid") == call_sid and entry.event.get("name") == "handoff":
-                caller = str(entry.event.get("caller") or "") or None
-                break
+        entries = _feed().since(board.WINDOW_SECONDS, _now(), count=5000)
     except UNAVAILABLE as exc:
         raise ActionRefused(503, f"The call store is unavailable right now ({exc}).") from None
-    return call_ref(call_sid, handoff, caller)
+    card = board.fold(e for e in entries if e.event.get("call_sid") == call_sid).get(call_sid)
+    return call_ref(call_sid, handoff, card.caller if card else None), card
 
 
 def _answer(message: str, status: int = 200, **extra: Any) -> Response:
@@ -276,7 +273,11 @@ def take(call_sid: str) -> Response:
     """Put the waiting caller through to the agent who pressed Take call."""
     agent = _agent()
     try:
-        to = _actions().take(_ref(call_sid), agent, request.host_url)
+        ref, card = _ref(call_sid)
+        if card is not None and not card.waiting:
+            who = f" by {card.taken_by}" if card.taken_by else ""
+            raise ActionRefused(409, f"This caller is no longer waiting ({card.state}{who}).")
+        to = _actions().take(ref, agent, request.host_url)
     except ActionRefused as refused:
         return _answer(refused.message, refused.status)
     except UNAVAILABLE as exc:
@@ -291,7 +292,7 @@ def notes(call_sid: str) -> Response:
     """Record a note and disposition on a call."""
     try:
         _actions().note(
-            _ref(call_sid),
+            _ref(call_sid)[0],
             _agent(),
             request.form.get("text") or "",
             request.form.get("disposition") or None,

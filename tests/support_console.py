@@ -83,9 +83,7 @@ def csrf_from(html: str) -> str:
     return found.group(1)
 
 
-def login(
-    client: FlaskClient, name: str = "ann", password: str = PASSWORD, **environ: Any
-) -> Any:
+def login(client: FlaskClient, name: str = "ann", password: str = PASSWORD, **environ: Any) -> Any:
     """Log in through the form (getting its CSRF token first); the response to the POST."""
     token = csrf_from(client.get("/agent/login").get_data(as_text=True))
     return client.post(
@@ -104,9 +102,17 @@ def logged_in(app: Flask, name: str = "ann") -> tuple[FlaskClient, str]:
 
 def hand_over(app: Flask, caller: str = CALLER, about: str = "my card was eaten") -> Call:
     """A call through the bank flow to the queue: PIN, a sentence, a transfer."""
-    call = Call(FlaskTransport(app), AUTH_TOKEN, caller=caller, called=BANK_NUMBER, base_url=BASE).dial()
+    call = Call(
+        FlaskTransport(app), AUTH_TOKEN, caller=caller, called=BANK_NUMBER, base_url=BASE
+    ).dial()
     call.press(PIN)
     call.say(about)
     assert call.ended == "enqueue", call.heard
     assert isinstance(call.last, ET.Element)
     return call
+
+
+def close_history(app: Flask) -> None:
+    """Close the pooled connections of ``app``'s history database (the test is over)."""
+    sessions = app.extensions["omnivoice.console.history"]()
+    sessions.kw["bind"].dispose()

@@ -22,6 +22,7 @@ from tests.support_console import (
     BASE,
     CALLER,
     add_agent,
+    close_history,
     console_config,
     hand_over,
     logged_in,
@@ -29,12 +30,13 @@ from tests.support_console import (
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Flask:
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
     built = make_app(**console_config(flows_dir, tmp_path))
     add_agent(built)  # ann, with a phone
     add_agent(built, "cleo", phone=None, client="cleo_desk")
     add_agent(built, "dan", phone=None)
-    return built
+    yield built
+    close_history(built)
 
 
 @pytest.fixture
@@ -184,7 +186,10 @@ def test_posts_without_the_csrf_token_change_nothing(
         assert response.status_code == 400
         assert "nothing was changed" in response.get_data(as_text=True)
     headers = {"X-CSRF-Token": token_given or ""}
-    assert client.post(f"/agent/calls/{call.call_sid}/notes", data=form, headers=headers).status_code == 400
+    assert (
+        client.post(f"/agent/calls/{call.call_sid}/notes", data=form, headers=headers).status_code
+        == 400
+    )
     assert feed_events(app) == before
     assert len(twilio.calls) == 0
 
@@ -220,7 +225,9 @@ def test_a_note_reaches_the_feed_and_the_event_stream(app: Flask) -> None:
     ],
     ids=["empty", "too-long", "unknown-disposition"],
 )
-def test_a_bad_note_is_refused_and_records_nothing(app: Flask, form: dict[str, str], says: str) -> None:
+def test_a_bad_note_is_refused_and_records_nothing(
+    app: Flask, form: dict[str, str], says: str
+) -> None:
     call = hand_over(app)
     client, token = logged_in(app)
     before = feed_events(app)
@@ -236,3 +243,17 @@ def test_a_disposition_alone_is_a_note(app: Flask) -> None:
     response = fetch(client, f"/agent/calls/{call.call_sid}/notes", token, disposition="follow_up")
     assert response.status_code == 200
     assert feed_events(app)[-1]["data"]["disposition"] == "follow_up"
+
+
+def test_a_call_already_taken_cannot_be_taken_again(
+    app: Flask, twilio: responses.RequestsMock
+) -> None:
+    call = hand_over(app)
+    twilio.add(responses.POST, call_url(call.call_sid), json={"sid": call.call_sid}, status=200)
+    ann, ann_token = logged_in(app)
+    assert fetch(ann, f"/agent/calls/{call.call_sid}/take", ann_token).status_code == 200
+    cleo, cleo_token = logged_in(app, "cleo")
+    second = fetch(cleo, f"/agent/calls/{call.call_sid}/take", cleo_token)
+    assert second.status_code == 409
+    assert "no longer waiting (connecting by ann)" in second.get_json()["message"]
+    assert len(twilio.calls) == 1

@@ -8,7 +8,7 @@ Real Redis on every topology, a real SQLite history database, signed calls throu
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,16 +22,24 @@ from console import board
 from context.agent_feed import FeedEntry
 from context.history import database
 from context.history.models import CallbackRequest
-from tests.support_console import PIN, add_agent, console_config, hand_over, logged_in
+from tests.support_console import (
+    PIN,
+    add_agent,
+    close_history,
+    console_config,
+    hand_over,
+    logged_in,
+)
 
 XSS = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Flask:
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
     built = make_app(**console_config(flows_dir, tmp_path))
     add_agent(built)
-    return built
+    yield built
+    close_history(built)
 
 
 class Cards(HTMLParser):
@@ -133,7 +141,9 @@ def test_the_supervisor_strip_counts_waiting_callers_and_transfers(app: Flask) -
     assert re.search(r'id="longest-wait" data-seconds="[0-9]+"', html)
 
 
-def entry(entry_id: str, name: str, call_sid: str = "CA1", at: float = 100.0, **data: Any) -> FeedEntry:
+def entry(
+    entry_id: str, name: str, call_sid: str = "CA1", at: float = 100.0, **data: Any
+) -> FeedEntry:
     event = {"v": 1, "name": name, "at": at, "caller": "+1", "call_sid": call_sid, "data": data}
     return FeedEntry(entry_id, event)
 
@@ -142,7 +152,9 @@ def test_the_fold_follows_a_call_from_handoff_to_its_end() -> None:
     bundle = {"id": "HO1", "caller": {"number": "+1"}}
     cards = board.fold(
         [
-            entry("1-0", "queue_waiting", call_sid="CA0", position=1),  # before its handoff: ignored
+            entry(
+                "1-0", "queue_waiting", call_sid="CA0", position=1
+            ),  # before its handoff: ignored
             entry("2-0", "handoff", bundle=bundle, handoff_id="HO1"),
             entry("3-0", "queue_waiting", position=2, wait_seconds=30),
             entry("4-0", "agent_note", agent="ann", text="hi", disposition=None),

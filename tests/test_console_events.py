@@ -15,22 +15,30 @@ from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from flask import Flask
 
 from console import live
 from context.agent_feed import AgentFeed
 from context.keys import Keys
-from tests.support_console import PIN, add_agent, console_config, hand_over, logged_in
+from tests.support_console import (
+    PIN,
+    add_agent,
+    close_history,
+    console_config,
+    hand_over,
+    logged_in,
+)
 from tests.support_twilio import free_port
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Flask:
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
     built = make_app(**console_config(flows_dir, tmp_path))
     add_agent(built)
-    return built
+    yield built
+    close_history(built)
 
 
 @dataclass
@@ -106,7 +114,9 @@ def test_the_stream_sends_feed_entries_with_their_ids(app: Flask) -> None:
 def test_last_event_id_replays_exactly_what_was_missed(app: Flask) -> None:
     feed: AgentFeed = app.extensions["omnivoice.feed"]
     for number in range(4):
-        feed.append([{"v": 1, "name": "queue_waiting", "call_sid": "CA1", "data": {"position": number}}])
+        feed.append(
+            [{"v": 1, "name": "queue_waiting", "call_sid": "CA1", "data": {"position": number}}]
+        )
     ids = [entry.id for entry in feed.after("0-0")]
     client, _ = logged_in(app)
     response = client.get(
@@ -137,7 +147,9 @@ def test_a_bad_last_event_id_starts_from_the_page_id_or_now(app: Flask, bad: str
     finally:
         with_page.close()
     assert [m.data["data"]["position"] for m in seen] == [2]
-    neither = client.get(f"/agent/events?last_id={bad}", headers={"Last-Event-ID": bad}, buffered=False)
+    neither = client.get(
+        f"/agent/events?last_id={bad}", headers={"Last-Event-ID": bad}, buffered=False
+    )
     try:
         assert neither.status_code == 200
         assert [m for m in read_until_keepalive(neither) if m.event] == []  # from now on
@@ -162,7 +174,10 @@ def test_a_quiet_stream_sends_keepalives(app: Flask) -> None:
 
 def test_a_dead_redis_gets_comments_only_and_no_error() -> None:
     dead = redis.Redis(
-        port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+        port=free_port(),
+        socket_timeout=0.2,
+        socket_connect_timeout=0.2,
+        retry=Retry(NoBackoff(), 0),
     )
     feed = AgentFeed(dead, Keys("test-dead"))
     naps: list[float] = []

@@ -6,7 +6,7 @@ Flask's test client.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +18,7 @@ from console.agents import directory_of
 from tests.support_console import (
     PASSWORD,
     add_agent,
+    close_history,
     console_config,
     csrf_from,
     logged_in,
@@ -26,10 +27,11 @@ from tests.support_console import (
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Flask:
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
     built = make_app(**console_config(flows_dir, tmp_path))
     add_agent(built)
-    return built
+    yield built
+    close_history(built)
 
 
 def test_a_page_without_login_redirects_to_the_login_page(app: Flask) -> None:
@@ -160,7 +162,9 @@ def test_logout_ends_the_login(app: Flask) -> None:
     assert client.get("/agent").status_code == 302
 
 
-def test_the_api_token_does_not_open_the_console(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> None:
+def test_the_api_token_does_not_open_the_console(
+    make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path
+) -> None:
     app = make_app(**console_config(flows_dir, tmp_path, API_TOKEN="api-token-123"))
     client = app.test_client()
     bearer = {"Authorization": "Bearer api-token-123"}
