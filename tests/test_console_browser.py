@@ -28,7 +28,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 from flask import Flask
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Error,
+    Page,
+    expect,
+    sync_playwright,
+)
 from sqlalchemy import select, update
 
 from context.agent_feed import AgentFeed
@@ -96,6 +104,14 @@ class Agent:
     page: Page
     context: BrowserContext
     dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # uncaught errors of the page's script
+
+    def dialog_opened(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def script_failed(self, error: Error) -> None:
+        self.errors.append(str(error))
 
     def card(self, call_sid: str) -> Any:
         return self.page.locator(f'article.caller-card[data-call-sid="{call_sid}"]')
@@ -158,16 +174,15 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def agent(
-    browser: Browser, console: Console, tmp_path: Path
-) -> Iterator[Callable[[str], Agent]]:
+def agent(browser: Browser, console: Console, tmp_path: Path) -> Iterator[Callable[[str], Agent]]:
     """Open a logged-in board for an agent (its own browser context); screenshots at the end."""
     opened: list[Agent] = []
 
     def open_board(name: str) -> Agent:
         context = browser.new_context(viewport={"width": 1500, "height": 1100})
         tab = Agent(context.new_page(), context)
-        tab.page.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+        tab.page.on("dialog", tab.dialog_opened)
+        tab.page.on("pageerror", tab.script_failed)
         opened.append(tab)
         log_in(tab.page, console.base_url, name)
         return tab
@@ -176,7 +191,8 @@ def agent(
     for number, tab in enumerate(opened):
         tab.page.screenshot(path=output_dir(tmp_path) / f"agent-{number}.png", full_page=True)
         tab.context.close()
-        assert tab.dialogs == [], "a dialog opened: some text ran as script"
+    assert [tab.dialogs for tab in opened if tab.dialogs] == [], "some text ran as script"
+    assert [tab.errors for tab in opened if tab.errors] == [], "the board's script failed"
 
 
 def log_in(page: Page, base_url: str, name: str) -> None:
