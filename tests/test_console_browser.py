@@ -79,6 +79,7 @@ class Console:
     twilio: responses.RequestsMock
     writer: HistoryWriter
     sessions: Any  # the history database's sessionmaker
+    transports: list[HttpTransport] = field(default_factory=list)
 
     @property
     def feed(self) -> AgentFeed:
@@ -90,7 +91,9 @@ class Console:
         return dict(found)
 
     def call(self, caller: str, called: str = AIRLINE_NUMBER) -> Call:
-        return Call(HttpTransport(timeout=10), AUTH_TOKEN, caller=caller, called=called,
+        """A simulated call over HTTP (its connections are closed with the server)."""
+        self.transports.append(HttpTransport(timeout=10))
+        return Call(self.transports[-1], AUTH_TOKEN, caller=caller, called=called,
                     base_url=self.base_url)  # fmt: skip
 
     def feed_ids(self, call_sid: str) -> list[str]:
@@ -156,7 +159,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     delete_under(redis, prefix)
     try:
         with twilio, ThreadedServer(cutter, int(base_url.rsplit(":", 1)[1])):
-            yield Console(app, base_url, cutter, twilio, writer, sessions)
+            served = Console(app, base_url, cutter, twilio, writer, sessions)
+            yield served
+            for transport in served.transports:
+                transport.session.close()
     finally:
         cutter.restore()
         engine.dispose()
