@@ -233,6 +233,14 @@ class ConversationService:
                     if result == TransferResult.CONNECTED
                     else (Outcome(reply=self.renderer.render((), params.url_root, INCOMING_STEP)))
                 )
+            if result == TransferResult.REDIRECTED:
+                # Take call moved the caller to a <Dial> of the agent whose action names this
+                # same step: the transfer is not over, so nothing moves until that Dial ends.
+                handoff_id = session.handoffs[-1] if session.handoffs else None
+                notes.append(
+                    Note(EventName.TRANSFER_RESULT, {"result": result, "handoff_id": handoff_id})
+                )
+                return Outcome(reply=self.renderer.render((), params.url_root, INCOMING_STEP))
             flow = self.versions.for_session(session)
             if flow is None:
                 notes.append(Note(EventName.FLOW_VERSION_GONE, {"version": session.flow_version}))

@@ -338,3 +338,28 @@ def test_the_transfer_webhook_costs_one_round_trip_more_and_every_key_expires(
     kinds = {key.decode().split(":")[1] for key in keys}
     assert {"handoff", "call-handoff", "agent-feed"} <= kinds, kinds
     assert [key for key in keys if redis_client.ttl(key) <= 0] == []
+
+
+def test_a_call_taken_from_the_console_keeps_its_transfer_open_for_the_agents_dial(
+    desk: Flask,
+) -> None:
+    call = ring(desk, "1", "4321")
+    enqueue = call.handover
+    assert enqueue is not None
+    action = enqueue.get("action") or ""
+    path = urlsplit(action).path + "?" + urlsplit(action).query
+    form = {"CallSid": call.call_sid, "From": CALLER, "To": "+14155550100"}
+    client = desk.test_client()
+    # Take call: Twilio reports the queue left for the REST redirect, right away...
+    moved = post(client, path, {**form, "QueueResult": "redirected"})
+    assert verbs(twiml(moved)) == []
+    # ...then the agent's <Dial> (whose action names the same step) ends unanswered.
+    routed = post(client, path, {**form, "DialCallStatus": "no-answer"})
+    # the queue node names no node for no_answer: the flow's fallback (not a transfer) then
+    assert spoken(twiml(routed)) == ["Sorry, something went wrong."]
+    results = [
+        e.event["data"]["result"]
+        for e in feed_of(desk).after("0-0")
+        if e.event["name"] == "transfer_result"
+    ]
+    assert results == ["redirected", "no_answer"]
