@@ -68,6 +68,7 @@ from webhooks.cli import flows
 
 log = logging.getLogger("omnivoice")
 
+FEED_READ_TIMEOUT = 20.0  # seconds: the agents' feed reader's socket timeout (blocks ~10 s)
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"", "0", "false", "no", "off"}
 NO_SECRET_KEY = (
@@ -299,7 +300,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["omnivoice.store"] = store
     app.extensions["omnivoice.events"] = events
     handoff_webhooks.target_of(app.config)  # a bad URL or secret is refused at start-up
-    feed = AgentFeed(connection, keys)
+    # The consoles' blocking reads get a client of their own with a long socket timeout (see
+    # context.agent_feed); a test's REDIS_CLIENT or the demo's stand-in serves both.
+    feed_reader = connection
+    if app.config["REDIS_URL"] and not app.config.get("REDIS_CLIENT"):
+        feed_reader = connect(app.config["REDIS_URL"], FEED_READ_TIMEOUT, app.config["DEV_MODE"])
+    feed = AgentFeed(connection, keys, reader=feed_reader)
     handoffs = HandoffStore(connection, keys, feed, app.config["HANDOFF_TTL"])
     app.extensions["omnivoice.feed"] = feed
     app.extensions["omnivoice.handoffs"] = handoffs

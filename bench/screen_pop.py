@@ -4,7 +4,8 @@
 Redis and a migrated SQLite history, creates an agent with ``flask agents add`` and logs it in.
 It then runs alternating rounds of signed ``POST /voice`` webhooks (each a new call,
 :class:`bench.callers.Dialer`) with no console connected and with ``--consoles`` of them, each an
-open ``GET /agent/events`` stream (Server-Sent Events) read by a thread of this process.
+open ``GET /agent/events`` stream (Server-Sent Events), all read by one asyncio loop in a
+process of its own, so the readers take no CPU from the load generator.
 
 During the console rounds a driver hands a caller to the queue every ``--pop-every`` seconds
 (the demo flow: a new call, then ``0`` at the main menu) and notes when that transfer webhook
@@ -31,7 +32,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -74,73 +74,88 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@dataclass
-class Arrivals:
-    """When each console saw each call's ``handoff`` event."""
+def _consoles_process(
+    port: int, cookie: str, start_id: str, count: int, ready: Any, stop: Any, out: Any
+) -> None:
+    """``count`` open event streams, read by one asyncio loop in a process of its own (so the
+    readers never take CPU or the GIL from the load generator); sends back, per call, the
+    ``time.monotonic()`` (system-wide on Linux) at which each console saw its ``handoff``."""
+    import asyncio
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    seen: dict[str, list[float]] = field(default_factory=dict)
+    seen: dict[str, list[float]] = {}
+    failures: list[str] = []
 
-    def note(self, call_sid: str) -> None:
-        at = time.monotonic()
-        with self.lock:
-            self.seen.setdefault(call_sid, []).append(at)
-
-
-class Console(threading.Thread):
-    """One agent's open event stream, read line by line on a plain socket."""
-
-    def __init__(self, port: int, cookie: str, start_id: str, arrivals: Arrivals) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.cookie = cookie
-        self.start_id = start_id
-        self.arrivals = arrivals
-        self.stopping = threading.Event()
-        self.connected = threading.Event()
-        self.sock: socket.socket | None = None
-        self.events = 0
-        self.failure: str | None = None
-
-    def run(self) -> None:
+    async def console() -> None:
         try:
-            self.sock = socket.create_connection((HOST, self.port), timeout=30)
-            query = urllib.parse.urlencode({"last_id": self.start_id})
-            self.sock.sendall(
+            reader, writer = await asyncio.open_connection(HOST, port)
+            query = urllib.parse.urlencode({"last_id": start_id})
+            writer.write(
                 (
-                    f"GET /agent/events?{query} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-                    f"Cookie: {self.cookie}\r\nAccept: text/event-stream\r\n\r\n"
+                    f"GET /agent/events?{query} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                    f"Cookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
                 ).encode()
             )
-            reader = self.sock.makefile("rb")
-            status = reader.readline()
+            status = await reader.readline()
             if b" 200 " not in status:
-                self.failure = status.decode(errors="replace").strip()
+                failures.append(status.decode(errors="replace").strip())
                 return
-            while reader.readline() not in (b"\r\n", b"\n", b""):
+            while await reader.readline() not in (b"\r\n", b"\n", b""):
                 pass  # the headers
-            self.connected.set()
+            connected.append(1)
             name = b""
-            for line in reader:
-                if self.stopping.is_set():
-                    return
+            while line := await reader.readline():
                 if line.startswith(b"event: "):
                     name = line[7:].strip()
                 elif line.startswith(b"data: ") and name == b"handoff":
-                    self.events += 1
-                    self.arrivals.note(str(json.loads(line[6:]).get("call_sid")))
+                    at = time.monotonic()
+                    sid = str(json.loads(line[6:]).get("call_sid"))
+                    seen.setdefault(sid, []).append(at)
                 elif line.strip() == b"":
                     name = b""
-        except OSError as exc:
-            if not self.stopping.is_set():
-                self.failure = f"{type(exc).__name__}: {exc}"
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
 
-    def stop(self) -> None:
-        self.stopping.set()
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-            self.sock.close()
+    async def main() -> None:
+        tasks = [asyncio.create_task(console()) for _ in range(count)]
+        while len(connected) < count and not failures:
+            await asyncio.sleep(0.05)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+
+    connected: list[int] = []
+    asyncio.run(main())
+    out.send({"seen": seen, "failures": failures[:3], "connected": len(connected)})
+
+
+class Consoles:
+    """The consoles' process: start, wait until every stream is open, stop, collect."""
+
+    def __init__(self, port: int, cookie: str, start_id: str, count: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self.ready, self.stop_flag = context.Event(), context.Event()
+        self.receive, send = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_consoles_process,
+            args=(port, cookie, start_id, count, self.ready, self.stop_flag, send),
+            daemon=True,
+        )
+
+    def start(self) -> Consoles:
+        self.process.start()
+        if not self.ready.wait(20):
+            raise RuntimeError("the consoles did not all connect")
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_flag.set()
+        found: dict[str, Any] = self.receive.recv() if self.receive.poll(10) else {}
+        self.process.join(5)
+        return found
 
 
 class Transfers(threading.Thread):
@@ -181,7 +196,8 @@ class Transfers(threading.Thread):
 def _exchange(host: str, port: int, request: bytes) -> bytes:
     """One request on a fresh connection; the response body."""
     with socket.create_connection((host, port), timeout=15) as sock:
-        sock.sendall(request.replace(b"Connection: keep-alive", b"Connection: close"))
+        head, _, body = request.partition(b"\r\n\r\n")
+        sock.sendall(head + b"\r\nConnection: close\r\n\r\n" + body)
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
@@ -255,20 +271,14 @@ def webhook_round(server: Gunicorn, args: argparse.Namespace, seconds: float, la
     )  # fmt: skip
 
 
-def open_consoles(server: Gunicorn, args: argparse.Namespace, arrivals: Arrivals) -> list[Console]:
+def open_consoles(server: Gunicorn, args: argparse.Namespace) -> Consoles:
     cookie = log_in(server.base_url)
     feed_key = f"{server.env['REDIS_KEY_PREFIX']}:agent-feed"
     connection = redis_connection()
     newest = connection.xrevrange(feed_key, count=1)
     connection.close()
     start = newest[0][0].decode() if newest else "0-0"
-    consoles = [Console(server.port, cookie, start, arrivals) for _ in range(args.consoles)]
-    for console in consoles:
-        console.start()
-    for console in consoles:
-        if not console.connected.wait(10):
-            raise RuntimeError(f"a console did not connect: {console.failure}")
-    return consoles
+    return Consoles(server.port, cookie, start, args.consoles).start()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -283,35 +293,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for index in range(args.rounds):
             kinds = ("none", "consoles") if index % 2 == 0 else ("consoles", "none")
             for kind in kinds:
-                arrivals = Arrivals()
-                consoles: list[Console] = []
+                consoles: Consoles | None = None
+                seen: dict[str, Any] = {}
                 transfers = Transfers(signer, args.pop_every)
                 if kind == "consoles":
-                    consoles = open_consoles(server, args, arrivals)
+                    consoles = open_consoles(server, args)
                     transfers.start()
                     time.sleep(0.5)
                     transfers.counting.set()
                 try:
                     result = webhook_round(server, args, args.seconds, kind)
                 finally:
-                    if kind == "consoles":
+                    if consoles is not None:
                         transfers.counting.clear()
                         time.sleep(1.0)  # the last transfers' events arrive
                         transfers.stopping.set()
                         transfers.join(5)
-                        for console in consoles:
-                            console.stop()
+                        seen = consoles.stop()
                 summary: dict[str, Any] = result.summary()
                 summary["round"] = index + 1
                 if kind == "consoles":
                     for call_sid, sent in transfers.sent.items():
-                        seen = arrivals.seen.get(call_sid, [])
-                        missed += args.consoles - len(seen)
-                        latencies.extend(at - sent for at in seen)
+                        arrived = seen.get("seen", {}).get(call_sid, [])
+                        missed += args.consoles - len(arrived)
+                        latencies.extend(at - sent for at in arrived)
                     transfer_seconds += transfers.webhook_seconds
                     summary["transfers"] = len(transfers.sent)
                     problems += transfers.failures[:3]
-                    problems += [c.failure for c in consoles if c.failure][:3]
+                    problems += seen.get("failures", [])
                 rounds[kind].append(summary)
                 print(f"round {index + 1} {kind:8s}: {summary['req_per_s']:8,.1f} req/s  "
                       f"p99 {summary['p99_ms']:.2f} ms  errors {summary['errors']}", flush=True)  # fmt: skip

@@ -11,9 +11,12 @@ masked: nothing sensitive is ever written here. The stream is a single key (it t
 entries per transfer, not every webhook's events), so it works alike on a single Redis,
 Sentinel and Cluster; it is capped (``MAXLEN ~``) and expires when idle for ``ttl``.
 
-Blocking reads use the app's own connection, whose socket timeout is short (webhooks must not
-hang on a dead Redis): :meth:`AgentFeed.read` blocks for less than that timeout, and callers
-loop. A blocked read holds one pooled connection and no thread of its own beyond its caller.
+Blocking reads go through ``reader``: a client of their own whose socket timeout is long (the
+app makes one for ``REDIS_URL``), so an idle console costs one read every few seconds, not
+several a second; the webhooks' client keeps its short timeout (a caller must never wait on a
+dead Redis). :meth:`AgentFeed.read` blocks for less than the reader's timeout (at most
+:data:`LONGEST_BLOCK_MS`), and callers loop. A blocked read holds one pooled connection of the
+reader and no thread of its own beyond its caller.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 FIELD = "e"
 DEFAULT_MAXLEN = 10_000
 DEFAULT_TTL = 7 * 86400
+LONGEST_BLOCK_MS = 10_000  # below the console's 15 s heartbeat, so a quiet stream still beats
 _ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 
 
@@ -60,15 +64,17 @@ class AgentFeed:
         keys: Keys,
         maxlen: int = DEFAULT_MAXLEN,
         ttl: int = DEFAULT_TTL,
+        reader: Any = None,
     ) -> None:
         self.redis = connection
+        self.reader = reader if reader is not None else connection
         self.keys = keys
         self.key = keys.agent_feed()
         self.maxlen = maxlen
         self.ttl = ttl
-        timeout = socket_timeout_of(connection)
+        timeout = socket_timeout_of(self.reader)
         # Block for less than the socket timeout, so a quiet feed is not mistaken for a dead Redis.
-        self.block_ms = max(50, int((timeout or 1.0) * 600))
+        self.block_ms = max(50, min(LONGEST_BLOCK_MS, int((timeout or 1.0) * 600)))
 
     @staticmethod
     def encode(event: Mapping[str, Any]) -> bytes:
@@ -100,7 +106,7 @@ class AgentFeed:
         Raises:
             redis errors: Redis did not answer (the caller retries or ends the stream).
         """
-        reply = self.redis.xread(
+        reply = self.reader.xread(
             {self.key: after}, count=count, block=self.block_ms if block else None
         )
         entries: list[FeedEntry] = []
