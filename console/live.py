@@ -75,7 +75,7 @@ def stream(
                 entries = feed.after(last, REPLAY_PAGE)
                 replaying = len(entries) == REPLAY_PAGE
             else:
-                entries = feed.read(last, block=True)
+                entries = feed.read(last, block=True, longest=heartbeat)
         except STORE_UNAVAILABLE as exc:
             log.warning("the console's live stream waits for Redis: %s", describe(exc))
             yield ": waiting for the store\n\n"

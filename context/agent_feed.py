@@ -52,7 +52,7 @@ class FeedEntry:
 
 def is_entry_id(value: str) -> bool:
     """Whether ``value`` is a stream entry id (``<ms>-<seq>``), as a ``Last-Event-ID`` must be."""
-    return bool(_ID.match(value))
+    return bool(_ID.fullmatch(value))
 
 
 class AgentFeed:
@@ -100,15 +100,20 @@ class AgentFeed:
             return False
         return True
 
-    def read(self, after: str, count: int = 100, block: bool = True) -> list[FeedEntry]:
-        """Entries after id ``after`` (``"$"``: only new ones), waiting up to ``block_ms``.
+    def read(
+        self, after: str, count: int = 100, block: bool = True, longest: float | None = None
+    ) -> list[FeedEntry]:
+        """Entries after id ``after`` (``"$"``: only new ones), waiting up to ``block_ms`` (or
+        ``longest`` seconds, if shorter: a stream's heartbeat, which is also how soon it notices
+        a client that left).
 
         Raises:
             redis errors: Redis did not answer (the caller retries or ends the stream).
         """
-        reply = self.reader.xread(
-            {self.key: after}, count=count, block=self.block_ms if block else None
+        wait = (
+            self.block_ms if longest is None else max(10, min(self.block_ms, int(longest * 1000)))
         )
+        reply = self.reader.xread({self.key: after}, count=count, block=wait if block else None)
         entries: list[FeedEntry] = []
         for _stream, items in reply or []:
             entries.extend(_entries(items))
