@@ -34,6 +34,7 @@ SHORT = {
     "soak": ["--seconds", "20", "--calls", "200"],
     "slow_clients": ["--seconds", "4", "--rounds", "2"],
     "history": ["--seconds", "4", "--rounds", "2", "--warmup", "2"],
+    "screen_pop": ["--seconds", "5", "--rounds", "2"],
     "profile": ["--seconds", "5"],
 }
 FULL: dict[str, list[str]] = {name: [] for name in SHORT}
@@ -129,6 +130,18 @@ def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
                 f"{model['none']['p99_ms']} ms, {model['slow']['errors']} errors)",
                 target["target"] if target else "report", target["result"] if target else "-",
             ])  # fmt: skip
+    if (p := results.get("screen_pop")) is not None:
+        pop, targets = p["screen_pop"], p["targets"]
+        consoles = p["settings"]["consoles"]
+        out += [
+            ["screen_pop", f"transfer webhook to each of {consoles} consoles, p99",
+             f"{pop['p99_ms']} ms ({pop['samples']} deliveries, {pop['missed']} missed)",
+             targets["screen_pop_p99"]["target"], targets["screen_pop_p99"]["result"]],
+            ["screen_pop", f"req/s with {consoles} consoles / none",
+             f"{p['throughput_consoles_over_none']}",
+             targets["throughput_with_consoles"]["target"],
+             targets["throughput_with_consoles"]["result"]],
+        ]  # fmt: skip
     if (h := results.get("history")) is not None:
         ratios, targets, lag = h["ratios"], h["targets"], h["writer_lag"]["rounds"]
         audit = h["completeness"]
