@@ -282,10 +282,12 @@ class _Runner:
         handoffs = (*(h for h in session.handoffs if h != handoff_id), handoff_id)
         # The context stays in the session too: the caller's next call can read it.
         self.session = session.evolve(handoff=context, handoffs=handoffs[-HANDOFFS_KEPT:])
+        node = self.flow.node(name)
+        described = self.label(name) if node.description or node.topic else None
         reason = (
             self.text(spec.reason)
             if spec.reason
-            else self.reason or f"asked for a person ({self.label(name)})"
+            else self.reason or described or f"asked for a person at {name}"
         )
         labels = {visit.node: self.label(visit.node) for visit in self.session.trail}
         found = handoff.bundle(

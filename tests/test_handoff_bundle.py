@@ -71,7 +71,7 @@ def test_the_bundle_knows_the_path_inputs_identity_and_time() -> None:
     assert bundle["caller"]["identified_by"] == ["caller_id", "verified"]
     assert bundle["caller"]["confidence"] == "high"
     assert bundle["ivr_seconds"] == 90.0
-    assert bundle["reason"] == "asked for a person (agent)"
+    assert bundle["reason"] == "asked for a person at agent"  # no description to say it better
     assert "19800101" not in json.dumps(bundle)  # not even in a rendered label
     assert bundle["path"][0]["label"] == "at the menu for ***"
     [transfer] = [a for a in turn.actions if isinstance(a, Transfer)]

@@ -75,6 +75,12 @@
     return null;
   }
 
+  // A value for a list of pairs: "—" when unset, JSON for lists and maps, else as it is.
+  function shown(value) {
+    if (value === undefined || value === null) return "—";
+    return typeof value === "object" ? JSON.stringify(value) : value;
+  }
+
   function fillPairs(list, pairs, show) {
     list.replaceChildren();
     for (const [name, value] of Object.entries(pairs || {})) {
@@ -112,7 +118,7 @@
     setText(card, ".caller-number", caller.number || "");
     setText(card, ".identified-by", (caller.identified_by || []).join(", "));
     setText(card, ".confidence", caller.confidence || "");
-    setText(card, ".language", caller.language || "");
+    setText(card, ".language", caller.language || "—");
     setText(card, ".reason", bundle.reason || "");
     setText(card, ".summary", bundle.summary || "");
     const path = card.querySelector("ol.path");
@@ -124,11 +130,10 @@
       if (step.outcome) item.append(" ", el("span", "outcome", "(" + step.outcome + ")"));
       path.append(item);
     }
-    fillPairs(card.querySelector(".inputs"), bundle.inputs);
+    fillPairs(card.querySelector(".inputs"), bundle.inputs, shown);
     fillPairs(card.querySelector(".attempts"), bundle.attempts,
       (t) => (t.no_input || 0) + " no input, " + (t.no_match || 0) + " no match");
-    fillPairs(card.querySelector(".context"), bundle.context,
-      (v) => (typeof v === "object" && v !== null ? JSON.stringify(v) : v));
+    fillPairs(card.querySelector(".context"), bundle.context, shown);
     setText(card, ".ivr-seconds", duration(bundle.ivr_seconds || 0) + " in the IVR");
     setText(card, ".resumes", (bundle.resumes || 0) + " resume(s)");
     const contacts = card.querySelector(".recent-contacts");
