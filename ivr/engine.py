@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, handoff, history, sensitive, templates
+from ivr import answers, handoff, history, hours, sensitive, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import (
@@ -198,6 +198,8 @@ class _Runner:
         self.actions: list[Action] = []
         self.effects: list[Effect] = []
         self.known = history.scope(session.card, session.call_sid, session.updated_at)
+        # The time of this turn, as the service's clock passed it in: now, open_now, holiday...
+        self.clock = hours.clock_variables(flow.spec.timezone, flow.spec.hours, session.updated_at)
         self.reason: str | None = None  # why the call got here, when a node did not choose to
 
     # ---- turn endings ---------------------------------------------------------------------
@@ -455,6 +457,7 @@ class _Runner:
         return {
             **self.session.variables,
             **self.known,
+            **self.clock,
             "caller": self.session.caller,
             "env": self.env,
         }
@@ -524,8 +527,13 @@ class _Runner:
     def assign(self, values: dict[str, Any]) -> None:
         variables = dict(self.session.variables)
         for key, value in values.items():
-            scope = {**variables, **self.known, "caller": self.session.caller, "env": self.env}
-            variables[key] = self.value(value, scope)
+            scope = {
+                **variables, **self.known, **self.clock,
+                "caller": self.session.caller, "env": self.env,
+            }  # fmt: skip
+            found = self.value(value, scope)
+            # A moment (now) is kept as its ISO text: sessions hold plain JSON values.
+            variables[key] = str(found) if isinstance(found, hours.Moment) else found
         self.session = self.session.evolve(variables=variables)
 
     def value(self, value: Any, scope: dict[str, Any]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
-from ivr import dip_urls, templates
+from ivr import dip_urls, hours, templates
 from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
     FlowSpec,
@@ -126,6 +127,7 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
     compiled_templates, compiled_expressions = _compile(spec, positions, problems)
     compiled_urls = _compile_urls(spec, positions, problems)
     problems.extend(_reference_problems(spec, positions))
+    problems.extend(_clock_problems(spec, positions))
     if problems:
         raise FlowLoadError(problems)
     return Flow(
@@ -318,6 +320,30 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     return problems
+
+
+_TEMPLATE_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_CLOCK_NAME = re.compile(r"\b(" + "|".join(sorted(hours.CLOCK_NAMES)) + r")\b")
+
+
+def _clock_problems(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
+    """``open_now``, ``holiday`` and ``opens_next`` mean nothing in a flow without ``hours:``."""
+    if spec.hours is not None:
+        return
+    saved = _saved_variables(spec)
+    for name, node in spec.nodes.items():
+        found: list[tuple[tuple[str | int, ...], str]] = [
+            (path, code) for path, text in _texts(node) for code in _TEMPLATE_CODE.findall(text)
+        ]
+        found += [(("branch", i, "if"), case.when) for i, case in enumerate(node.branch or [])]
+        for path, code in found:
+            match = _CLOCK_NAME.search(code)
+            if match and match.group(1) not in saved:
+                yield positions.problem(
+                    ("nodes", name, *path),
+                    f"The variable {match.group(1)} comes from the flow's business hours, and this flow has "
+                    "no hours: block (weekly opening hours, holidays, exceptions).",
+                )
 
 
 def _saved_variables(spec: FlowSpec) -> set[str]:

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from ivr.durations import DURATION_PATTERN, parse_duration
+from ivr.hours import HoursSpec, TimeZone
 from ivr.states import ConcurrentCalls
 
 Duration = Annotated[
@@ -407,6 +408,8 @@ class FlowSpec(Model):
     default: bool = False
     language: str = "en-US"
     voice: str | None = None
+    timezone: TimeZone | None = None
+    hours: HoursSpec | None = None
     resume: ResumeSpec = Field(default_factory=ResumeSpec)
     sensitive: list[VarPath] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ivr.errors import Problem
+from ivr.hours import HoursSpec
 from ivr.schema import (
     BranchCase,
     Defaults,
@@ -108,6 +109,7 @@ _MODEL_UNDER_KEY: dict[str, type[BaseModel]] = {
     "transfer": TransferSpec,
     "resume": ResumeSpec,
     "defaults": Defaults,
+    "hours": HoursSpec,
 }
 
 
