@@ -5,17 +5,27 @@ silence; ``/hangup`` ends the call and posts the status callback. By default the
 in-process against this app; ``--url`` calls a running server instead (requests are signed with
 ``TWILIO_AUTH_TOKEN``, as Twilio signs them). ``--script "1,ABC123,yes"`` plays answers without
 asking.
+
+``--at 2026-12-24T18:00`` pretends the call happens then (in the flow's time zone unless the
+time has an offset), and each ``--after 5m`` calls back that much later once a call ends, with the
+answers after a ``/hangup`` in the script: business hours and resume windows can be tried
+without waiting. Both work in-process only; a running server keeps its own clock.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from ivr.durations import parse_duration
 from simulator.call import Call, CallError, FlaskTransport, HttpTransport, Transport
+from simulator.clock import PretendClock, install, moment
 
 KEYS = re.compile(r"^[0-9*#]+$")
 
@@ -26,22 +36,47 @@ KEYS = re.compile(r"^[0-9*#]+$")
 @click.option("--url", default=None, help="Base URL of a running server (default: in-process).")
 @click.option("--script", default=None, help="Comma-separated answers to play without prompting.")
 @click.option("--stir", default=None, help="StirVerstat to send, e.g. TN-Validation-Passed-A.")
+@click.option(
+    "--at", "pretend", default=None, help="Pretend the call is at this time: 2026-12-24T18:00."
+)
+@click.option(
+    "--after",
+    multiple=True,
+    help="Call back this much later once the call ends (5m, 2h); may be repeated.",
+)
 @with_appcontext
-def call(caller: str, called: str, url: str | None, script: str | None, stir: str | None) -> None:
+def call(
+    caller: str,
+    called: str,
+    url: str | None,
+    script: str | None,
+    stir: str | None,
+    pretend: str | None,
+    after: tuple[str, ...],
+) -> None:
     """Place a simulated call and answer its questions from the keyboard (or --script)."""
     token = current_app.config.get("TWILIO_AUTH_TOKEN") or "dev-mode-token"
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     transport: Transport = HttpTransport() if url else FlaskTransport(app)
     extra = {"StirVerstat": stir} if stir else {}
-    simulated = Call(
-        transport,
-        token,
-        caller=caller,
-        called=called,
-        base_url=url or "http://localhost",
-        extra=extra,
-    )
+    waits = [_duration(text) for text in after]
+    clock, zone = _pretend(app, called, pretend, waits, url)
     answers = [a.strip() for a in script.split(",")] if script is not None else None
+    for i, wait in enumerate([0.0, *waits]):
+        if clock is not None:
+            clock.advance(wait)
+            if i:
+                click.echo(f"[{after[i - 1]} later]")
+            click.echo(f"[calling at {_shown(clock(), zone)}]")
+        simulated = Call(
+            transport, token, caller=caller, called=called, base_url=url or "http://localhost",
+            extra=extra,
+        )  # fmt: skip
+        _converse(simulated, answers)
+
+
+def _converse(simulated: Call, answers: list[str] | None) -> None:
+    """One call, until it ends, the caller hangs up, or the script runs out."""
     try:
         simulated.dial()
         _show(simulated)
@@ -56,6 +91,42 @@ def call(caller: str, called: str, url: str | None, script: str | None, stir: st
         raise click.ClickException(str(exc)) from None
     simulated.hang_up()
     click.echo(f"[call ended: {simulated.ended}]")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a duration such as 5m, 2h or 90s.", param_hint="--after"
+        ) from None
+
+
+def _pretend(
+    app: object, called: str, pretend: str | None, waits: list[float], url: str | None
+) -> tuple[PretendClock | None, str | None]:
+    """The pretend clock for --at/--after (installed in the app), and the flow's time zone."""
+    if pretend is None and not waits:
+        return None, None
+    if url:
+        raise click.UsageError(
+            "--at and --after pretend a time in-process; a running server (--url) keeps its "
+            "own clock."
+        )
+    flow = app.extensions["omnivoice.catalog"].for_number(called)  # type: ignore[attr-defined]
+    zone = flow.spec.timezone if flow is not None else None
+    try:
+        start = moment(pretend, zone) if pretend else time.time()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--at") from None
+    clock = PretendClock(start)
+    install(app, clock)
+    return clock, zone
+
+
+def _shown(at: float, zone: str | None) -> str:
+    found = datetime.fromtimestamp(at, ZoneInfo(zone or "UTC"))
+    return f"{found:%a %Y-%m-%d %H:%M} {zone or 'UTC'}"
 
 
 def _ask() -> str:
