@@ -42,7 +42,7 @@ from conversation.inbound import Inbound
 from conversation.outbound import outbound_conversation, outbound_event
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
 from data_dips.http import Fetcher
-from ivr import engine, liveness, resume, steps
+from ivr import engine, languages, liveness, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
@@ -72,6 +72,10 @@ CLAIM_POLL_SECONDS = (0.02, 0.25)  # first and longest pause between looks for t
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 SUPERSEDED_TEXT = "This call is continuing on another line. Goodbye."
 CANNOT_RESUME_TEXT = "Sorry, we couldn't pick up where you left off, so let's start again."
+_APOLOGIES: dict[languages.MessageName, str] = {
+    "cannot_resume": CANNOT_RESUME_TEXT,
+    "resume_code_retry": resume.CODE_RETRY,
+}  # a flow may reword them in its messages: block
 
 
 class Renderer(Protocol):
@@ -402,9 +406,7 @@ class ConversationService:
             )
         if pinned is None or previous is None:
             notes.append(Note(EventName.FLOW_VERSION_GONE))
-            return Outcome(
-                flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT, loaded.card)
-            )
+            return Outcome(flow=flow, turn=self._fresh(flow, params, "cannot_resume", loaded.card))
         carried = resume.carried_over(pinned, previous, params.contact_id, now, params.attested)
         if plan.kind == PlanKind.OFFER:
             return Outcome(flow=pinned, turn=resume.offer(pinned, carried, self.env))
@@ -418,10 +420,14 @@ class ConversationService:
         self,
         flow: Flow,
         params: Inbound,
-        apology: str | None = None,
+        apology: languages.MessageName | None = None,
         card: Mapping[str, Any] | None = None,
     ) -> Turn:
-        lead = (Say(apology, flow.spec.voice, flow.spec.language),) if apology else ()
+        lead: tuple[Action, ...] = ()
+        if apology is not None:
+            voice, language = languages.speaking(flow, {})
+            text = languages.message(flow, apology, _APOLOGIES[apology], language)
+            lead = (Say(text, voice, language),)
         known = ("caller_id", "stir_a") if params.attested else ("caller_id",)
         turn = engine.start(
             flow, caller=params.caller.key, call_sid=params.contact_id, at=self.clock(),
@@ -436,7 +442,7 @@ class ConversationService:
         flow = self.catalog.for_number(params.to) or self.catalog.get(session.flow_id)
         if flow is None:
             return NO_FLOW
-        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT, session.card))
+        return Outcome(flow=flow, turn=self._fresh(flow, params, "cannot_resume", session.card))
 
     def _ask_again(self, flow: Flow, session: Session) -> Turn:
         """A request for a step that is not the current one: ask the current question again."""
@@ -457,12 +463,23 @@ class ConversationService:
         """
         flow = self.catalog.for_number(params.to)
         if flow is None or flow.spec.resume.concurrent == ConcurrentCalls.TAKEOVER:
-            return self._say_goodbye(params, SUPERSEDED_TEXT)
+            if flow is None:
+                return self._say_goodbye(params, SUPERSEDED_TEXT)
+            voice, language = languages.speaking(flow, {})
+            text = languages.message(flow, "superseded", SUPERSEDED_TEXT, language)
+            return self._say_goodbye(params, text, voice, language)
         notes.append(Note(EventName.RESUME_FRESH, {"reason": "its session was taken over"}))
-        return Outcome(flow=flow, turn=self._fresh(flow, params, CANNOT_RESUME_TEXT), own=True)
+        return Outcome(flow=flow, turn=self._fresh(flow, params, "cannot_resume"), own=True)
 
-    def _say_goodbye(self, params: Inbound, text: str | None = None) -> Outcome:
-        actions: tuple[Action, ...] = (Say(text), Hangup()) if text else (Hangup(),)
+    def _say_goodbye(
+        self,
+        params: Inbound,
+        text: str | None = None,
+        voice: str | None = None,
+        language: str | None = None,
+    ) -> Outcome:
+        said = Say(text, voice, language) if text else None
+        actions: tuple[Action, ...] = (said, Hangup()) if said else (Hangup(),)
         return Outcome(reply=self.renderer.render(actions, params.url_root, INCOMING_STEP))
 
     # ---- resume codes ---------------------------------------------------------------------
@@ -482,7 +499,7 @@ class ConversationService:
         notes.append(Note(EventName.RESUME_CODE_WRONG, {"attempt": attempts}))
         if attempts >= resume.CODE_ATTEMPTS:
             notes.append(Note(EventName.RESUME_CODE_FAILED))
-            return Outcome(flow=flow, turn=self._fresh(flow, params, resume.CODE_RETRY))
+            return Outcome(flow=flow, turn=self._fresh(flow, params, "resume_code_retry"))
         retry = session.evolve(no_match_count=attempts, step=session.step + 1)
         return Outcome(flow=flow, turn=resume.ask_code(flow, retry, retry=True))
 
@@ -524,7 +541,11 @@ class ConversationService:
         if code is None:
             return turn  # the code space is crowded; this caller simply gets no code
         at = next(i for i, a in enumerate(turn.actions) if isinstance(a, Gather))
-        actions = (*turn.actions[:at], resume.announce_code(flow, code), *turn.actions[at:])
+        actions = (
+            *turn.actions[:at],
+            resume.announce_code(flow, code, session.variables),
+            *turn.actions[at:],
+        )
         return turn.evolve(session=session.evolve(resume_code=code), actions=actions).noting(
             Note(EventName.RESUME_CODE_ISSUED)
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, handoff, history, hours, sensitive, templates
+from ivr import answers, handoff, history, hours, languages, sensitive, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import (
@@ -166,7 +166,8 @@ def after_transfer(
     runner.session = runner.session.evolve(status=Status.ACTIVE, ended_reason=None, waiting=None)
     runner.reason = f"the transfer at {name} ended: {result.value.replace('_', ' ')}"
     if target is None:
-        runner.actions.extend((Say(NOBODY_TEXT, *runner.voice()), Hangup()))
+        nobody = runner.message("nobody_available", NOBODY_TEXT)
+        runner.actions.extend((Say(nobody, *runner.voice()), Hangup()))
         return runner.end(Status.COMPLETED, f"transfer {result.value}, nowhere to go")
     return runner.run(target)
 
@@ -337,7 +338,7 @@ class _Runner:
             self.note(EventName.FALLBACK, reason=reason, node=fallback)
             self.reason = self.reason or f"{reason.replace('_', ' ')} at {self.session.node}"
             return self.run(fallback)
-        self.actions.extend((Say(GIVE_UP_TEXT, *self.voice()), Hangup()))
+        self.actions.extend((Say(self.message("give_up", GIVE_UP_TEXT), *self.voice()), Hangup()))
         return self.end(Status.COMPLETED, f"gave up: {reason}")
 
     # ---- events ---------------------------------------------------------------------------
@@ -398,7 +399,9 @@ class _Runner:
                 self.session = self.session.evolve(waiting=None)
                 return self.run(spec.then)
             return self.give_up(kind)
-        reprompt: Prompt = NO_INPUT_TEXT if kind == "no_input" else NO_MATCH_TEXT
+        reprompt: Prompt = self.message(
+            kind, NO_INPUT_TEXT if kind == "no_input" else NO_MATCH_TEXT
+        )
         if spec.reprompts:
             reprompt = spec.reprompts[min(count, len(spec.reprompts)) - 1]
         elif spec.reprompt is not None:
@@ -479,7 +482,20 @@ class _Runner:
         self.note(EventName.TEMPLATE_FAILED, node=self.session.node, error=reason)
 
     def voice(self) -> tuple[str | None, str | None]:
-        return self.flow.spec.voice, self.flow.spec.language
+        """The call's voice and language: ``set`` during the call, else the flow's, rendered."""
+        spec, chosen = self.flow.spec, self.session.variables
+        fixed = templates.is_static(spec.language) and (
+            spec.voice is None or templates.is_static(spec.voice)
+        )
+        if fixed and "voice" not in chosen and "language" not in chosen:
+            return spec.voice, spec.language
+        return languages.speaking(self.flow, self.variables())
+
+    def message(self, name: languages.MessageName, default: str) -> str:
+        """A built-in prompt in the flow's wording for the call's language (``messages:``)."""
+        if self.flow.spec.messages is None:
+            return default
+        return languages.message(self.flow, name, default, self.voice()[1], self.variables())
 
     def parts(self, prompt: Prompt | None) -> tuple[Speech, ...]:
         if prompt is None:
@@ -494,8 +510,8 @@ class _Runner:
                 out.append(
                     Say(
                         self.text(item.say),
-                        item.voice or voice,
-                        item.language or language,
+                        (self.text(item.voice) or voice) if item.voice else voice,
+                        (self.text(item.language) or language) if item.language else language,
                         item.loop,
                         _personal(item.say),
                     )
@@ -521,7 +537,7 @@ class _Runner:
             if isinstance(speech_timeout, str) or speech_timeout is None
             else str(round(speech_timeout)),
             hints=tuple(spec.hints),
-            language=spec.language or self.flow.spec.language,
+            language=(self.text(spec.language) if spec.language else None) or self.voice()[1],
         )
 
     def assign(self, values: dict[str, Any]) -> None:

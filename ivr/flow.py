@@ -173,6 +173,9 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
             yield path, value
         elif isinstance(value, SayPart):
             yield path, value.say
+            for key in ("voice", "language"):  # templates too: a call may choose its language
+                if setting := getattr(value, key):
+                    yield (*path, key), setting
         elif isinstance(value, PlayPart):
             yield path, value.play
         elif isinstance(value, list):
@@ -190,6 +193,8 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
         yield ("play",), node.play
     if node.gather:
         yield from prompt(node.gather.prompt, ("gather", "prompt"))
+        if node.gather.language:
+            yield ("gather", "language"), node.gather.language
     for key in ("no_input", "no_match"):
         retry = getattr(node, key)
         if retry is not None:
@@ -232,6 +237,11 @@ def _compile(
     sources: list[tuple[tuple[str | int, ...], str]] = []
     if prompt_text:
         sources.append((("resume", "prompt"), prompt_text))
+    for key in ("language", "voice"):
+        if setting := getattr(spec, key):
+            sources.append(((key,), setting))
+    if spec.messages is not None:
+        sources.extend((("messages", *path), text) for path, text in spec.messages.texts())
     for name, node in spec.nodes.items():
         sources.extend((("nodes", name, *path), text) for path, text in _texts(node))
         for i, case in enumerate(node.branch or []):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
-from ivr import answers, engine, history, liveness, sensitive, templates
+from ivr import answers, engine, history, languages, liveness, sensitive, templates
 from ivr.flow import Flow
 from ivr.session import Session
 from ivr.states import ConcurrentCalls, EventName, PlanKind, Status, Waiting
@@ -142,17 +142,20 @@ def offer(flow: Flow, session: Session, env: Mapping[str, Any] | None = None) ->
         "env": env or {},
     }
     scope["where"] = templates.render(flow.template(where(flow, checkpoint)), scope)
-    spoken = templates.render(flow.template(text), scope)
+    speaking = languages.speaking(flow, scope)  # the language the caller chose last time
+    spoken = languages.message(flow, "welcome_back", text, speaking[1], scope)
     session = session.evolve(node=checkpoint, waiting=Waiting.RESUME_OFFER)
     return Turn(
         session,
-        (_offer_gather(flow, spoken),),
+        (_offer_gather(spoken, speaking),),
         (Note(EventName.RESUME_OFFERED, {"checkpoint": checkpoint}),),
     )
 
 
-def _offer_gather(flow: Flow, spoken: str, lead: str | None = None) -> Gather:
-    voice, language = flow.spec.voice, flow.spec.language
+def _offer_gather(
+    spoken: str, speaking: tuple[str | None, str | None], lead: str | None = None
+) -> Gather:
+    voice, language = speaking
     prompt = tuple(Say(t, voice, language, 1, t is spoken) for t in (lead, spoken) if t)
     return Gather(
         prompt=prompt,
@@ -171,13 +174,18 @@ def answer_offer(
         {CONTINUE_KEYS: "continue", START_OVER_KEYS: "start_over"}, event.digits, event.speech
     )
     if choice is None and session.no_match_count + session.no_input_count < OFFER_RETRIES:
-        kind = "no_input" if not (event.digits or event.speech) else "no_match"
+        kind: Literal["no_input", "no_match"] = (
+            "no_input" if not (event.digits or event.speech) else "no_match"
+        )
         session = session.evolve(**{f"{kind}_count": getattr(session, f"{kind}_count") + 1})
         retry = offer(flow, session, env)
-        lead = engine.NO_INPUT_TEXT if kind == "no_input" else engine.NO_MATCH_TEXT
+        default = engine.NO_INPUT_TEXT if kind == "no_input" else engine.NO_MATCH_TEXT
+        voice, language = languages.speaking(flow, session.variables)
+        lead = languages.message(flow, kind, default, language, session.variables)
         gather = retry.actions[0]
         assert isinstance(gather, Gather)
-        return Turn(retry.session, (replace(gather, prompt=(Say(lead), *gather.prompt)),))
+        said = Say(lead, voice, language)
+        return Turn(retry.session, (replace(gather, prompt=(said, *gather.prompt)),))
     if choice == "start_over":
         fresh = engine.start(
             flow, caller=session.caller, call_sid=session.call_sid, at=event.at, env=env,
@@ -244,10 +252,12 @@ def _collector(flow: Flow, path: str) -> str | None:
 # ---- resume codes for callers without caller ID ------------------------------------------
 def ask_code(flow: Flow, session: Session, retry: bool = False) -> Turn:
     """Ask a caller without caller ID for a resume code (pound to skip)."""
-    voice, language = flow.spec.voice, flow.spec.language
-    prompt = tuple(
-        Say(t, voice, language) for t in ((CODE_RETRY,) if retry else ()) + (CODE_PROMPT,)
-    )
+    scope = session.variables
+    voice, language = languages.speaking(flow, scope)
+    texts = [languages.message(flow, "resume_code_question", CODE_PROMPT, language, scope)]
+    if retry:
+        texts.insert(0, languages.message(flow, "resume_code_retry", CODE_RETRY, language, scope))
+    prompt = tuple(Say(t, voice, language) for t in texts)
     gather = Gather(prompt=prompt, num_digits=CODE_LENGTH, finish_on_key="#", timeout=6)
     return Turn(session.evolve(waiting=Waiting.RESUME_CODE, node=None), (gather,))
 
@@ -258,10 +268,14 @@ def spoken_code(code: str) -> str:
     return f"{' '.join(code[:half])}, {' '.join(code[half:])}"
 
 
-def announce_code(flow: Flow, code: str) -> Say:
-    """The line that gives the caller their resume code."""
-    text = CODE_ANNOUNCEMENT.format(code=spoken_code(code))
-    return Say(text, flow.spec.voice, flow.spec.language, personal=True)
+def announce_code(flow: Flow, code: str, variables: Mapping[str, Any] | None = None) -> Say:
+    """The line that gives the caller their resume code (``{{ code }}`` in a flow's wording)."""
+    spoken = spoken_code(code)
+    scope = {**(variables or {}), "code": spoken}
+    voice, language = languages.speaking(flow, scope)
+    default = CODE_ANNOUNCEMENT.format(code=spoken)
+    text = languages.message(flow, "resume_code_announcement", default, language, scope)
+    return Say(text, voice, language, personal=True)
 
 
 def is_code(digits: str | None) -> bool:

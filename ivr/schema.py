@@ -25,6 +25,7 @@ from pydantic import (
 
 from ivr.durations import DURATION_PATTERN, parse_duration
 from ivr.hours import HoursSpec, TimeZone
+from ivr.languages import MessagesSpec
 from ivr.states import ConcurrentCalls
 
 Duration = Annotated[
@@ -410,6 +411,7 @@ class FlowSpec(Model):
     voice: str | None = None
     timezone: TimeZone | None = None
     hours: HoursSpec | None = None
+    messages: MessagesSpec | None = None
     resume: ResumeSpec = Field(default_factory=ResumeSpec)
     sensitive: list[VarPath] = Field(default_factory=list)
     defaults: Defaults = Field(default_factory=Defaults)
