@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ivr.errors import Problem
 from ivr.hours import HoursSpec
+from ivr.languages import Messages
 from ivr.schema import (
     BranchCase,
     Defaults,
@@ -110,6 +111,7 @@ _MODEL_UNDER_KEY: dict[str, type[BaseModel]] = {
     "resume": ResumeSpec,
     "defaults": Defaults,
     "hours": HoursSpec,
+    "messages": Messages,
 }
 
 
@@ -123,6 +125,8 @@ def _known_keys(path: tuple[str | int, ...], tags: tuple[Any, ...]) -> list[str]
         model = FlowSpec
     elif len(parent) == 2 and parent[0] == "nodes":
         model = Node
+    elif len(parent) == 2 and parent[0] == "messages":  # a language's block (es-MX)
+        model = Messages
     else:
         key = next((p for p in reversed(parent) if isinstance(p, str)), "")
         model = _MODEL_UNDER_KEY.get(key)
