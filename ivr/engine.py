@@ -297,6 +297,10 @@ class _Runner:
             self.flow, self.session, name, handoff=handoff_id, route=route, target=target,
             reason=reason, context=context, at=self.session.updated_at, labels=labels,
         )  # fmt: skip
+        chosen = self.session.variables.get("language")
+        if isinstance(chosen, str) and chosen and isinstance(found.get("caller"), dict):
+            # The language this call chose (a language menu) tells the agent more than the card.
+            found["caller"] = {**found["caller"], "language": chosen}
         if spec.whisper:
             secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
             found["summary"] = handoff.scrub(self.text(spec.whisper), secrets)

@@ -12,7 +12,7 @@ from ivr.errors import FlowLoadError
 from ivr.flow import Flow, load_flow_text
 from ivr.schema import flow_json_schema
 from ivr.states import TransferResult
-from ivr.turn import Answer, Gather, Say, Turn
+from ivr.turn import Answer, Gather, Say, Transfer, Turn
 
 CALLER = "+14155550123"
 
@@ -267,3 +267,13 @@ def test_the_json_schema_describes_messages_per_language() -> None:
     data["messages"]["es-MX"]["give_upp"] = "Adiós."
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_the_agent_is_told_the_language_the_call_chose() -> None:
+    flow = flow_of(BILINGUAL)
+    queued = press(flow, press(flow, begin(flow), "2"), "1")
+    (transfer,) = [a for a in queued.actions if isinstance(a, Transfer)]
+    assert transfer.bundle["caller"]["language"] == "es-MX"
+    english = press(flow, press(flow, begin(flow), "1"), "1")
+    (transfer,) = [a for a in english.actions if isinstance(a, Transfer)]
+    assert transfer.bundle["caller"]["language"] is None  # the card knows none
