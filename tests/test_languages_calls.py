@@ -114,3 +114,30 @@ def test_on_a_holiday_each_caller_hears_it_in_their_own_language(
     english = Call(FlaskTransport(app), AUTH_TOKEN, caller="+14155550111", called=LINE)
     english.dial().press("1")
     assert says(english) == [("We are closed for Navidad.", "Polly.Joanna", "en-US")]
+
+
+def test_a_taken_over_call_and_a_returning_caller_hear_the_flow_wording(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    path = flows_dir / "airline.yaml"
+    text = path.read_text().replace("  ask: true", "  ask: true\n  concurrent: takeover")
+    words = (
+        "default: true\nvoice: Polly.Amy\nlanguage: en-GB\nmessages:\n"
+        "  superseded: This call carries on elsewhere. Cheerio.\n"
+        "  en-GB:\n    welcome_back: Hello again. You were {{ where }}. Press 1 to carry on.\n"
+    )
+    path.write_text(text.replace("default: true\n", words))
+    app = make_app()
+    first = Call(FlaskTransport(app), AUTH_TOKEN).dial()
+    first.press("1")
+    second = Call(FlaskTransport(app), AUTH_TOKEN).dial()
+    assert says(second) == [
+        (
+            "Hello again. You were giving us your confirmation code. Press 1 to carry on.",
+            "Polly.Amy",
+            "en-GB",
+        )
+    ]
+    first.press("123456")
+    assert first.ended == "hangup"
+    assert says(first) == [("This call carries on elsewhere. Cheerio.", "Polly.Amy", "en-GB")]
