@@ -462,9 +462,9 @@ class ConversationService:
         apology, in a session of its own.
         """
         flow = self.catalog.for_number(params.to)
-        if flow is None or flow.spec.resume.concurrent == ConcurrentCalls.TAKEOVER:
-            if flow is None:
-                return self._say_goodbye(params, SUPERSEDED_TEXT)
+        if flow is None:
+            return self._say_goodbye(params, SUPERSEDED_TEXT)
+        if flow.spec.resume.concurrent == ConcurrentCalls.TAKEOVER:
             voice, language = languages.speaking(flow, {})
             text = languages.message(flow, "superseded", SUPERSEDED_TEXT, language)
             return self._say_goodbye(params, text, voice, language)

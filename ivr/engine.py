@@ -200,7 +200,11 @@ class _Runner:
         self.effects: list[Effect] = []
         self.known = history.scope(session.card, session.call_sid, session.updated_at)
         # The time of this turn, as the service's clock passed it in: now, open_now, holiday...
-        self.clock = hours.clock_variables(flow.spec.timezone, flow.spec.hours, session.updated_at)
+        self.clock = (
+            hours.clock_variables(flow.spec.timezone, flow.spec.hours, session.updated_at)
+            if flow.uses_clock
+            else {}
+        )
         self.reason: str | None = None  # why the call got here, when a node did not choose to
 
     # ---- turn endings ---------------------------------------------------------------------

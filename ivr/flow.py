@@ -48,6 +48,7 @@ class Flow:
     warnings: tuple[Problem, ...] = ()
     number_positions: tuple[tuple[int, int], ...] = ()
     compiled_urls: dict[str, Template] = field(default_factory=dict, repr=False)
+    uses_clock: bool = True  # a template or condition reads now, open_now... (see hours)
 
     def node(self, name: str) -> Node:
         """The node called ``name``; ``KeyError`` if the version has none."""
@@ -142,6 +143,7 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
         warnings=(*_graph_warnings(spec, positions), *dip_urls.warnings(spec, positions)),
         number_positions=tuple(positions.locate(("numbers", i)) for i in range(len(numbers))),
         compiled_urls=compiled_urls,
+        uses_clock=_uses_clock(spec),
     )
 
 
@@ -354,6 +356,27 @@ def _clock_problems(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
                     f"The variable {match.group(1)} comes from the flow's business hours, and this flow has "
                     "no hours: block (weekly opening hours, holidays, exceptions).",
                 )
+
+
+_CLOCK_USE = re.compile(r"\b(?:now|" + "|".join(sorted(hours.CLOCK_NAMES)) + r")\b")
+
+
+def _uses_clock(spec: FlowSpec) -> bool:
+    """Whether any template or condition of ``spec`` may read the clock's variables.
+
+    Working them out costs more than a whole turn of a small flow, so flows that never read
+    them skip it.
+    """
+    texts = [spec.resume.prompt or "", spec.language, spec.voice or ""]
+    texts += [text for _, text in spec.messages.texts()] if spec.messages else []
+    conditions: list[str] = []
+    for node in spec.nodes.values():
+        texts += [text for _, text in _texts(node)]
+        if node.http:
+            texts.append(node.http.url)
+        conditions += [case.when for case in node.branch or []]
+    code = [chunk for text in texts for chunk in _TEMPLATE_CODE.findall(text)]
+    return any(_CLOCK_USE.search(text) for text in (*code, *conditions))
 
 
 def _saved_variables(spec: FlowSpec) -> set[str]:

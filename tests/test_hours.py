@@ -312,3 +312,14 @@ def test_the_json_schema_accepts_hours_and_refuses_what_the_loader_refuses() -> 
         data["hours"]["weekly"] = bad
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(data, schema)
+
+
+def test_a_flow_that_never_reads_the_clock_skips_it() -> None:
+    quiet = flow_of("start: a\nnodes:\n  a: {say: Call us now., hangup: true}\n")
+    assert quiet.uses_clock is False
+    assert flow_of(AFTER_HOURS).uses_clock is True
+    late = flow_of(
+        "start: a\nnodes:\n  a:\n    branch: [{if: now.hour >= 17, then: b}]\n    next: b\n"
+        "  b: {hangup: true}\n"
+    )
+    assert late.uses_clock is True
