@@ -206,6 +206,11 @@ class _Runner:
             else {}
         )
         self.reason: str | None = None  # why the call got here, when a node did not choose to
+        spec = flow.spec  # the flow's own voice and language, when they are not templates
+        static = templates.is_static(spec.language) and (
+            spec.voice is None or templates.is_static(spec.voice)
+        )
+        self.fixed_voice = (spec.voice, spec.language) if static else None
 
     # ---- turn endings ---------------------------------------------------------------------
     def turn(self, fetch: HttpRequest | None = None) -> Turn:
@@ -491,12 +496,9 @@ class _Runner:
 
     def voice(self) -> tuple[str | None, str | None]:
         """The call's voice and language: ``set`` during the call, else the flow's, rendered."""
-        spec, chosen = self.flow.spec, self.session.variables
-        fixed = templates.is_static(spec.language) and (
-            spec.voice is None or templates.is_static(spec.voice)
-        )
-        if fixed and "voice" not in chosen and "language" not in chosen:
-            return spec.voice, spec.language
+        chosen = self.session.variables
+        if self.fixed_voice is not None and "voice" not in chosen and "language" not in chosen:
+            return self.fixed_voice
         return languages.speaking(self.flow, self.variables())
 
     def message(self, name: languages.MessageName, default: str) -> str:
