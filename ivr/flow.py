@@ -19,7 +19,7 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
-from ivr import dip_urls, hours, templates
+from ivr import dip_urls, hours, languages, templates
 from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
     FlowSpec,
@@ -129,6 +129,7 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
     compiled_urls = _compile_urls(spec, positions, problems)
     problems.extend(_reference_problems(spec, positions))
     problems.extend(_clock_problems(spec, positions))
+    problems.extend(_language_problems(spec, positions))
     if problems:
         raise FlowLoadError(problems)
     return Flow(
@@ -356,6 +357,34 @@ def _clock_problems(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
                     f"The variable {match.group(1)} comes from the flow's business hours, and this flow has "
                     "no hours: block (weekly opening hours, holidays, exceptions).",
                 )
+
+
+def _language_problems(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
+    """Languages written as plain text must be tags Twilio knows the shape of (es-MX)."""
+    found: list[tuple[tuple[str | int, ...], Any]] = [(("language",), spec.language)]
+    for name, node in spec.nodes.items():
+        if node.set and "language" in node.set:
+            found.append((("nodes", name, "set", "language"), node.set["language"]))
+        if node.gather and node.gather.language:
+            found.append((("nodes", name, "gather", "language"), node.gather.language))
+        for path, part in _say_parts(node):
+            if part.language:
+                found.append((("nodes", name, *path, "language"), part.language))
+    for loc, value in found:
+        if (problem := languages.language_problem(value)) is not None:
+            yield positions.problem(loc, problem)
+
+
+def _say_parts(node: Node) -> Iterator[tuple[tuple[str | int, ...], SayPart]]:
+    """Every ``{say: ...}`` part of a node's prompts, with its path inside the node."""
+    prompts: list[tuple[tuple[str | int, ...], Any]] = [(("say",), node.say)]
+    if node.gather:
+        prompts.append((("gather", "prompt"), node.gather.prompt))
+    for path, prompt in prompts:
+        items = prompt if isinstance(prompt, list) else [prompt]
+        for i, item in enumerate(items):
+            if isinstance(item, SayPart):
+                yield ((*path, i) if isinstance(prompt, list) else path), item
 
 
 _CLOCK_USE = re.compile(r"\b(?:now|" + "|".join(sorted(hours.CLOCK_NAMES)) + r")\b")

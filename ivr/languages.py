@@ -120,6 +120,17 @@ def _set_texts(block: Messages) -> list[tuple[str, str]]:
     ]
 
 
+def language_problem(value: Any) -> str | None:
+    """Why a language written as plain text is not one Twilio can speak, if it is not."""
+    if not isinstance(value, str) or not templates.is_static(value):
+        return None  # a template: checked when it renders
+    if _LANGUAGE_TAG.match(value):
+        return None
+    hint = value.replace("_", "-")
+    suggestion = f" Did you mean {hint!r}?" if _LANGUAGE_TAG.match(hint) else ""
+    return f"{value!r} is not a language tag such as en-US or es-MX.{suggestion}"
+
+
 def _rendered(flow: Flow, text: str, scope: Mapping[str, Any]) -> str:
     if templates.is_static(text):
         return text

@@ -277,3 +277,33 @@ def test_the_agent_is_told_the_language_the_call_chose() -> None:
     english = press(flow, press(flow, begin(flow), "1"), "1")
     (transfer,) = [a for a in english.actions if isinstance(a, Transfer)]
     assert transfer.bundle["caller"]["language"] is None  # the card knows none
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "language: es_MX\n" + TAIL,
+            "languages.yaml:1:11: error: 'es_MX' is not a language tag such as en-US or es-MX. "
+            "Did you mean 'es-MX'?",
+        ),
+        (
+            "start: a\nnodes:\n  a:\n    set: {language: Spanish}\n    hangup: true\n",
+            "languages.yaml:4:21: error: 'Spanish' is not a language tag such as en-US or es-MX.",
+        ),
+        (
+            "start: a\nnodes:\n  a:\n    say: [{say: Hola., language: es_ES}]\n    hangup: true\n",
+            "languages.yaml:4:34: error: 'es_ES' is not a language tag",
+        ),
+        (
+            "start: a\nnodes:\n  a:\n    gather: {prompt: Hi., language: EN}\n    next: a\n",
+            "languages.yaml:4:37: error: 'EN' is not a language tag",
+        ),
+    ],
+)
+def test_a_language_that_is_not_a_tag_is_refused_where_it_is_written(
+    text: str, expected: str
+) -> None:
+    found = problems_of(text)
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found
