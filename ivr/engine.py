@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, handoff, history, sensitive, templates
+from ivr import answers, attempts, handoff, history, sensitive, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import (
@@ -349,23 +349,24 @@ class _Runner:
         speech = answers.clean_speech(event.speech or "") or None
         if digits is None and speech is None:
             return self.retry(name, node, "no_input")
+        heard = digits if digits is not None else speech
         if digits is not None and not set(digits) <= KEYPAD:
             self.note(EventName.NOT_KEYPAD_DIGITS, node=name)
-            return self.retry(name, node, "no_match")
+            return self.retry(name, node, "no_match", heard)
         if (
             digits is None
             and event.confidence is not None
             and event.confidence < spec.min_confidence
         ):
             self.note(EventName.LOW_CONFIDENCE, node=name, confidence=event.confidence)
-            return self.retry(name, node, "no_match")
+            return self.retry(name, node, "no_match", heard)
         target = answers.route(node.on or {}, digits, speech) if node.on else None
         value: str | None = digits if digits is not None else speech
         if target is None:
             target = node.following
             value = answers.accept(node.validation, value or "", spoken=digits is None)
             if target is None or value is None:
-                return self.retry(name, node, "no_match")
+                return self.retry(name, node, "no_match", heard)
         shown = _masked(self.flow, node.save_as, value)
         self.session = self.session.evolve(trail=self.session.trail[:-1]).visited(
             Visit(name, shown, "matched")
@@ -378,20 +379,29 @@ class _Runner:
         self.session = self.session.evolve(waiting=None)
         return self.run(self.back_to_checkpoint() or target)
 
-    def retry(self, name: str, node: Node, kind: Literal["no_input", "no_match"]) -> Turn:
+    def retry(
+        self,
+        name: str,
+        node: Node,
+        kind: Literal["no_input", "no_match"],
+        heard: str | None = None,
+    ) -> Turn:
         defaults = getattr(self.flow.spec.defaults, kind)
         spec: RetrySpec = getattr(node, kind) or defaults or DEFAULT_RETRY
         count = getattr(self.session, f"{kind}_count") + 1
-        tried = self.session.attempts.get(name)
-        tried = dict(tried) if isinstance(tried, dict) else {}
-        tried[kind] = int(tried.get(kind) or 0) + 1
-        self.session = self.session.evolve(
-            **{f"{kind}_count": count}, attempts={**self.session.attempts, name: tried}
+        secret = node.save_as is not None and sensitive.covers(
+            self.flow.spec.sensitive, node.save_as
         )
+        tried = attempts.counted(self.session.attempts, name, kind, heard, secret)
+        self.session = self.session.evolve(**{f"{kind}_count": count}, attempts=tried)
         self.note(EventName(kind), node=name, attempt=count)
-        if count > spec.retries:
+        assert node.gather is not None
+        failed = self.session.no_input_count + self.session.no_match_count
+        limit = node.gather.max_attempts
+        if count > spec.retries or (limit is not None and failed >= limit):
             what = "no answer" if kind == "no_input" else "no usable answer"
-            self.reason = f"{what} at {name} after {count} tries"
+            tries = f"{count} tries" if count > spec.retries else f"{failed} tries in all"
+            self.reason = f"{what} at {name} after {tries}"
             if spec.then:
                 self.session = self.session.evolve(waiting=None)
                 return self.run(spec.then)
@@ -401,8 +411,12 @@ class _Runner:
             reprompt = spec.reprompts[min(count, len(spec.reprompts)) - 1]
         elif spec.reprompt is not None:
             reprompt = spec.reprompt
-        assert node.gather is not None
-        self.actions.append(self.gather(node.gather, self.parts(reprompt)))
+        written = spec.reprompts is not None or spec.reprompt is not None
+        if node.gather.reprompt_mode == "replace" and written:
+            # The reprompt stands in for the question; the default sentence never does.
+            self.actions.append(self.gather(node.gather, self.parts(reprompt), ask=False))
+        else:
+            self.actions.append(self.gather(node.gather, self.parts(reprompt)))
         return self.turn()
 
     def fetched(self, result: FetchResult) -> Turn:
@@ -457,6 +471,7 @@ class _Runner:
             **self.known,
             "caller": self.session.caller,
             "env": self.env,
+            "attempts": attempts.Tries(self.flow.spec.nodes, self.session.attempts),
         }
 
     def text(self, source: str) -> str:
@@ -506,10 +521,10 @@ class _Runner:
     def speak(self, prompt: Prompt | None) -> None:
         self.actions.extend(self.parts(prompt))
 
-    def gather(self, spec: GatherSpec, lead: tuple[Speech, ...]) -> Gather:
+    def gather(self, spec: GatherSpec, lead: tuple[Speech, ...], ask: bool = True) -> Gather:
         speech_timeout = spec.speech_timeout
         return Gather(
-            prompt=lead + self.parts(spec.prompt),
+            prompt=lead + self.parts(spec.prompt) if ask else lead,
             input=tuple(spec.input),
             num_digits=spec.num_digits,
             finish_on_key=spec.finish_on_key,
@@ -525,6 +540,7 @@ class _Runner:
         variables = dict(self.session.variables)
         for key, value in values.items():
             scope = {**variables, **self.known, "caller": self.session.caller, "env": self.env}
+            scope["attempts"] = attempts.Tries(self.flow.spec.nodes, self.session.attempts)
             variables[key] = self.value(value, scope)
         self.session = self.session.evolve(variables=variables)
 

@@ -80,7 +80,12 @@ Prompt = PromptPart | list[PromptPart]
 
 
 class GatherSpec(Model):
-    """Ask the caller something and wait for keypad digits and/or speech."""
+    """Ask the caller something and wait for keypad digits and/or speech.
+
+    ``max_attempts`` caps the failed answers of both kinds together; ``reprompt_mode`` says
+    whether a reprompt leads into the question again (``before``) or stands in for it
+    (``replace``).
+    """
 
     prompt: Prompt | None = None
     input: list[Literal["dtmf", "speech"]] = Field(
@@ -94,6 +99,11 @@ class GatherSpec(Model):
     hints: list[str] = Field(default_factory=list)
     language: str | None = None
     min_confidence: float = Field(default=0.4, ge=0.0, le=1.0)
+    # How many failed answers (no_input and no_match together) the node takes before the call
+    # goes to the failing kind's ``then``, besides each kind's own ``retries``.
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    # A reprompt is played before the question (``before``) or instead of it (``replace``).
+    reprompt_mode: Literal["before", "replace"] = "before"
 
     @field_validator("input", mode="before")
     @classmethod
