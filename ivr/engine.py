@@ -42,6 +42,8 @@ from ivr.turn import (
     Note,
     Pause,
     Play,
+    Record,
+    Recorded,
     RequestCallback,
     Say,
     Speech,
@@ -171,6 +173,52 @@ def after_transfer(
     return runner.run(target)
 
 
+def after_recording(
+    flow: Flow, session: Session, recorded: Recorded, env: Mapping[str, Any] | None = None
+) -> Turn:
+    """Carry on after the record node the session waits at has its message (or none).
+
+    The recording (``url``, ``duration``, ``digits``) is kept on the session by node, in the
+    node's ``save_as`` variable and in a ``recording`` event; the call then goes to ``next``,
+    or hangs up.
+    """
+    name = session.node or ""
+    if session.waiting != Waiting.RECORDING or name not in flow.spec.nodes:
+        raise EngineError(f"Node {name!r} is waiting for {session.waiting}, not a recording.")
+    node = flow.node(name)
+    found = {"url": recorded.url, "duration": recorded.duration, "digits": recorded.digits}
+    variables = session.variables
+    if node.record and node.record.save_as:
+        variables = {**variables, node.record.save_as: found}
+    session = session.evolve(
+        step=session.step + 1,
+        updated_at=recorded.at,
+        waiting=None,
+        variables=variables,
+        recordings={
+            **session.recordings,
+            name: {**found, "status": "recorded" if recorded.url else "empty"},
+        },
+    )
+    runner = _Runner(flow, session, env or {})
+    runner.note(EventName.RECORDING, node=name, **runner.session.recordings[name])
+    if node.following:
+        return runner.run(node.following)
+    runner.actions.append(Hangup())
+    return runner.end(Status.COMPLETED, f"ended at {name}")
+
+
+def recording_update(
+    session: Session, node: str, update: Mapping[str, Any], at: float
+) -> tuple[Session, Note]:
+    """The session with Twilio's later word on ``node``'s recording (its status callback or
+    transcription) merged in, and the ``recording`` event that records it."""
+    known = session.recordings.get(node)
+    merged = {**(known if isinstance(known, dict) else {}), **update}
+    changed = session.evolve(recordings={**session.recordings, node: merged}, updated_at=at)
+    return changed, Note(EventName.RECORDING, {"node": node, **merged})
+
+
 def hold_prompt(flow: Flow, node: str, queue: Mapping[str, Any]) -> tuple[Speech, ...]:
     """What a caller queued by ``node`` hears on one pass of the hold loop.
 
@@ -261,6 +309,8 @@ class _Runner:
             self.session = self.session.evolve(waiting=Waiting.INPUT, checkpoint=name)
             self.actions.append(self.gather(node.gather, ()))
             return self.turn()
+        if node.record:
+            return self.record(name, node)
         if node.callback:
             self.request_callback(node)
         if node.transfer:
@@ -305,6 +355,19 @@ class _Runner:
         self.actions.append(transfer)
         self.effects.append(AttachHandoff(found))
         return self.end(Status.TRANSFERRED, f"transfer at {name}")
+
+    def record(self, name: str, node: Node) -> Turn:
+        """Start recording the caller's message; :func:`after_recording` goes on from here."""
+        spec = node.record
+        assert spec is not None
+        self.session = self.session.evolve(waiting=Waiting.RECORDING)
+        self.actions.append(
+            Record(
+                name, self.session.caller, round(spec.max_length), spec.finish_on_key, spec.beep,
+                round(spec.timeout), spec.transcribe,
+            )
+        )  # fmt: skip
+        return self.turn()
 
     def label(self, name: str) -> str:
         """What a node is about, for an agent: its description (rendered), topic or name."""
