@@ -28,7 +28,7 @@ FLOW = """\
     nodes:
       menu:
         gather: {prompt: Press 1 for the desk., num_digits: 1}
-        on: {"1": desk_phone}
+        on: {"1": desk_phone, "2": voicemail}
       desk_phone:
         transfer:
           number: "+1 415 555 0199"
@@ -195,3 +195,11 @@ def post_signed(app: Flask, call: Call, url: str, form: dict[str, str]) -> str:
     code, body = call._post(urljoin(call.base_url, url), form)
     assert code == 200, body
     return body
+
+
+def test_the_terminal_simulator_leaves_a_message(desk: Flask) -> None:
+    result = desk.test_cli_runner().invoke(args=["call", "--script", "2,please call me back"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "omnivoice: Thanks, we have your 4 second message. Goodbye." in lines
+    assert lines[-1] == "[call ended: hangup]"
