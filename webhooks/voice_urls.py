@@ -2,9 +2,11 @@
 
 ``/voice`` and ``/voice/status`` are set on the phone number; the others are written into
 TwiML: a gather's answer, a transfer's result (``action``), a queued caller's hold loop
-(``waitUrl``) and the sentence a dialled agent hears before connecting (``<Number url>``).
+(``waitUrl``), the sentence a dialled agent hears before connecting (``<Number url>``), a
+record node's message (``<Record action>``) and Twilio's later word on that recording
+(``recordingStatusCallback``, ``transcribeCallback``).
 Twilio signs each request with the URL as written here, query included, so its parameters
-(step, flow, node, handoff id) cannot be changed by anyone without the auth token.
+(step, flow, node, handoff id, caller) cannot be changed by anyone without the auth token.
 """
 
 from __future__ import annotations
