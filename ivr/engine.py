@@ -6,7 +6,10 @@ returned as ``Turn.fetch`` for the shell to run and report back with :class:`Fet
 
 Retries follow the VoiceXML model: each gather counts its no-input and no-match events; attempt
 *n* plays ``reprompts[n-1]`` (or ``reprompt``) and asks again, and once ``retries`` are used up the
-call goes to ``then`` (else the flow's ``fallback`` node, else a polite goodbye).
+call goes to ``then`` (else the flow's ``fallback`` node, else a polite goodbye). A gather's
+``max_attempts`` ends the node sooner, counting both kinds together; every failed try is also
+kept for the whole call in ``session.attempts`` (see :mod:`ivr.attempts`). A record node waits
+for its message, which :func:`after_recording` applies.
 """
 
 from __future__ import annotations
