@@ -60,6 +60,7 @@ from webhooks import (
     logs,
     metrics,
     outbound_cli,
+    recording_webhooks,
     transfer_webhooks,
     twiml,
     voice,
@@ -356,6 +357,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         ),
     )
     transfer_webhooks.register(edge, voice_views, handoffs)
+    recording_webhooks.register(edge, voice_views)
     app.extensions["omnivoice.front"] = edge
     app.extensions["omnivoice.outbound"] = OutboundService(
         catalog,

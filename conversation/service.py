@@ -56,7 +56,18 @@ from ivr.states import (
     Waiting,
     start_event,
 )
-from ivr.turn import Action, Answer, FetchResult, Gather, Hangup, HttpRequest, Note, Say, Turn
+from ivr.turn import (
+    Action,
+    Answer,
+    FetchResult,
+    Gather,
+    Hangup,
+    HttpRequest,
+    Note,
+    Recorded,
+    Say,
+    Turn,
+)
 
 log = logging.getLogger("omnivoice.calls")
 
@@ -254,6 +265,65 @@ class ConversationService:
             )
 
         return self._exchange(params, step, decide)
+
+    def recorded(self, params: Inbound, step: int, recording: Recorded) -> str | None:
+        """The message a record node asked for at ``step`` (or none): the flow goes on."""
+
+        def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
+            session = loaded.session
+            if session is None or not _owned(session, params):
+                return Outcome(reply=self.renderer.render((), params.url_root, INCOMING_STEP))
+            if loaded.reply:
+                notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
+                return Outcome(reply=loaded.reply)
+            if session.status != Status.ACTIVE:
+                return self._say_goodbye(params)
+            flow = self.versions.for_session(session)
+            if flow is None:
+                notes.append(Note(EventName.FLOW_VERSION_GONE, {"version": session.flow_version}))
+                return self._restart(params, session)
+            if session.step != step or session.waiting != Waiting.RECORDING:
+                # Not the recording this session waits for: nothing moves.
+                return Outcome(reply=self.renderer.render((), params.url_root, INCOMING_STEP))
+            message = replace(recording, at=self.clock())
+            turn = engine.after_recording(flow, session, message, self.env)
+            return Outcome(flow=flow, turn=turn)
+
+        return self._exchange(params, step, decide)
+
+    def recording_status(self, params: Inbound, node: str, update: Mapping[str, Any]) -> bool:
+        """Twilio's later word on a record node's recording (its status, a transcription):
+        kept on the session and recorded as a ``recording`` event; ``False`` if the call is
+        unknown or nothing was said."""
+        if not update:
+            return False
+        for _ in range(SAVE_ATTEMPTS):
+            loaded = self._load(params.caller.key, params.contact_id)
+            session = loaded.session
+            if session is None or session.call_sid != params.contact_id:
+                return False
+            now = self.clock()
+            changed, note = engine.recording_update(session, node, update, now)
+            flow = self.versions.for_session(changed)
+            events = from_effects((note,), changed, flow, now)
+            try:
+                saved = self.store.save(
+                    changed,
+                    loaded.seq,
+                    events=[e.to_dict() for e in events],
+                    flow=self.versions.pin(flow) if flow is not None else None,
+                    own=loaded.own,
+                    clock=loaded.clock,
+                )
+            except StoreUnavailable:
+                self.versions.store_failed()  # as in an exchange: versions may need publishing
+                raise
+            if saved is not None:
+                if saved.published and flow is not None:
+                    self.versions.published(flow)
+                emit_all(self.sinks, events)
+                return True
+        return False
 
     def status(self, params: Inbound) -> bool:
         """Record a call status callback; ``False`` when the call is unknown or already recorded."""

@@ -6,7 +6,10 @@ returned as ``Turn.fetch`` for the shell to run and report back with :class:`Fet
 
 Retries follow the VoiceXML model: each gather counts its no-input and no-match events; attempt
 *n* plays ``reprompts[n-1]`` (or ``reprompt``) and asks again, and once ``retries`` are used up the
-call goes to ``then`` (else the flow's ``fallback`` node, else a polite goodbye).
+call goes to ``then`` (else the flow's ``fallback`` node, else a polite goodbye). A gather's
+``max_attempts`` ends the node sooner, counting both kinds together; every failed try is also
+kept for the whole call in ``session.attempts`` (see :mod:`ivr.attempts`). A record node waits
+for its message, which :func:`after_recording` applies.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, handoff, history, hours, languages, sensitive, templates
+from ivr import answers, attempts, handoff, history, hours, languages, sensitive, templates
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import (
@@ -42,6 +45,8 @@ from ivr.turn import (
     Note,
     Pause,
     Play,
+    Record,
+    Recorded,
     RequestCallback,
     Say,
     Speech,
@@ -172,6 +177,52 @@ def after_transfer(
     return runner.run(target)
 
 
+def after_recording(
+    flow: Flow, session: Session, recorded: Recorded, env: Mapping[str, Any] | None = None
+) -> Turn:
+    """Carry on after the record node the session waits at has its message (or none).
+
+    The recording (``url``, ``duration``, ``digits``) is kept on the session by node, in the
+    node's ``save_as`` variable and in a ``recording`` event; the call then goes to ``next``,
+    or hangs up.
+    """
+    name = session.node or ""
+    if session.waiting != Waiting.RECORDING or name not in flow.spec.nodes:
+        raise EngineError(f"Node {name!r} is waiting for {session.waiting}, not a recording.")
+    node = flow.node(name)
+    found = {"url": recorded.url, "duration": recorded.duration, "digits": recorded.digits}
+    variables = session.variables
+    if node.record and node.record.save_as:
+        variables = {**variables, node.record.save_as: found}
+    session = session.evolve(
+        step=session.step + 1,
+        updated_at=recorded.at,
+        waiting=None,
+        variables=variables,
+        recordings={
+            **session.recordings,
+            name: {**found, "status": "recorded" if recorded.url else "empty"},
+        },
+    )
+    runner = _Runner(flow, session, env or {})
+    runner.note(EventName.RECORDING, node=name, **runner.session.recordings[name])
+    if node.following:
+        return runner.run(node.following)
+    runner.actions.append(Hangup())
+    return runner.end(Status.COMPLETED, f"ended at {name}")
+
+
+def recording_update(
+    session: Session, node: str, update: Mapping[str, Any], at: float
+) -> tuple[Session, Note]:
+    """The session with Twilio's later word on ``node``'s recording (its status callback or
+    transcription) merged in, and the ``recording`` event that records it."""
+    known = session.recordings.get(node)
+    merged = {**(known if isinstance(known, dict) else {}), **update}
+    changed = session.evolve(recordings={**session.recordings, node: merged}, updated_at=at)
+    return changed, Note(EventName.RECORDING, {"node": node, **merged})
+
+
 def hold_prompt(flow: Flow, node: str, queue: Mapping[str, Any]) -> tuple[Speech, ...]:
     """What a caller queued by ``node`` hears on one pass of the hold loop.
 
@@ -273,6 +324,8 @@ class _Runner:
             self.session = self.session.evolve(waiting=Waiting.INPUT, checkpoint=name)
             self.actions.append(self.gather(node.gather, ()))
             return self.turn()
+        if node.record:
+            return self.record(name, node)
         if node.callback:
             self.request_callback(node)
         if node.transfer:
@@ -322,6 +375,19 @@ class _Runner:
         self.effects.append(AttachHandoff(found))
         return self.end(Status.TRANSFERRED, f"transfer at {name}")
 
+    def record(self, name: str, node: Node) -> Turn:
+        """Start recording the caller's message; :func:`after_recording` goes on from here."""
+        spec = node.record
+        assert spec is not None
+        self.session = self.session.evolve(waiting=Waiting.RECORDING)
+        self.actions.append(
+            Record(
+                name, self.session.caller, round(spec.max_length), spec.finish_on_key, spec.beep,
+                round(spec.timeout), spec.transcribe,
+            )
+        )  # fmt: skip
+        return self.turn()
+
     def label(self, name: str) -> str:
         """What a node is about, for an agent: its description (rendered), topic or name."""
         node = self.flow.spec.nodes.get(name)
@@ -365,23 +431,24 @@ class _Runner:
         speech = answers.clean_speech(event.speech or "") or None
         if digits is None and speech is None:
             return self.retry(name, node, "no_input")
+        heard = digits if digits is not None else speech
         if digits is not None and not set(digits) <= KEYPAD:
             self.note(EventName.NOT_KEYPAD_DIGITS, node=name)
-            return self.retry(name, node, "no_match")
+            return self.retry(name, node, "no_match", heard)
         if (
             digits is None
             and event.confidence is not None
             and event.confidence < spec.min_confidence
         ):
             self.note(EventName.LOW_CONFIDENCE, node=name, confidence=event.confidence)
-            return self.retry(name, node, "no_match")
+            return self.retry(name, node, "no_match", heard)
         target = answers.route(node.on or {}, digits, speech) if node.on else None
         value: str | None = digits if digits is not None else speech
         if target is None:
             target = node.following
             value = answers.accept(node.validation, value or "", spoken=digits is None)
             if target is None or value is None:
-                return self.retry(name, node, "no_match")
+                return self.retry(name, node, "no_match", heard)
         shown = _masked(self.flow, node.save_as, value)
         self.session = self.session.evolve(trail=self.session.trail[:-1]).visited(
             Visit(name, shown, "matched")
@@ -394,20 +461,29 @@ class _Runner:
         self.session = self.session.evolve(waiting=None)
         return self.run(self.back_to_checkpoint() or target)
 
-    def retry(self, name: str, node: Node, kind: Literal["no_input", "no_match"]) -> Turn:
+    def retry(
+        self,
+        name: str,
+        node: Node,
+        kind: Literal["no_input", "no_match"],
+        heard: str | None = None,
+    ) -> Turn:
         defaults = getattr(self.flow.spec.defaults, kind)
         spec: RetrySpec = getattr(node, kind) or defaults or DEFAULT_RETRY
         count = getattr(self.session, f"{kind}_count") + 1
-        tried = self.session.attempts.get(name)
-        tried = dict(tried) if isinstance(tried, dict) else {}
-        tried[kind] = int(tried.get(kind) or 0) + 1
-        self.session = self.session.evolve(
-            **{f"{kind}_count": count}, attempts={**self.session.attempts, name: tried}
+        secret = node.save_as is not None and sensitive.covers(
+            self.flow.spec.sensitive, node.save_as
         )
+        tried = attempts.counted(self.session.attempts, name, kind, heard, secret)
+        self.session = self.session.evolve(**{f"{kind}_count": count}, attempts=tried)
         self.note(EventName(kind), node=name, attempt=count)
-        if count > spec.retries:
+        assert node.gather is not None
+        failed = self.session.no_input_count + self.session.no_match_count
+        limit = node.gather.max_attempts
+        if count > spec.retries or (limit is not None and failed >= limit):
             what = "no answer" if kind == "no_input" else "no usable answer"
-            self.reason = f"{what} at {name} after {count} tries"
+            tries = f"{count} tries" if count > spec.retries else f"{failed} tries in all"
+            self.reason = f"{what} at {name} after {tries}"
             if spec.then:
                 self.session = self.session.evolve(waiting=None)
                 return self.run(spec.then)
@@ -419,8 +495,12 @@ class _Runner:
             reprompt = spec.reprompts[min(count, len(spec.reprompts)) - 1]
         elif spec.reprompt is not None:
             reprompt = spec.reprompt
-        assert node.gather is not None
-        self.actions.append(self.gather(node.gather, self.parts(reprompt)))
+        written = spec.reprompts is not None or spec.reprompt is not None
+        if node.gather.reprompt_mode == "replace" and written:
+            # The reprompt stands in for the question; the default sentence never does.
+            self.actions.append(self.gather(node.gather, self.parts(reprompt), ask=False))
+        else:
+            self.actions.append(self.gather(node.gather, self.parts(reprompt)))
         return self.turn()
 
     def fetched(self, result: FetchResult) -> Turn:
@@ -476,6 +556,7 @@ class _Runner:
             **self.clock,
             "caller": self.session.caller,
             "env": self.env,
+            "attempts": attempts.Tries(self.flow.spec.nodes, self.session.attempts),
         }
 
     def text(self, source: str) -> str:
@@ -535,10 +616,10 @@ class _Runner:
     def speak(self, prompt: Prompt | None) -> None:
         self.actions.extend(self.parts(prompt))
 
-    def gather(self, spec: GatherSpec, lead: tuple[Speech, ...]) -> Gather:
+    def gather(self, spec: GatherSpec, lead: tuple[Speech, ...], ask: bool = True) -> Gather:
         speech_timeout = spec.speech_timeout
         return Gather(
-            prompt=lead + self.parts(spec.prompt),
+            prompt=lead + self.parts(spec.prompt) if ask else lead,
             input=tuple(spec.input),
             num_digits=spec.num_digits,
             finish_on_key=spec.finish_on_key,
@@ -557,6 +638,7 @@ class _Runner:
                 **variables, **self.known, **self.clock,
                 "caller": self.session.caller, "env": self.env,
             }  # fmt: skip
+            scope["attempts"] = attempts.Tries(self.flow.spec.nodes, self.session.attempts)
             found = self.value(value, scope)
             # A moment (now) is kept as its ISO text: sessions hold plain JSON values.
             variables[key] = str(found) if isinstance(found, hours.Moment) else found

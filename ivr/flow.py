@@ -321,6 +321,7 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                     f"nothing.{suggestion}",
                 )
             )
+    problems.extend(_reserved_variable_problems(spec, positions))
     for name, node in names.items():
         for path, target in node.targets():
             check(("nodes", name, *path), target)
@@ -406,6 +407,27 @@ def _uses_clock(spec: FlowSpec) -> bool:
         conditions += [case.when for case in node.branch or []]
     code = [chunk for text in texts for chunk in _TEMPLATE_CODE.findall(text)]
     return any(_CLOCK_USE.search(text) for text in (*code, *conditions))
+
+
+RESERVED_VARIABLES = ("attempts",)  # names the engine fills in for templates (ivr.attempts)
+
+
+def _reserved_variable_problems(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
+    """A flow may not save a variable under a name the engine gives templates itself."""
+    for name, node in spec.nodes.items():
+        places: list[tuple[tuple[str | int, ...], str | None, bool]] = [
+            (("save_as",), node.save_as, False),
+            (("http", "save_as"), node.http.save_as if node.http else None, False),
+            *((("set", key), key, True) for key in node.set or {}),
+        ]
+        for path, variable, at_key in places:
+            if variable in RESERVED_VARIABLES:
+                yield positions.problem(
+                    ("nodes", name, *path),
+                    f"{variable!r} is the call's count of failed tries per node "
+                    f"({variable}.<node>.no_match); save this variable under another name.",
+                    at_key=at_key,
+                )
 
 
 def _saved_variables(spec: FlowSpec) -> set[str]:

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from ivr import sensitive
+from ivr import attempts, sensitive
 from ivr.flow import Flow
 from ivr.session import Session
 
@@ -189,15 +189,19 @@ def _inputs(flow: Flow, session: Session, paths: tuple[str, ...]) -> dict[str, A
     }
 
 
-def _attempts(raw: Mapping[str, Any]) -> dict[str, dict[str, int]]:
-    found = {}
+def _attempts(raw: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tries per node; ``inputs`` (failed answers, already masked) only where there are any."""
+    found: dict[str, dict[str, Any]] = {}
     for node, counts in raw.items():
         if isinstance(counts, Mapping):
-            found[str(node)] = {
+            entry: dict[str, Any] = {
                 kind: int(counts.get(kind) or 0)
                 for kind in ("no_input", "no_match")
                 if isinstance(counts.get(kind), int)
             }
+            if inputs := attempts.of(raw, str(node))["inputs"]:
+                entry["inputs"] = inputs
+            found[str(node)] = entry
     return found
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from ivr.session import Session
 from ivr.states import Status
-from ivr.turn import Action, Gather, Pause, Play, Say
+from ivr.turn import Action, Gather, Pause, Play, Record, Say
 
 SPOKEN_CHARACTERS_PER_SECOND = 10.0  # text-to-speech reads about 15; slow voices exist
 PLAY_SECONDS = 120.0  # an audio file's length is not known here
@@ -51,6 +51,8 @@ def _quiet_seconds(actions: Iterable[Action]) -> float:
         if isinstance(action, Gather):
             total += sum(_playing_seconds(part) for part in action.prompt)
             return total + _waiting_seconds(action)
+        if isinstance(action, Record):  # the message, then its action (or the redirect)
+            return total + action.max_length + action.timeout
         if isinstance(action, Say | Play | Pause):
             total += _playing_seconds(action)
     return total

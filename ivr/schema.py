@@ -82,7 +82,12 @@ Prompt = PromptPart | list[PromptPart]
 
 
 class GatherSpec(Model):
-    """Ask the caller something and wait for keypad digits and/or speech."""
+    """Ask the caller something and wait for keypad digits and/or speech.
+
+    ``max_attempts`` caps the failed answers of both kinds together; ``reprompt_mode`` says
+    whether a reprompt leads into the question again (``before``) or stands in for it
+    (``replace``).
+    """
 
     prompt: Prompt | None = None
     input: list[Literal["dtmf", "speech"]] = Field(
@@ -96,6 +101,11 @@ class GatherSpec(Model):
     hints: list[str] = Field(default_factory=list)
     language: str | None = None
     min_confidence: float = Field(default=0.4, ge=0.0, le=1.0)
+    # How many failed answers (no_input and no_match together) the node takes before the call
+    # goes to the failing kind's ``then``, besides each kind's own ``retries``.
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    # A reprompt is played before the question (``before``) or instead of it (``replace``).
+    reprompt_mode: Literal["before", "replace"] = "before"
 
     @field_validator("input", mode="before")
     @classmethod
@@ -295,6 +305,43 @@ class TransferSpec(Model):
         return value
 
 
+class RecordSpec(Model):
+    """Record a message after an optional beep (voicemail): ``<Record>``.
+
+    The recording ends after ``max_length``, after ``timeout`` of silence, or when the caller
+    presses a key of ``finish_on_key``; its URL, duration and the key pressed are kept on the
+    session (and in the variable ``save_as``: ``{url, duration, digits}``), and the call goes
+    on to ``next``. ``transcribe`` asks Twilio for a transcription (English, up to 2 minutes).
+    """
+
+    max_length: Duration = 120.0
+    finish_on_key: str = Field(default="1234567890*#", pattern=r"^[0-9#*]*$", max_length=12)
+    beep: bool = True
+    timeout: Duration = 5.0
+    transcribe: bool = False
+    save_as: VarName | None = None
+
+    @field_validator("max_length")
+    @classmethod
+    def _length_range(cls, value: float) -> float:
+        if not 1 <= value <= 3600:
+            raise ValueError("record max_length must be between 1s and 1h.")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _silence_range(cls, value: float) -> float:
+        if not 1 <= value <= 60:
+            raise ValueError("record timeout (silence that ends it) must be between 1s and 60s.")
+        return value
+
+    @model_validator(mode="after")
+    def _transcribable(self) -> RecordSpec:
+        if self.transcribe and self.max_length > 120:
+            raise ValueError("transcribe works on recordings of at most 2 minutes: max_length: 2m.")
+        return self
+
+
 class CallbackSpec(Model):
     """Record that the caller wants a call back (it shows in the agent console)."""
 
@@ -323,15 +370,20 @@ class Node(Model):
     branch: list[BranchCase] | None = None
     transfer: TransferSpec | None = None
     callback: CallbackSpec | None = None
+    record: RecordSpec | None = None
     hangup: bool | None = None
     goto: NodeName | None = None
     next: NodeName | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Node:
-        endings = [k for k in ("gather", "transfer", "hangup") if getattr(self, k)]
+        endings = [k for k in ("gather", "transfer", "hangup", "record") if getattr(self, k)]
         if len(endings) > 1:
-            raise ValueError(f"a node can do only one of gather, transfer, hangup, not {endings}.")
+            raise ValueError(
+                f"a node can do only one of gather, transfer, hangup, record, not {endings}."
+            )
+        if self.record and self.branch:
+            raise ValueError("a record node goes on with next; put the branch in its own node.")
         if self.goto and self.next:
             raise ValueError("use either goto or next, not both.")
         if not self.gather:

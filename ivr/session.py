@@ -62,6 +62,7 @@ class Session:
     identified: tuple[str, ...] = ()  # how we know who this is: caller_id, stir_a, verified...
     resumes: int = 0  # how many times this conversation was picked up again by a new call
     handoffs: tuple[str, ...] = ()  # this conversation's handoff ids, the latest last
+    recordings: dict[str, Any] = field(default_factory=dict)  # node -> url, duration, status...
     # The customer card read with the session (ivr.history): never stored with it.
     card: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -181,6 +182,7 @@ _DEFAULTS: dict[str, Any] = {
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
     "held": {}, "handoff": {}, "conversation": "", "sensitive": (), "live_until": None,
     "attempts": {}, "identified": (), "resumes": 0, "handoffs": (), "card": {},
+    "recordings": {},
 }  # fmt: skip
 
 
@@ -208,5 +210,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "resume_code": _MAYBE_TEXT, "resume_return": _MAYBE_TEXT, "resume_missing": (tuple,),
     "held": (dict,), "handoff": (dict,), "conversation": _TEXT, "sensitive": (tuple,),
     "live_until": (*_NUMBER, type(None)), "attempts": (dict,), "identified": (tuple,),
-    "resumes": (int,), "handoffs": (tuple,), "card": (dict,),
+    "resumes": (int,), "handoffs": (tuple,), "card": (dict,), "recordings": (dict,),
 }  # fmt: skip

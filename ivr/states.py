@@ -18,6 +18,7 @@ class Waiting(StrEnum):
     FETCH = "fetch"  # a data dip's result (within one webhook)
     RESUME_OFFER = "resume"  # "continue or start over?" of a returning caller
     RESUME_CODE = "resume_code"  # a caller without caller ID keying a resume code
+    RECORDING = "recording"  # a record node's message (its <Record> action)
 
 
 class Status(StrEnum):
@@ -107,6 +108,7 @@ class EventName(StrEnum):
     QUEUE_WAITING = "queue_waiting"  # a queued caller's position and wait (agents' feed only)
     CALLBACK_REQUESTED = "callback_requested"
     TOPIC = "topic"  # a node's ``topic:``: what the conversation is about
+    RECORDING = "recording"  # a record node's message: url, duration, status (and transcription)
     SESSION_ENDED = "session_ended"
     # reaching out first
     OUTBOUND_REQUESTED = "outbound_requested"  # a call was placed (Twilio took it)

@@ -42,6 +42,18 @@ class FetchResult:
 Event = Answer | FetchResult
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A record node's message as Twilio reports it (its ``<Record>`` action): the recording's
+    URL and seconds, and the key that ended it (``hangup`` when the caller hung up); no URL
+    when nothing was recorded."""
+
+    url: str | None = None
+    duration: int = 0
+    digits: str | None = None
+    at: float = 0.0
+
+
 # ---- actions ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Say:
@@ -116,11 +128,25 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Record:
+    """Record the caller's message; its status callback names ``node`` and the ``caller`` key
+    (Twilio's recording callbacks carry the CallSid but not who is calling)."""
+
+    node: str
+    caller: str
+    max_length: int = 120
+    finish_on_key: str = "1234567890*#"
+    beep: bool = True
+    timeout: int = 5
+    transcribe: bool = False
+
+
+@dataclass(frozen=True)
 class Hangup:
     """End the call."""
 
 
-Action = Say | Play | Pause | Gather | Transfer | Hangup
+Action = Say | Play | Pause | Gather | Transfer | Record | Hangup
 
 
 # ---- effects ------------------------------------------------------------------------------

@@ -7,7 +7,11 @@ waits for input and posts it to its ``action`` (with ``Digits`` or ``SpeechResul
 signing every request with the SDK's ``RequestValidator`` exactly as Twilio does, and can post the
 status callback Twilio sends when the call ends. A handed-over call can go on as Twilio's would:
 :meth:`Call.hold` is one pass of a queued caller's ``waitUrl``, :meth:`Call.transfer_ends` posts
-the transfer's ``action`` with its result (``queue-full``, ``no-answer``...).
+the transfer's ``action`` with its result (``queue-full``, ``no-answer``...). A ``<Record>``
+waits for :meth:`Call.leave_message` (Twilio posts RecordingUrl, RecordingDuration and Digits
+to its ``action``) or :meth:`Call.leave_nothing` (no post: the next verb runs), and
+:meth:`Call.recording_processed` posts the recording status callback as Twilio does later,
+without the caller's number.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ class Call:
     gather: ET.Element | None = None
     ended: str | None = None  # "hangup", "dial", "enqueue" or "end-of-document"
     handover: ET.Element | None = None  # the <Dial> or <Enqueue> that ended the document
+    record: ET.Element | None = None  # the <Record> waiting for a message
+    recording_sid: str = field(default_factory=lambda: "RE" + secrets.token_hex(16))
+    _record_callback: str = ""
     _url: str = ""
     _pending: list[ET.Element] = field(default_factory=list)
 
@@ -147,6 +154,71 @@ class Call:
         self._fetch(action, {field_name: result, "QueueTime": "12", "DialCallDuration": "0"})
         return self
 
+    # ---- recordings ------------------------------------------------------------------------
+    def leave_message(self, duration: int = 12, digits: str = "#") -> Call:
+        """Speak a message into the waiting ``<Record>`` and end it with ``digits`` (``hangup``
+        when the caller hangs up): Twilio posts the recording to the record's action."""
+        verb = self._require_record()
+        action = urljoin(self._url, verb.get("action") or self._url)
+        self._record_callback = urljoin(self._url, verb.get("recordingStatusCallback") or "")
+        self.record = None
+        self._pending = []
+        self._fetch(
+            action,
+            {
+                "RecordingUrl": self.recording_link,
+                "RecordingDuration": str(duration),
+                "RecordingSid": self.recording_sid,
+                "Digits": digits,
+            },
+        )
+        return self
+
+    def leave_nothing(self) -> Call:
+        """Stay silent: Twilio posts no empty recording and runs the next verb."""
+        verb = self._require_record()
+        self._record_callback = urljoin(self._url, verb.get("recordingStatusCallback") or "")
+        self.record = None
+        redirect = self._play()
+        if redirect is not None:
+            self._fetch(redirect, {})
+        return self
+
+    def recording_processed(
+        self, status: str = "completed", duration: int = 12, **extra: str
+    ) -> int:
+        """Twilio's recording status callback, some time later: the status, the final URL and
+        duration (and, as ``extra``, a transcription's fields). It names the call, not the
+        caller. Returns the HTTP status."""
+        if not self._record_callback:
+            raise CallError("no <Record> named a recordingStatusCallback")
+        form = {
+            "AccountSid": "AC" + "0" * 32,
+            "CallSid": self.call_sid,
+            "RecordingSid": self.recording_sid,
+            "RecordingUrl": self.recording_link,
+            "RecordingStatus": status,
+            "RecordingDuration": str(duration),
+            "RecordingChannels": "1",
+            "RecordingSource": "RecordVerb",
+            **extra,
+        }
+        code, _ = self._send(self._record_callback, form)
+        return code
+
+    @property
+    def recording_link(self) -> str:
+        """Where Twilio keeps this call's recording."""
+        return (
+            f"https://api.twilio.com/2010-04-01/Accounts/AC{'0' * 32}/Recordings/"
+            f"{self.recording_sid}"
+        )
+
+    def _require_record(self) -> ET.Element:
+        if self.record is None:
+            raise CallError(f"no <Record> is waiting; call ended: {self.ended}")
+        return self.record
+
     def _handed_over(self, tag: str | None = None) -> ET.Element:
         verb = self.handover
         if verb is None or (tag is not None and verb.tag != tag):
@@ -210,6 +282,9 @@ class Call:
                     self._hear(child)
                 self.gather = verb
                 return None
+            elif verb.tag == "Record":
+                self.record = verb
+                return None
             elif verb.tag == "Redirect":
                 return urljoin(self._url, (verb.text or "").strip())
             elif verb.tag in ("Hangup", "Reject"):
@@ -246,6 +321,9 @@ class Call:
             **self.extra,
             **params,
         }
+        return self._send(url, form)
+
+    def _send(self, url: str, form: dict[str, str]) -> tuple[int, str]:
         signature = RequestValidator(self.auth_token).compute_signature(url, form)
         code, body = self.transport.post(url, form, {"X-Twilio-Signature": signature})
         self.statuses.append(code)

@@ -1,7 +1,9 @@
 """``flask --app app call``: talk to a flow from the terminal, as a caller would.
 
 Each line you type is keyed (digits, ``*``, ``#``) or spoken (anything else); an empty line is
-silence; ``/hangup`` ends the call and posts the status callback. By default the call runs
+silence; ``/hangup`` ends the call and posts the status callback. At a record node a line
+is the message (its words stand for the seconds of audio, and it ends with ``#``); an empty
+line records nothing. By default the call runs
 in-process against this app; ``--url`` calls a running server instead (requests are signed with
 ``TWILIO_AUTH_TOKEN``, as Twilio signs them). ``--script "1,ABC123,yes"`` plays answers without
 asking.
@@ -80,7 +82,7 @@ def _converse(simulated: Call, answers: list[str] | None) -> None:
     try:
         simulated.dial()
         _show(simulated)
-        while simulated.gather is not None:
+        while simulated.gather is not None or simulated.record is not None:
             line = answers.pop(0) if answers else (None if answers is not None else _ask())
             if line is None or line == "/hangup":
                 break
@@ -134,7 +136,12 @@ def _ask() -> str:
 
 
 def _answer(simulated: Call, line: str) -> None:
-    if not line:
+    if simulated.record is not None:  # a message: its words stand for the audio, pound ends it
+        if line:
+            simulated.leave_message(duration=max(1, len(line.split())), digits="#")
+        else:
+            simulated.leave_nothing()
+    elif not line:
         simulated.silence()
     elif KEYS.match(line):
         simulated.press(line)

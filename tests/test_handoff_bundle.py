@@ -90,7 +90,8 @@ def test_failed_attempts_are_counted_and_become_the_reason() -> None:
     turn = press(flow, turn, "12")  # no match (too short)
     turn = press(flow, turn, "34")  # no match again: retries used up, to the agent
     bundle = bundle_of(turn)
-    assert bundle["attempts"] == {"menu": {"no_match": 2}}
+    # dob is sensitive: the failed answers are masked too
+    assert bundle["attempts"] == {"menu": {"no_match": 2, "inputs": ["***", "***"]}}
     assert bundle["reason"] == "no usable answer at menu after 2 tries"
     assert bundle["caller"]["confidence"] == "unknown"
 

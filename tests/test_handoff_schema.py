@@ -200,7 +200,7 @@ def test_a_transfer_after_retries_validates_and_counts_the_tries() -> None:
         turn = answer(flow, turn, wrong)
     for bundle in bundles_of(flow, turn):
         assert errors_of(bundle) == []
-        assert bundle["attempts"] == {"menu": {"no_match": 3}}
+        assert bundle["attempts"] == {"menu": {"no_match": 3, "inputs": ["7", "8", "9"]}}
         assert bundle["route"] == {"kind": "number", "target": "+14155550100"}
         assert "after 3 tries" in bundle["reason"]
         assert bundle["ivr_seconds"] == 21.0
@@ -283,6 +283,10 @@ def broken(change: str) -> dict[str, Any]:
         bundle["caller"]["identified_by"] = ["guessed"]
     elif change == "attempts not counted":
         bundle["attempts"] = {"pin": {"no_match": "two"}}
+    elif change == "failed inputs not text":
+        bundle["attempts"] = {"pin": {"no_match": 1, "inputs": [1234]}}
+    elif change == "too many failed inputs":
+        bundle["attempts"] = {"pin": {"no_match": 6, "inputs": ["***"] * 6}}
     elif change == "path entry without node":
         bundle["path"][0].pop("node")
     return bundle
@@ -301,6 +305,8 @@ def broken(change: str) -> dict[str, Any]:
         "bad handoff id",
         "unknown identification",
         "attempts not counted",
+        "failed inputs not text",
+        "too many failed inputs",
         "path entry without node",
     ],
 )

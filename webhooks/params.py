@@ -9,10 +9,12 @@ over-long ones are cut, and the caller is normalised to a session key (see
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from context.callers import identify, to_e164
 from conversation.inbound import Inbound
 from ivr.states import TransferResult
+from ivr.turn import Recorded
 
 FULL_ATTESTATION = "TN-Validation-Passed-A"
 
@@ -102,6 +104,48 @@ def queue_state(form: Mapping[str, str]) -> dict[str, int | None]:
         "average_wait": _whole(form.get("AvgQueueTime")),
         "size": _whole(form.get("CurrentQueueSize")),
     }
+
+
+MAX_RECORDING_URL = 500
+MAX_TRANSCRIPTION = 2000
+_RECORDING_STATUSES = frozenset({"in-progress", "completed", "absent", "failed"})
+
+
+def recorded(form: Mapping[str, str], at: float) -> Recorded:
+    """A ``<Record>`` action's message: no URL when Twilio sent none (or not an http one)."""
+    url = _recording_link(form.get("RecordingUrl"))
+    digits = (form.get("Digits") or "").strip()[:16] or None
+    return Recorded(url, _whole(form.get("RecordingDuration")) or 0, digits, at)
+
+
+def recording_update(form: Mapping[str, str]) -> dict[str, Any]:
+    """What a recording status callback or a transcription callback says, for the session.
+
+    Only the fields Twilio sent are returned, so a transcription does not undo the status.
+    """
+    update: dict[str, Any] = {}
+    status = (form.get("RecordingStatus") or "").strip().lower()
+    if status:
+        update["status"] = status if status in _RECORDING_STATUSES else "failed"
+    if url := _recording_link(form.get("RecordingUrl")):
+        update["url"] = url
+    if (duration := _whole(form.get("RecordingDuration"))) is not None:
+        update["duration"] = duration
+    if sid := (form.get("RecordingSid") or "").strip()[:64]:
+        update["sid"] = sid
+    transcription = (form.get("TranscriptionStatus") or "").strip().lower()[:32]
+    if transcription:
+        update["transcription_status"] = transcription
+        text = (form.get("TranscriptionText") or "").strip()[:MAX_TRANSCRIPTION]
+        update["transcription"] = text if transcription == "completed" else None
+    return update
+
+
+def _recording_link(raw: str | None) -> str | None:
+    url = (raw or "").strip()
+    if not url.startswith(("https://", "http://")) or len(url) > MAX_RECORDING_URL:
+        return None
+    return url
 
 
 def _whole(raw: str | None) -> int | None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from twilio.twiml.voice_response import Gather as GatherVerb
 from twilio.twiml.voice_response import VoiceResponse
 
-from ivr.turn import Action, Gather, Hangup, Pause, Play, Say, Speech, Transfer
+from ivr.turn import Action, Gather, Hangup, Pause, Play, Record, Say, Speech, Transfer
 from webhooks import twiml_transfers
-from webhooks.voice_urls import transfer_url, whisper_url
+from webhooks.voice_urls import record_url, recording_url, transfer_url, whisper_url
 
 APOLOGY = "Sorry, we are having trouble right now."
 CONNECTING = "Please hold while I connect you to someone who can help."
@@ -56,7 +56,7 @@ class VoiceRenderer:
     def render(self, actions: tuple[Action, ...], url_root: str, step: int) -> str:
         """TwiML for ``actions``; the caller's answer comes back naming ``step``."""
         answer = self.answer_url(url_root, step)
-        if actions and isinstance(actions[-1], Transfer):  # a transfer ends its turn
+        if actions and isinstance(actions[-1], Transfer | Record):  # either ends its turn
             return render(actions, answer, TransferLinks(url_root, step, self.workflow_sid))
         return render(actions, answer)
 
@@ -80,7 +80,7 @@ def _personal(action: Action) -> bool:
         return action.personal
     if isinstance(action, Gather):
         return any(_personal(part) for part in action.prompt)
-    return isinstance(action, Transfer)
+    return isinstance(action, Transfer | Record)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -95,6 +95,8 @@ def _render(actions: tuple[Action, ...], answer_url: str, links: TransferLinks) 
             _gather(response, action, answer_url)
         elif isinstance(action, Transfer):
             twiml_transfers.render(response, action, links.root, links.step, links.workflow_sid)
+        elif isinstance(action, Record):
+            _record(response, action, links)
         elif isinstance(action, Hangup):
             response.hangup()
         else:
@@ -154,6 +156,27 @@ def _gather(response: VoiceResponse, gather: Gather, answer_url: str) -> None:
     for part in gather.prompt:
         _speak(verb, part)
     response.redirect(answer_url, method="POST")
+
+
+def _record(response: VoiceResponse, record: Record, links: TransferLinks) -> None:
+    """A ``<Record>`` posting its message to the record URL of the step, and a redirect there:
+    Twilio does not post an empty recording but goes on to the next verb."""
+    action = record_url(links.root, links.step)
+    callback = recording_url(links.root, record.node, record.caller)
+    response.record(
+        action=action,
+        method="POST",
+        timeout=record.timeout,
+        finish_on_key=record.finish_on_key,
+        max_length=record.max_length,
+        play_beep=record.beep,
+        recording_status_callback=callback,
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+        transcribe=True if record.transcribe else None,
+        transcribe_callback=callback if record.transcribe else None,
+    )
+    response.redirect(action, method="POST")
 
 
 def fallback(number: str | None = None, queue: str | None = None, reason: str = APOLOGY) -> str:

@@ -2,9 +2,11 @@
 
 ``/voice`` and ``/voice/status`` are set on the phone number; the others are written into
 TwiML: a gather's answer, a transfer's result (``action``), a queued caller's hold loop
-(``waitUrl``) and the sentence a dialled agent hears before connecting (``<Number url>``).
+(``waitUrl``), the sentence a dialled agent hears before connecting (``<Number url>``), a
+record node's message (``<Record action>``) and Twilio's later word on that recording
+(``recordingStatusCallback``, ``transcribeCallback``).
 Twilio signs each request with the URL as written here, query included, so its parameters
-(step, flow, node, handoff id) cannot be changed by anyone without the auth token.
+(step, flow, node, handoff id, caller) cannot be changed by anyone without the auth token.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ STATUS_PATH = "/voice/status"
 TRANSFER_PATH = "/voice/transfer"
 WAIT_PATH = "/voice/wait"
 WHISPER_PATH = "/voice/whisper"
+RECORD_PATH = "/voice/record"
+RECORDING_PATH = "/voice/recording"
 
 
 def answer_url(root: str, step: int) -> str:
@@ -32,6 +36,17 @@ def transfer_url(root: str, step: int) -> str:
 def wait_url(root: str, flow: str, node: str, handoff_id: str) -> str:
     """The hold loop of a caller queued by ``node`` of ``flow``."""
     return f"{root}{WAIT_PATH}?flow={quote(flow)}&node={quote(node)}&h={quote(handoff_id)}"
+
+
+def record_url(root: str, step: int) -> str:
+    """Where a ``<Record>`` made at ``step`` posts its message (RecordingUrl, Digits...)."""
+    return f"{root}{RECORD_PATH}?step={step}"
+
+
+def recording_url(root: str, node: str, caller: str) -> str:
+    """Where Twilio reports on the recording of ``node`` later (its status, a transcription);
+    ``caller`` is the session's key, which those callbacks do not carry."""
+    return f"{root}{RECORDING_PATH}?node={quote(node)}&c={quote(caller)}"
 
 
 def whisper_url(root: str, handoff_id: str) -> str:
