@@ -42,7 +42,7 @@ from conversation.inbound import Inbound
 from conversation.outbound import outbound_conversation, outbound_event
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
 from data_dips.http import Fetcher
-from ivr import engine, liveness, resume, steps
+from ivr import engine, handoff, liveness, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
@@ -211,13 +211,15 @@ class ConversationService:
         def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
             session = loaded.session
             # A retried result finds the reply the first one cached, and the session one step on
-            # (the reply cached under this step may be a gather's answer instead: not ours).
+            # (the reply cached under this step may be a gather's answer instead: not ours). If
+            # that reply handed the caller over again (the flow's node for this outcome is
+            # another transfer), it is still ours when this step made a handoff.
             if (
                 loaded.reply
                 and session is not None
                 and _owned(session, params)
                 and session.step == step + 1
-                and session.status != Status.TRANSFERRED
+                and (session.status != Status.TRANSFERRED or _handed_over_at(session, step))
             ):
                 notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
                 return Outcome(reply=loaded.reply)
@@ -612,6 +614,13 @@ class ConversationService:
                 caller=params.caller.key, flow_id="", flow_version="", call_sid=params.contact_id
             )
         emit_all(self.sinks, from_effects(notes, about, None, now))
+
+
+def _handed_over_at(session: Session, step: int) -> bool:
+    """Whether ``session`` made a handoff at ``step`` (from any node it went through)."""
+    made = set(session.handoffs)
+    nodes = {visit.node for visit in session.trail}
+    return any(handoff.handoff_id(session.call_sid, step, node) in made for node in nodes)
 
 
 def _owned(session: Session | None, params: Inbound) -> bool:
