@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -231,11 +232,27 @@ def events() -> Response:
     """The live stream of the agents' feed (Server-Sent Events)."""
     start = live.start_id(request.headers.get("Last-Event-ID"), request.args.get("last_id"))
     heartbeat = float(current_app.config["CONSOLE_HEARTBEAT_SECONDS"])
-    body = live.stream(_feed(), start, heartbeat)
+    body = live.stream(_feed(), start, heartbeat, allowed=_still_active(_agent().name))
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
+
+
+def _still_active(name: str) -> Callable[[], bool]:
+    """Whether agent ``name`` is still there and not disabled (asked by an open stream, which
+    outlives its request; a database that does not answer does not cut every console)."""
+    directory = directory_of(current_app)
+
+    def active() -> bool:
+        try:
+            agent = directory.get(name)
+        except SQLAlchemyError as exc:
+            log.warning("could not recheck agent %s for their stream: %s", name, exc)
+            return True
+        return agent is not None and not agent.disabled
+
+    return active
 
 
 # ---- actions -----------------------------------------------------------------------------

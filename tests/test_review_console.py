@@ -1,0 +1,43 @@
+"""Console holes found in review: a stream outliving its agent's account, and the like (real
+Redis, a migrated SQLite history, the Flask test client reading the stream unbuffered)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from console.agents import directory_of
+from tests.support_console import add_agent, close_history, console_config, hand_over, logged_in
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path) -> Iterator[Flask]:
+    built = make_app(**console_config(flows_dir, tmp_path))
+    add_agent(built)
+    yield built
+    close_history(built)
+
+
+def test_a_disabled_agents_open_stream_ends_and_shows_no_more_callers(app: Flask) -> None:
+    client, _ = logged_in(app)
+    response = client.get("/agent/events", buffered=False)
+    try:
+        chunks = iter(response.response)
+        assert next(chunks).startswith(b"retry:")
+        directory_of(app).disable("ann")
+        time.sleep(0.3)  # past a heartbeat (0.2 s): the stream looks at the account again
+        hand_over(app)  # a caller after the account was disabled
+        sent = b""
+        deadline = time.monotonic() + 3.0
+        for chunk in chunks:  # ends when the stream does
+            sent += chunk
+            assert time.monotonic() < deadline, "the stream of a disabled agent went on"
+    finally:
+        response.close()
+    events = [line for line in sent.decode().split("\n") if line.startswith("data:")]
+    assert [json.loads(line[5:])["name"] for line in events] == []
