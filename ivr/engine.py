@@ -283,7 +283,7 @@ class _Runner:
         # The context stays in the session too: the caller's next call can read it.
         self.session = session.evolve(handoff=context, handoffs=handoffs[-HANDOFFS_KEPT:])
         reason = (
-            self.text(spec.reason)
+            self.agent_text(spec.reason)
             if spec.reason
             else self.reason or f"asked for a person ({self.label(name)})"
         )
@@ -294,7 +294,7 @@ class _Runner:
         )  # fmt: skip
         if spec.whisper:
             secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
-            found["summary"] = handoff.scrub(self.text(spec.whisper), secrets)
+            found["summary"] = handoff.scrub(self.agent_text(spec.whisper), secrets)
         waits = spec.hold is not None or spec.hold_music is not None or spec.max_wait is not None
         transfer = Transfer(
             route, target, handoff_id, found, round(spec.timeout), spec.workflow,
@@ -310,11 +310,11 @@ class _Runner:
         if node is None:
             return name
         text = node.description or node.topic
-        return (self.text(text) if text else name)[:200]
+        return (self.agent_text(text) if text else name)[:200]
 
     def request_callback(self, node: Node) -> None:
         assert node.callback is not None
-        reason = self.text(node.callback.reason) if node.callback.reason else self.reason
+        reason = self.agent_text(node.callback.reason) if node.callback.reason else self.reason
         if reason:
             secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
             reason = handoff.scrub(reason, secrets)
@@ -461,6 +461,18 @@ class _Runner:
         if templates.is_static(source):
             return source
         return templates.render(self.flow.template(source), self.variables(), self.template_failed)
+
+    def agent_text(self, source: str) -> str:
+        """``source`` rendered for agents (a reason, label, whisper): sensitive values show as
+        :data:`~ivr.sensitive.MASK`, however short (masking the text afterwards cannot tell a
+        three-digit code from any other three digits)."""
+        if templates.is_static(source):
+            return source
+        paths = tuple(self.flow.spec.sensitive)
+        shown = {
+            key: sensitive.masked(paths, key, value) for key, value in self.variables().items()
+        }
+        return templates.render(self.flow.template(source), shown, self.template_failed)
 
     def url(self, source: str) -> str:
         """A data dip's URL: its values encoded as path segments or query values."""

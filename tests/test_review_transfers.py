@@ -3,6 +3,7 @@ what the hold loop and the whisper do with odd input (real front, real Redis).""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -58,3 +59,58 @@ def test_a_retried_result_whose_answer_was_another_transfer_gets_that_transfer_a
     again = twiml(post(client, action, {**form, "QueueResult": "queue-full"}))
     assert verbs(again) == verbs(first)
     assert again.findtext("Enqueue") == "overflow"
+
+
+CARD_FLOW = """\
+    id: cards
+    numbers: ["+14155550100"]
+    sensitive: [cvv]
+    start: cvv
+    nodes:
+      cvv:
+        description: "checking security code {{ cvv }}"
+        gather: {prompt: Key the three digits on the back of your card., num_digits: 3}
+        save_as: cvv
+        next: desk
+      desk:
+        description: "after code {{ cvv }}"
+        transfer:
+          number: "+14155550199"
+          reason: "security code {{ cvv }} keyed"
+          whisper: "Code {{ cvv }} was keyed."
+          on: {no_answer: later}
+      later:
+        callback: {reason: "call back, code {{ cvv }}"}
+        say: We will call you back.
+        hangup: true
+"""
+
+
+@pytest.fixture
+def cards(make_app: Callable[..., Flask], flows_dir: Path) -> Flask:
+    (flows_dir / "airline.yaml").unlink()
+    (flows_dir / "cards.yaml").write_text(textwrap.dedent(CARD_FLOW))
+    return make_app()
+
+
+def test_a_short_sensitive_value_in_a_reason_whisper_label_or_callback_is_masked(
+    cards: Flask,
+) -> None:
+    client = cards.test_client()
+    form = {"CallSid": "CA" + "8" * 32, "From": CALLER, "To": "+14155550100"}
+    gather = twiml(post(client, "/voice", form)).find("Gather")
+    assert gather is not None
+    dial = twiml(post(client, path_of(gather.get("action")), {**form, "Digits": "417"}))
+    assert dial.find("Dial") is not None
+    post(client, path_of(dial.find("Dial").get("action")), {**form, "DialCallStatus": "no-answer"})
+    bundle = cards.extensions["omnivoice.handoffs"].for_call(form["CallSid"])
+    assert bundle["reason"] == "security code *** keyed"
+    assert bundle["summary"] == "Code *** was keyed."
+    assert [visit["label"] for visit in bundle["path"]] == [
+        "checking security code ***",
+        "after code ***",
+    ]
+    feed = cards.extensions["omnivoice.feed"].after("0-0")
+    callbacks = [e.event for e in feed if e.event["name"] == "callback_requested"]
+    assert [c["data"]["reason"] for c in callbacks] == ["call back, code ***"]
+    assert "417" not in json.dumps([entry.event for entry in feed])
