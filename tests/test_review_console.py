@@ -41,3 +41,17 @@ def test_a_disabled_agents_open_stream_ends_and_shows_no_more_callers(app: Flask
         response.close()
     events = [line for line in sent.decode().split("\n") if line.startswith("data:")]
     assert [json.loads(line[5:])["name"] for line in events] == []
+
+
+def test_a_busy_hour_still_shows_the_newest_caller_on_the_board(app: Flask) -> None:
+    feed = app.extensions["omnivoice.feed"]
+    hold_passes = [
+        {"v": 1, "name": "queue_waiting", "call_sid": f"CA{n:032x}", "data": {"position": 1}}
+        for n in range(5000)
+    ]  # an hour of hold-loop passes of a busy queue
+    for first in range(0, len(hold_passes), 1000):
+        assert feed.append(hold_passes[first : first + 1000])
+    newest = hand_over(app, caller="+14155550177")
+    client, _ = logged_in(app)
+    html = client.get("/agent").get_data(as_text=True)
+    assert f'data-call-sid="{newest.call_sid}"' in html
