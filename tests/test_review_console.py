@@ -4,15 +4,25 @@ Redis, a migrated SQLite history, the Flask test client reading the stream unbuf
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import responses
 from flask import Flask
 
 from console.agents import directory_of
-from tests.support_console import add_agent, close_history, console_config, hand_over, logged_in
+from tests.support_console import (
+    ACCOUNT,
+    add_agent,
+    close_history,
+    console_config,
+    hand_over,
+    logged_in,
+)
 
 
 @pytest.fixture
@@ -55,3 +65,41 @@ def test_a_busy_hour_still_shows_the_newest_caller_on_the_board(app: Flask) -> N
     client, _ = logged_in(app)
     html = client.get("/agent").get_data(as_text=True)
     assert f'data-call-sid="{newest.call_sid}"' in html
+
+
+def test_two_agents_pressing_take_call_at_once_move_the_caller_once(app: Flask) -> None:
+    add_agent(app, "bob", phone="+14155550166")
+    call = hand_over(app)
+    ann, ann_token = logged_in(app, "ann")
+    bob, bob_token = logged_in(app, "bob")
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Calls/{call.call_sid}.json"
+    in_twilio = threading.Event()
+    second_done = threading.Event()
+    moves: list[str] = []
+
+    def update(request: Any) -> tuple[int, dict[str, str], str]:
+        moves.append(str(request.body))
+        if len(moves) == 1:  # ann's move is slow to answer: bob presses meanwhile
+            in_twilio.set()
+            second_done.wait(5)
+        return 200, {}, json.dumps({"sid": call.call_sid})
+
+    answers: dict[str, Any] = {}
+
+    def take(name: str, client: Any, token: str) -> None:
+        answers[name] = client.post(
+            f"/agent/calls/{call.call_sid}/take",
+            headers={"X-CSRF-Token": token, "X-Requested-With": "fetch"},
+        )
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as twilio:
+        twilio.add_callback(responses.POST, url, callback=update)
+        first = threading.Thread(target=take, args=("ann", ann, ann_token))
+        first.start()
+        assert in_twilio.wait(5)
+        take("bob", bob, bob_token)
+        second_done.set()
+        first.join(5)
+    assert answers["ann"].status_code == 200
+    assert answers["bob"].status_code == 409, answers["bob"].get_json()
+    assert len(moves) == 1
