@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from context.history import database
 from context.history.models import CallbackRequest, Identity
-from tests.test_history import a_call, database_url, postgres_url, writer_for
+from tests.test_history import a_call, database_url, dial, postgres_url, writer_for
 
 __all__ = ["database_url", "postgres_url"]  # fixtures
 
@@ -73,4 +73,27 @@ def test_an_export_lists_the_customers_callback_requests(
     assert exported.exit_code == 0, exported.output
     document = json.loads(exported.output)
     assert [c["reason"] for c in document["callback_requests"]] == ["call me about my refund"]
+    engine.dispose()
+
+
+def test_an_erasure_removes_a_handoff_the_history_has_not_written_yet(
+    make_app: Callable[..., Flask], database_url: str
+) -> None:
+    app = make_app(DATABASE_URL=database_url)
+    engine = database.open_engine(database_url)
+    database.upgrade(engine)
+    first = dial(app)
+    first.press("0")  # to an agent
+    assert first.ended == "enqueue"
+    first.transfer_ends("bridged")
+    writer_for(app, engine).drain()
+    late = dial(app)  # back to the queue at once; its events still wait in the stream
+    assert late.ended == "enqueue"
+    handoffs = app.extensions["omnivoice.handoffs"]
+    bundle = handoffs.for_call(late.call_sid)
+    assert bundle is not None
+    erased = app.test_cli_runner().invoke(args=["customers", "erase", "+14155550123", "--yes"])
+    assert erased.exit_code == 0, erased.output
+    assert handoffs.for_call(late.call_sid) is None
+    assert handoffs.get(bundle["id"]) is None
     engine.dispose()

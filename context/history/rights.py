@@ -195,15 +195,22 @@ def _forget_handoffs(
         if isinstance(data, dict) and data.get("handoff_id")
     ]
     keys = store.keys
-    doomed = [keys.handoff(i) for i in ids] + [keys.call_handoff(sid) for sid in sids]
-    gone = sum(int(store.redis.delete(key)) for key in doomed)  # one slot per key on a cluster
     feed = keys.agent_feed()
     entries: list[Any] = []
     replies: Any = store.redis.xrange(feed)
     for entry_id, fields in replies or []:
         raw = (fields or {}).get(FIELD.encode()) or (fields or {}).get(FIELD)
-        if raw is not None and orjson.loads(raw).get("caller") in callers:
+        event = orjson.loads(raw) if raw is not None else {}
+        if isinstance(event, dict) and event.get("caller") in callers:
             entries.append(entry_id)
+            # A handoff the history has not written yet is known from the feed only.
+            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            if isinstance(event.get("call_sid"), str):
+                sids.append(event["call_sid"])
+            if isinstance(data.get("handoff_id"), str):
+                ids.append(data["handoff_id"])
+    doomed = {keys.handoff(i) for i in ids} | {keys.call_handoff(sid) for sid in sids}
+    gone = sum(int(store.redis.delete(key)) for key in doomed)  # one slot per key on a cluster
     if entries:
         store.redis.xdel(feed, *entries)
     return gone + len(entries)
