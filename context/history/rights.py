@@ -204,7 +204,8 @@ def _forget_handoffs(
         if isinstance(event, dict) and event.get("caller") in callers:
             entries.append(entry_id)
             # A handoff the history has not written yet is known from the feed only.
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            data = event.get("data")
+            data = data if isinstance(data, dict) else {}
             if isinstance(event.get("call_sid"), str):
                 sids.append(event["call_sid"])
             if isinstance(data.get("handoff_id"), str):
