@@ -133,7 +133,9 @@ def summary(found: Mapping[str, Any]) -> str:
     }.get(str(caller.get("confidence")), "not identified")
     minutes = int(float(found.get("ivr_seconds") or 0) // 60)
     spent = f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes else "under a minute"
-    back = ", calling back" if found.get("previous") else ""
+    # Handed over before in an earlier call (a resumed conversation), not earlier in this one
+    # (a second queue after a full one).
+    back = ", calling back" if found.get("previous") and found.get("resumes") else ""
     return (
         f"{who}, {how}{back}: {found.get('reason') or 'asked for an agent'}; {spent} in the menu."
     )

@@ -114,3 +114,14 @@ def test_a_short_sensitive_value_in_a_reason_whisper_label_or_callback_is_masked
     callbacks = [e.event for e in feed if e.event["name"] == "callback_requested"]
     assert [c["data"]["reason"] for c in callbacks] == ["call back, code ***"]
     assert "417" not in json.dumps([entry.event for entry in feed])
+
+
+def test_a_second_transfer_in_the_same_call_is_not_a_caller_calling_back(overflow: Flask) -> None:
+    client = overflow.test_client()
+    form = {"CallSid": "CA" + "9" * 32, "From": CALLER, "To": "+14155550100"}
+    enqueue = twiml(post(client, "/voice", form)).find("Enqueue")
+    assert enqueue is not None
+    post(client, path_of(enqueue.get("action")), {**form, "QueueResult": "queue-full"})
+    bundle = overflow.extensions["omnivoice.handoffs"].for_call(form["CallSid"])
+    assert bundle["route"]["target"] == "overflow" and len(bundle["previous"]) == 1
+    assert "calling back" not in bundle["summary"]
