@@ -365,7 +365,24 @@ class ConversationService:
         raise SessionContention(params.contact_id)
 
     def _begin(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
-        """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`."""
+        """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`.
+
+        A caller of the number still waiting in a transfer keeps their session (set aside for
+        their call): the transfer's result comes back to the flow, and must find it.
+        """
+        outcome = self._first_turn(params, loaded, notes)
+        previous = loaded.session
+        if (
+            outcome.set_aside is None
+            and previous is not None
+            and previous.call_sid != params.contact_id
+            and _in_transfer(previous)
+        ):
+            return replace(outcome, set_aside=previous.call_sid)
+        return outcome
+
+    def _first_turn(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
+        """The first turn of a call as :func:`ivr.resume.plan` has it."""
         flow = self.catalog.for_number(params.to)
         if flow is None:
             log.error("no flow answers %s and there is no default flow", params.to)
@@ -614,6 +631,16 @@ class ConversationService:
                 caller=params.caller.key, flow_id="", flow_version="", call_sid=params.contact_id
             )
         emit_all(self.sinks, from_effects(notes, about, None, now))
+
+
+def _in_transfer(session: Session) -> bool:
+    """Whether ``session``'s call waits in the transfer made at its current step (its result
+    has not come back, nor has the call's end)."""
+    return (
+        session.status == Status.TRANSFERRED
+        and session.call_status is None
+        and _handed_over_at(session, session.step)
+    )
 
 
 def _handed_over_at(session: Session, step: int) -> bool:

@@ -125,3 +125,20 @@ def test_a_second_transfer_in_the_same_call_is_not_a_caller_calling_back(overflo
     bundle = overflow.extensions["omnivoice.handoffs"].for_call(form["CallSid"])
     assert bundle["route"]["target"] == "overflow" and len(bundle["previous"]) == 1
     assert "calling back" not in bundle["summary"]
+
+
+def test_a_second_call_from_the_number_leaves_a_queued_caller_their_transfer(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    from tests.test_transfers import FLOW, ring
+
+    (flows_dir / "airline.yaml").unlink()
+    (flows_dir / "desk.yaml").write_text(textwrap.dedent(FLOW))
+    desk = make_app()
+    queued = ring(desk, "1", "4321")
+    assert queued.ended == "enqueue"
+    other = ring(desk)  # another line behind the same number, while the first one waits
+    assert other.gather is not None
+    queued.transfer_ends("queue-full")  # the flow's node for it: offer a call back
+    assert queued.last_heard.startswith("We will call you back.")
+    assert queued.ended == "hangup"
