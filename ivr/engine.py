@@ -180,7 +180,10 @@ def hold_prompt(flow: Flow, node: str, queue: Mapping[str, Any]) -> tuple[Speech
     spec = flow.spec.nodes[node].transfer if node in flow.spec.nodes else None
     session = Session(caller="", flow_id=flow.id, flow_version=flow.version, call_sid="")
     runner = _Runner(flow, session.evolve(variables={"queue": dict(queue)}), {})
-    if spec is not None and spec.hold is not None:
+    # A prompt naming a value Twilio did not send (a TaskRouter queue has no position) would
+    # read "number None in line": the default sentences say only what is known.
+    unknown = [f"queue.{key}" for key, value in queue.items() if value is None]
+    if spec is not None and spec.hold is not None and not _names_any(spec.hold, unknown):
         return runner.parts(spec.hold)
     position = queue.get("position")
     if not isinstance(position, int) or position < 1:
@@ -581,6 +584,13 @@ def _lookup(variables: Mapping[str, Any], dotted: str) -> Any:
         else:
             return None
     return current
+
+
+def _names_any(prompt: Prompt, names: list[str]) -> bool:
+    """Whether a spoken part of ``prompt`` mentions one of ``names`` (``queue.position``)."""
+    items = prompt if isinstance(prompt, list) else [prompt]
+    texts = [item if isinstance(item, str) else getattr(item, "say", "") for item in items]
+    return any(name in text for text in texts for name in names)
 
 
 def _route(spec: TransferSpec) -> tuple[Literal["queue", "number", "client", "sip"], str]:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 
-from tests.support_twilio import CALLER, post, twiml, verbs
+from tests.support_twilio import CALLER, post, spoken, twiml, verbs
 
 OVERFLOW_FLOW = """\
     id: overflow
@@ -142,3 +142,19 @@ def test_a_second_call_from_the_number_leaves_a_queued_caller_their_transfer(
     queued.transfer_ends("queue-full")  # the flow's node for it: offer a call back
     assert queued.last_heard.startswith("We will call you back.")
     assert queued.ended == "hangup"
+
+
+def test_a_hold_prompt_naming_a_position_twilio_did_not_send_never_says_none(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()  # the demo flow: "You are number {{ queue.position }} in line."
+    client = app.test_client()
+    form = {"CallSid": "CA" + "1" * 32, "From": CALLER, "QueueTime": "5"}  # as TaskRouter sends
+    hold = twiml(post(client, "/voice/wait?flow=airline&node=agent&h=HO" + "1" * 32, form))
+    heard = " ".join(spoken(hold))
+    assert "None" not in heard
+    assert heard == "Thank you for waiting. Someone will be with you shortly."
+    with_position = twiml(
+        post(client, "/voice/wait?flow=airline&node=agent&h=HOx", {**form, "QueuePosition": "3"})
+    )
+    assert spoken(with_position) == ["Thanks for holding. You are number 3 in line."]
