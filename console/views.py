@@ -153,7 +153,7 @@ def login_post() -> Response:
     limits: LoginLimits = current_app.extensions["omnivoice.console.limits"]
     now = _now()
     try:
-        verdict = limits.check(name, address, now)
+        verdict = limits.attempt(name, address, now)
         if not verdict.allowed:
             minutes = max(1, round(verdict.retry_after / 60))
             message = (
@@ -163,9 +163,9 @@ def login_post() -> Response:
             return _login_page(message, 429, **{"Retry-After": str(verdict.retry_after)})
         agent = directory_of(current_app).authenticate(name, password)
         if agent is None:
-            limits.failed(name, address, now)
             log.info("failed console login for %r from %s", name, address)
             return _login_page(WRONG_LOGIN, 401)
+        limits.succeeded(name, address, now)
     except STORE_UNAVAILABLE as exc:
         log.error("console login refused: Redis did not answer: %s", describe(exc))
         return _login_page("Logins are unavailable for a moment; please try again.", 503)

@@ -20,6 +20,7 @@ from tests.support_console import (
     add_agent,
     close_history,
     console_config,
+    csrf_from,
     hand_over,
     logged_in,
 )
@@ -103,3 +104,28 @@ def test_two_agents_pressing_take_call_at_once_move_the_caller_once(app: Flask) 
     assert answers["ann"].status_code == 200
     assert answers["bob"].status_code == 409, answers["bob"].get_json()
     assert len(moves) == 1
+
+
+def test_wrong_passwords_sent_at_once_get_no_more_tries_than_the_limit(
+    make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path
+) -> None:
+    slow = make_app(**console_config(flows_dir, tmp_path, AGENT_PASSWORD_METHOD="scrypt"))
+    add_agent(slow)
+    tries = 12
+    clients = [slow.test_client() for _ in range(tries)]
+    tokens = [csrf_from(c.get("/agent/login").get_data(as_text=True)) for c in clients]
+    start = threading.Barrier(tries)
+    statuses: list[int] = []
+
+    def guess(index: int) -> None:
+        start.wait(5)
+        form = {"name": "ann", "password": f"guess number {index}", "csrf_token": tokens[index]}
+        statuses.append(clients[index].post("/agent/login", data=form).status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(tries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    close_history(slow)
+    assert sorted(statuses) == [401] * 5 + [429] * (tries - 5)
