@@ -158,3 +158,22 @@ def test_a_hold_prompt_naming_a_position_twilio_did_not_send_never_says_none(
         post(client, "/voice/wait?flow=airline&node=agent&h=HOx", {**form, "QueuePosition": "3"})
     )
     assert spoken(with_position) == ["Thanks for holding. You are number 3 in line."]
+
+
+def test_a_customer_calling_from_their_own_number_is_not_uncertain_for_a_shared_other_one() -> None:
+    from ivr import engine
+    from ivr.flow import load_flow_text
+    from ivr.turn import AttachHandoff
+
+    flow = load_flow_text(
+        "start: agent\nnodes:\n  agent:\n    transfer: {queue: support}\n", "t.yaml", "t"
+    )
+    card = {"name": "Ana Ruiz", "customer": 7, "shared": ["+14155550100"]}  # the home line
+    turn = engine.start(
+        flow, caller=CALLER, call_sid="CA1", at=100.0, card=card, identified=("caller_id",)
+    )  # from her own mobile
+    [attach] = [e for e in turn.effects if isinstance(e, AttachHandoff)]
+    caller = attach.bundle["caller"]
+    assert caller["possible_customers"] == 1
+    assert caller["confidence"] == "medium"
+    assert "identity uncertain" not in attach.bundle["summary"]
