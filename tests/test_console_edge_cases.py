@@ -1,5 +1,6 @@
-"""Console holes found in review: a stream outliving its agent's account, and the like (real
-Redis, a migrated SQLite history, the Flask test client reading the stream unbuffered)."""
+"""Console edge cases: a stream outliving its agent's account, a busy hour on the board, two
+agents taking one caller, guesses sent all at once (real Redis, a migrated SQLite history,
+Twilio's REST API mocked with ``responses``, the Flask test client reading streams unbuffered)."""
 
 from __future__ import annotations
 

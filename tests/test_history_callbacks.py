@@ -1,5 +1,6 @@
-"""History rows of the handoff change that merges and exports must not forget: callback
-requests (real SQLite and PostgreSQL, real Redis, whole calls through the signed front)."""
+"""What merges, exports and erasures must not forget of handoffs: callback requests, and the
+bundles of calls the history has not written yet (real SQLite and PostgreSQL, real Redis, whole
+calls through the signed front)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Transfer edge cases found in review: a retried result whose answer was another transfer, and
-what the hold loop and the whisper do with odd input (real front, real Redis)."""
+"""Transfer edge cases: a retried result whose answer was another transfer, short secrets in
+agents' texts, a second call beside a queued caller, hold prompts without a position, and who
+the caller may be (real front, real Redis, the pure engine where it is enough)."""
 
 from __future__ import annotations
 
