@@ -43,7 +43,7 @@ from console.security import (
     start_login,
     wants_json,
 )
-from context.agent_feed import AgentFeed
+from context.agent_feed import AgentFeed, FeedEntry
 from context.redis_errors import STORE_UNAVAILABLE, describe
 from ivr.errors import StoreUnavailable
 
@@ -197,7 +197,8 @@ def board_page() -> Response:
         before = feed.last_id()
         entries = feed.since(board.WINDOW_SECONDS, now, count=5000)
         last_id = live.newer(entries[-1].id, before) if entries else before
-    except STORE_UNAVAILABLE as exc:
+        entries = _with_handoffs(entries)
+    except UNAVAILABLE as exc:
         log.error("the board could not read the agents' feed: %s", describe(exc))
         entries, last_id = [], ""
         problem = "The live feed is unavailable right now; the board will fill in once it is back."
@@ -239,6 +240,19 @@ def events() -> Response:
     return response
 
 
+def _with_handoffs(entries: list[FeedEntry]) -> list[FeedEntry]:
+    """``entries``, with the handoffs of calls they show but whose handoff came before them.
+
+    Raises:
+        StoreUnavailable: Redis did not answer.
+    """
+    missing = board.unopened(entries)
+    if not missing:
+        return entries
+    handoffs = current_app.extensions["omnivoice.handoffs"]
+    return board.reopened(handoffs.for_calls(missing), entries)
+
+
 def _still_active(name: str) -> Callable[[], bool]:
     """Whether agent ``name`` is still there and not disabled (asked by an open stream, which
     outlives its request; a database that does not answer does not cut every console)."""
@@ -266,7 +280,7 @@ def _ref(call_sid: str) -> tuple[CallRef, board.Card | None]:
         raise ActionRefused(404, f"{call_sid!r} is not a call on the board.")
     try:
         handoff = current_app.extensions["omnivoice.handoffs"].for_call(call_sid)
-        entries = _feed().since(board.WINDOW_SECONDS, _now(), count=5000)
+        entries = _with_handoffs(_feed().since(board.WINDOW_SECONDS, _now(), count=5000))
     except UNAVAILABLE as exc:
         raise ActionRefused(503, f"The call store is unavailable right now ({exc}).") from None
     card = board.fold(e for e in entries if e.event.get("call_sid") == call_sid).get(call_sid)

@@ -5,6 +5,7 @@ Twilio's REST API mocked with ``responses``, the Flask test client reading strea
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,3 +131,20 @@ def test_wrong_passwords_sent_at_once_get_no_more_tries_than_the_limit(
         thread.join(30)
     close_history(slow)
     assert sorted(statuses) == [401] * 5 + [429] * (tries - 5)
+
+
+def test_a_caller_waiting_through_a_busy_hour_stays_on_the_board(app: Flask) -> None:
+    feed = app.extensions["omnivoice.feed"]
+    waiting = hand_over(app)  # long ago, in feed terms: thousands of entries since
+    passes = [
+        {"v": 1, "name": "queue_waiting", "call_sid": f"CA{n:032x}", "data": {"position": 1}}
+        for n in range(5000)
+    ]
+    for first in range(0, len(passes), 1000):
+        assert feed.append(passes[first : first + 1000])
+    waiting.hold(position=3, waited=1800)  # still in line
+    client, _ = logged_in(app)
+    html = client.get("/agent").get_data(as_text=True)
+    card = re.search(rf'<article [^>]*data-call-sid="{waiting.call_sid}"[^>]*>', html)
+    assert card, "the waiting caller has no card"
+    assert 'data-state="waiting"' in card.group(0)
