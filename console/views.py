@@ -280,10 +280,11 @@ def _ref(call_sid: str) -> tuple[CallRef, board.Card | None]:
         raise ActionRefused(404, f"{call_sid!r} is not a call on the board.")
     try:
         handoff = current_app.extensions["omnivoice.handoffs"].for_call(call_sid)
-        entries = _with_handoffs(_feed().since(board.WINDOW_SECONDS, _now(), count=5000))
+        entries = _feed().since(board.WINDOW_SECONDS, _now(), count=5000)
+        own = _with_handoffs([e for e in entries if e.event.get("call_sid") == call_sid])
     except UNAVAILABLE as exc:
         raise ActionRefused(503, f"The call store is unavailable right now ({exc}).") from None
-    card = board.fold(e for e in entries if e.event.get("call_sid") == call_sid).get(call_sid)
+    card = board.fold(own).get(call_sid)
     return call_ref(call_sid, handoff, card.caller if card else None), card
 
 
