@@ -6,7 +6,8 @@ the main event stream (the history writer records them in SQL and on the custome
 the agents' feed (every console sees them live). Taking a call moves the caller with Twilio's
 REST API (``calls(sid).update(twiml=...)``) to a ``<Dial>`` of the agent; if Twilio refuses or
 does not answer, the caller stays where they were, a ``take_failed`` event says so, and the
-agent is told why.
+agent is told why. One agent at a time takes a caller: the first Take call holds the handoff
+for its agent (a short-lived Redis key), and another agent's is refused meanwhile.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ log = logging.getLogger("omnivoice.console")
 
 DISPOSITIONS = ("resolved", "follow_up", "escalated", "callback", "other")
 MAX_NOTE = 2000
+# How long a Take call holds the caller for its agent: two agents pressing at once must not
+# both move the caller (the second would pull them from the first one's ringing phone). Past
+# the agent's ring time the transfer's result has moved the board's card on.
+TAKE_CLAIM_SECONDS = 2 * twiml.AGENT_RING_SECONDS + 20
 SCHEMA_VERSION = 1
 
 
@@ -180,6 +185,11 @@ class AgentActions:
         session = loaded.session
         if session is None or session.call_sid != ref.call_sid:
             raise ActionRefused(409, f"Call {ref.call_sid} is no longer in progress.")
+        claim = self.store.keys.take_claim(ref.call_sid, ref.handoff_id or "")
+        if not self.store.redis.set(claim, agent.name, nx=True, ex=TAKE_CLAIM_SECONDS):
+            holder = self.store.redis.get(claim)
+            who = holder.decode() if isinstance(holder, bytes) else str(holder or "another agent")
+            raise ActionRefused(409, f"This caller is already being put through to {who}.")
         document = twiml.take_call(
             self.root or fallback_root.rstrip("/"),
             session.step,
@@ -192,6 +202,7 @@ class AgentActions:
         except (TwilioException, requests.RequestException) as exc:
             error = _twilio_error(exc)
             log.warning("taking call %s for %s failed: %s", ref.call_sid, agent.name, error)
+            self.store.redis.delete(claim)  # nobody took the caller: another agent may try
             failed = {"agent": agent.name, "handoff_id": ref.handoff_id, "error": error}
             self.record(ref, EventName.TAKE_FAILED, failed)
             raise ActionRefused(

@@ -113,6 +113,41 @@ def apply(cards: dict[str, Card], entry: FeedEntry) -> None:
         )
 
 
+def unopened(entries: Iterable[FeedEntry]) -> list[str]:
+    """The calls ``entries`` show events of but not their handoff: handed over before the
+    entries begin (a caller waiting long in a busy hour), whose bundles :func:`reopened` needs."""
+    seen: dict[str, bool] = {}
+    for entry in entries:
+        call_sid = str(entry.event.get("call_sid") or "")
+        if call_sid:
+            seen[call_sid] = seen.get(call_sid, False) or entry.event.get("name") == "handoff"
+    return [call_sid for call_sid, opened in seen.items() if not opened]
+
+
+def reopened(bundles: dict[str, dict[str, Any]], entries: list[FeedEntry]) -> list[FeedEntry]:
+    """``entries`` after a handoff entry for each call of ``bundles`` (its latest bundle), so
+    the fold opens their cards as if the handoff were among them."""
+    callers: dict[str, Any] = {}
+    for entry in entries:
+        callers.setdefault(str(entry.event.get("call_sid") or ""), entry.event.get("caller"))
+    opening = []
+    for call_sid, bundle in sorted(bundles.items(), key=lambda item: item[1].get("at") or 0):
+        flow = _mapping(bundle.get("flow"))
+        route = _mapping(bundle.get("route"))
+        event = {
+            "v": 1, "name": "handoff", "at": bundle.get("at"), "channel": "voice",
+            "caller": callers.get(call_sid), "call_sid": call_sid,
+            "conversation": bundle.get("conversation"), "flow": flow.get("id"),
+            "version": flow.get("version"), "node": None,
+            "data": {
+                "handoff_id": bundle.get("id"), "route": route.get("kind"),
+                "target": route.get("target"), "reason": bundle.get("reason"), "bundle": bundle,
+            },
+        }  # fmt: skip
+        opening.append(FeedEntry("0-0", event))
+    return opening + entries
+
+
 def _open(event: dict[str, Any], bundle: dict[str, Any], old: Card | None) -> Card:
     card = Card(
         call_sid=str(event["call_sid"]),

@@ -60,12 +60,18 @@ def stream(
     heartbeat: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    allowed: Callable[[], bool] | None = None,
 ) -> Iterator[str]:
-    """The SSE text of the feed after ``start`` (``None``: from now), until the client leaves."""
+    """The SSE text of the feed after ``start`` (``None``: from now), until the client leaves.
+
+    ``allowed`` says whether the agent may still watch (not disabled since the stream opened);
+    it is asked at most once a ``heartbeat``, and the stream ends once it says no.
+    """
     yield f"retry: {RETRY_MS}\n\n"
     last = start
     replaying = start is not None  # XREAD from an id returns what is already there at once too
     beat_at = clock() + heartbeat
+    check_at = clock() + heartbeat
     while True:
         try:
             if last is None:
@@ -82,6 +88,10 @@ def stream(
             sleep(BACKOFF_SECONDS)
             beat_at = clock() + heartbeat
             continue
+        if allowed is not None and clock() >= check_at:
+            if not allowed():
+                return
+            check_at = clock() + heartbeat
         for entry in entries:
             last = entry.id
             yield message(entry)

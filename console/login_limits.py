@@ -4,7 +4,9 @@ Each failure bumps two per-minute counters (``Keys.login_failures(who, minute)``
 after the window): one for the name tried, one for the address it came from. A login is
 refused, before its password is even checked, while either has reached its limit over the last
 ``window`` minutes (5 per name, 20 per address per 15 minutes by default), so a correct
-password while limited is refused too and guessing gains nothing. The minutes of one ``who``
+password while limited is refused too and guessing gains nothing. A login is counted as failed
+before its password is checked (and taken back if right), so guesses sent all at once cannot
+all pass the check before the first is counted. The minutes of one ``who``
 share its hash tag, so one ``MGET`` reads them on Redis Cluster as well.
 """
 
@@ -57,6 +59,54 @@ class LoginLimits:
         ]
         longest = max(waits)
         return Verdict(longest == 0, longest)
+
+    def attempt(self, name: str, address: str, now: float) -> Verdict:
+        """Count a login of ``name`` from ``address`` as failed before its password is checked,
+        and say whether it may go on: tries sent at once are counted one by one (``INCR``), so
+        no more of them reach the password check than the limits allow. A refused try is not
+        counted; :meth:`succeeded` takes back the count of a right password.
+
+        Raises:
+            redis errors: Redis did not answer (the caller refuses the login).
+        """
+        minute = int(now // 60)
+        ttl = (self.window + 1) * 60
+        limited = (
+            (self._who("name", name), self.per_name),
+            (self._who("addr", address), self.per_address),
+        )
+        with self.redis.pipeline(transaction=False) as pipe:
+            for who, _limit in limited:
+                key = self.keys.login_failures(who, minute)
+                pipe.incr(key)
+                pipe.expire(key, ttl)
+            counted = pipe.execute()[::2]  # this minute's count with this try, one by one
+        earlier = range(minute - self.window + 1, minute)
+        within = all(
+            now_count + sum(int(v or 0) for v in self._counts(who, earlier)) <= limit
+            for (who, limit), now_count in zip(limited, counted, strict=True)
+        )
+        if within:
+            return Verdict(True)
+        self.succeeded(name, address, now)
+        return Verdict(False, max(1, self.check(name, address, now).retry_after))
+
+    def _counts(self, who: str, minutes: range) -> list[Any]:
+        if not minutes:
+            return []
+        return list(self.redis.mget([self.keys.login_failures(who, m) for m in minutes]))
+
+    def succeeded(self, name: str, address: str, now: float) -> None:
+        """Take back what :meth:`attempt` counted at ``now`` (the same minute's counters).
+
+        Raises:
+            redis errors: Redis did not answer.
+        """
+        minute = int(now // 60)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for who in (self._who("name", name), self._who("addr", address)):
+                pipe.decr(self.keys.login_failures(who, minute))
+            pipe.execute()
 
     def failed(self, name: str, address: str, now: float) -> None:
         """Count one failed login of ``name`` from ``address``.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -42,7 +43,7 @@ from console.security import (
     start_login,
     wants_json,
 )
-from context.agent_feed import AgentFeed
+from context.agent_feed import AgentFeed, FeedEntry
 from context.redis_errors import STORE_UNAVAILABLE, describe
 from ivr.errors import StoreUnavailable
 
@@ -152,7 +153,7 @@ def login_post() -> Response:
     limits: LoginLimits = current_app.extensions["omnivoice.console.limits"]
     now = _now()
     try:
-        verdict = limits.check(name, address, now)
+        verdict = limits.attempt(name, address, now)
         if not verdict.allowed:
             minutes = max(1, round(verdict.retry_after / 60))
             message = (
@@ -162,9 +163,9 @@ def login_post() -> Response:
             return _login_page(message, 429, **{"Retry-After": str(verdict.retry_after)})
         agent = directory_of(current_app).authenticate(name, password)
         if agent is None:
-            limits.failed(name, address, now)
             log.info("failed console login for %r from %s", name, address)
             return _login_page(WRONG_LOGIN, 401)
+        limits.succeeded(name, address, now)
     except STORE_UNAVAILABLE as exc:
         log.error("console login refused: Redis did not answer: %s", describe(exc))
         return _login_page("Logins are unavailable for a moment; please try again.", 503)
@@ -196,7 +197,8 @@ def board_page() -> Response:
         before = feed.last_id()
         entries = feed.since(board.WINDOW_SECONDS, now, count=5000)
         last_id = live.newer(entries[-1].id, before) if entries else before
-    except STORE_UNAVAILABLE as exc:
+        entries = _with_handoffs(entries)
+    except UNAVAILABLE as exc:
         log.error("the board could not read the agents' feed: %s", describe(exc))
         entries, last_id = [], ""
         problem = "The live feed is unavailable right now; the board will fill in once it is back."
@@ -231,11 +233,40 @@ def events() -> Response:
     """The live stream of the agents' feed (Server-Sent Events)."""
     start = live.start_id(request.headers.get("Last-Event-ID"), request.args.get("last_id"))
     heartbeat = float(current_app.config["CONSOLE_HEARTBEAT_SECONDS"])
-    body = live.stream(_feed(), start, heartbeat)
+    body = live.stream(_feed(), start, heartbeat, allowed=_still_active(_agent().name))
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
+
+
+def _with_handoffs(entries: list[FeedEntry]) -> list[FeedEntry]:
+    """``entries``, with the handoffs of calls they show but whose handoff came before them.
+
+    Raises:
+        StoreUnavailable: Redis did not answer.
+    """
+    missing = board.unopened(entries)
+    if not missing:
+        return entries
+    handoffs = current_app.extensions["omnivoice.handoffs"]
+    return board.reopened(handoffs.for_calls(missing), entries)
+
+
+def _still_active(name: str) -> Callable[[], bool]:
+    """Whether agent ``name`` is still there and not disabled (asked by an open stream, which
+    outlives its request; a database that does not answer does not cut every console)."""
+    directory = directory_of(current_app)
+
+    def active() -> bool:
+        try:
+            agent = directory.get(name)
+        except SQLAlchemyError as exc:
+            log.warning("could not recheck agent %s for their stream: %s", name, exc)
+            return True
+        return agent is not None and not agent.disabled
+
+    return active
 
 
 # ---- actions -----------------------------------------------------------------------------
@@ -250,9 +281,10 @@ def _ref(call_sid: str) -> tuple[CallRef, board.Card | None]:
     try:
         handoff = current_app.extensions["omnivoice.handoffs"].for_call(call_sid)
         entries = _feed().since(board.WINDOW_SECONDS, _now(), count=5000)
+        own = _with_handoffs([e for e in entries if e.event.get("call_sid") == call_sid])
     except UNAVAILABLE as exc:
         raise ActionRefused(503, f"The call store is unavailable right now ({exc}).") from None
-    card = board.fold(e for e in entries if e.event.get("call_sid") == call_sid).get(call_sid)
+    card = board.fold(own).get(call_sid)
     return call_ref(call_sid, handoff, card.caller if card else None), card
 
 

@@ -120,9 +120,11 @@ class AgentFeed:
         return entries
 
     def since(self, seconds_ago: float, now: float, count: int = 1000) -> list[FeedEntry]:
-        """Entries of the last ``seconds_ago`` seconds (ids are Redis milliseconds), oldest first."""
+        """Entries of the last ``seconds_ago`` seconds (ids are Redis milliseconds), oldest first;
+        the newest ``count`` of them when there are more (a busy hour must not hide new callers)."""
         start = max(0, int((now - seconds_ago) * 1000))
-        return _entries(self.redis.xrange(self.key, min=f"{start}-0", count=count))
+        newest = self.redis.xrevrange(self.key, max="+", min=f"{start}-0", count=count)
+        return _entries(list(reversed(newest or [])))
 
     def after(self, entry_id: str, count: int = 1000) -> list[FeedEntry]:
         """Entries after ``entry_id`` without waiting (a reconnect's replay), oldest first."""

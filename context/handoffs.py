@@ -79,6 +79,28 @@ class HandoffStore:
         """
         return self._read(self.keys.call_handoff(call_sid))
 
+    def for_calls(self, call_sids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The latest bundles of ``call_sids`` (those handed over), in one round trip.
+
+        Raises:
+            StoreUnavailable: Redis did not answer.
+        """
+        if not call_sids:
+            return {}
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for call_sid in call_sids:
+                    pipe.get(self.keys.call_handoff(call_sid))
+                replies = pipe.execute()
+        except STORE_UNAVAILABLE as exc:
+            raise StoreUnavailable(f"reading handoff bundles: {describe(exc)}") from None
+        found = {}
+        for call_sid, raw in zip(call_sids, replies, strict=True):
+            value = orjson.loads(raw) if raw is not None else None
+            if isinstance(value, dict):
+                found[call_sid] = value
+        return found
+
     def _read(self, key: str) -> dict[str, Any] | None:
         try:
             raw = self.redis.get(key)

@@ -113,6 +113,10 @@ class Keys:
         """
         return f"{self.prefix}:agent-feed"
 
+    def take_claim(self, call_sid: str, handoff_id: str) -> str:
+        """Which agent is taking one handoff of a call from the console (one agent at a time)."""
+        return f"{self.prefix}:take:{{{hash_tag(call_sid)}}}:{handoff_id}"
+
     def login_failures(self, who: str, minute: int) -> str:
         """Failed console logins for one agent name or one client address in one minute."""
         return f"{self.prefix}:{{{hash_tag(who)}}}:login-failures:{minute}"

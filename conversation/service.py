@@ -42,7 +42,7 @@ from conversation.inbound import Inbound
 from conversation.outbound import outbound_conversation, outbound_event
 from conversation.resume_codes import Redeemed, Refusal, ResumeCodes
 from data_dips.http import Fetcher
-from ivr import engine, languages, liveness, resume, steps
+from ivr import engine, handoff, languages, liveness, resume, steps
 from ivr.catalog import Catalog
 from ivr.errors import SessionContention, SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
@@ -226,13 +226,15 @@ class ConversationService:
         def decide(loaded: Loaded, notes: list[Note]) -> Outcome:
             session = loaded.session
             # A retried result finds the reply the first one cached, and the session one step on
-            # (the reply cached under this step may be a gather's answer instead: not ours).
+            # (the reply cached under this step may be a gather's answer instead: not ours). If
+            # that reply handed the caller over again (the flow's node for this outcome is
+            # another transfer), it is still ours when this step made a handoff.
             if (
                 loaded.reply
                 and session is not None
                 and _owned(session, params)
                 and session.step == step + 1
-                and session.status != Status.TRANSFERRED
+                and (session.status != Status.TRANSFERRED or _handed_over_at(session, step))
             ):
                 notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
                 return Outcome(reply=loaded.reply)
@@ -437,7 +439,24 @@ class ConversationService:
         raise SessionContention(params.contact_id)
 
     def _begin(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
-        """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`."""
+        """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`.
+
+        A caller of the number still waiting in a transfer keeps their session (set aside for
+        their call): the transfer's result comes back to the flow, and must find it.
+        """
+        outcome = self._first_turn(params, loaded, notes)
+        previous = loaded.session
+        if (
+            outcome.set_aside is None
+            and previous is not None
+            and previous.call_sid != params.contact_id
+            and _in_transfer(previous)
+        ):
+            return replace(outcome, set_aside=previous.call_sid)
+        return outcome
+
+    def _first_turn(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
+        """The first turn of a call as :func:`ivr.resume.plan` has it."""
         flow = self.catalog.for_number(params.to)
         if flow is None:
             log.error("no flow answers %s and there is no default flow", params.to)
@@ -703,6 +722,23 @@ class ConversationService:
                 caller=params.caller.key, flow_id="", flow_version="", call_sid=params.contact_id
             )
         emit_all(self.sinks, from_effects(notes, about, None, now))
+
+
+def _in_transfer(session: Session) -> bool:
+    """Whether ``session``'s call waits in the transfer made at its current step (its result
+    has not come back, nor has the call's end)."""
+    return (
+        session.status == Status.TRANSFERRED
+        and session.call_status is None
+        and _handed_over_at(session, session.step)
+    )
+
+
+def _handed_over_at(session: Session, step: int) -> bool:
+    """Whether ``session`` made a handoff at ``step`` (from any node it went through)."""
+    made = set(session.handoffs)
+    nodes = {visit.node for visit in session.trail}
+    return any(handoff.handoff_id(session.call_sid, step, node) in made for node in nodes)
 
 
 def _owned(session: Session | None, params: Inbound) -> bool:

@@ -232,7 +232,10 @@ def hold_prompt(flow: Flow, node: str, queue: Mapping[str, Any]) -> tuple[Speech
     spec = flow.spec.nodes[node].transfer if node in flow.spec.nodes else None
     session = Session(caller="", flow_id=flow.id, flow_version=flow.version, call_sid="")
     runner = _Runner(flow, session.evolve(variables={"queue": dict(queue)}), {})
-    if spec is not None and spec.hold is not None:
+    # A prompt naming a value Twilio did not send (a TaskRouter queue has no position) would
+    # read "number None in line": the default sentences say only what is known.
+    unknown = [f"queue.{key}" for key, value in queue.items() if value is None]
+    if spec is not None and spec.hold is not None and not _names_any(spec.hold, unknown):
         return runner.parts(spec.hold)
     position = queue.get("position")
     if not isinstance(position, int) or position < 1:
@@ -350,7 +353,7 @@ class _Runner:
         node = self.flow.node(name)
         described = self.label(name) if node.description or node.topic else None
         reason = (
-            self.text(spec.reason)
+            self.agent_text(spec.reason)
             if spec.reason
             else self.reason or described or f"asked for a person at {name}"
         )
@@ -365,7 +368,7 @@ class _Runner:
             found["caller"] = {**found["caller"], "language": chosen}
         if spec.whisper:
             secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
-            found["summary"] = handoff.scrub(self.text(spec.whisper), secrets)
+            found["summary"] = handoff.scrub(self.agent_text(spec.whisper), secrets)
         waits = spec.hold is not None or spec.hold_music is not None or spec.max_wait is not None
         transfer = Transfer(
             route, target, handoff_id, found, round(spec.timeout), spec.workflow,
@@ -394,11 +397,11 @@ class _Runner:
         if node is None:
             return name
         text = node.description or node.topic
-        return (self.text(text) if text else name)[:200]
+        return (self.agent_text(text) if text else name)[:200]
 
     def request_callback(self, node: Node) -> None:
         assert node.callback is not None
-        reason = self.text(node.callback.reason) if node.callback.reason else self.reason
+        reason = self.agent_text(node.callback.reason) if node.callback.reason else self.reason
         if reason:
             secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
             reason = handoff.scrub(reason, secrets)
@@ -564,6 +567,18 @@ class _Runner:
             return source
         return templates.render(self.flow.template(source), self.variables(), self.template_failed)
 
+    def agent_text(self, source: str) -> str:
+        """``source`` rendered for agents (a reason, label, whisper): sensitive values show as
+        :data:`~ivr.sensitive.MASK`, however short (masking the text afterwards cannot tell a
+        three-digit code from any other three digits)."""
+        if templates.is_static(source):
+            return source
+        paths = tuple(self.flow.spec.sensitive)
+        shown = {
+            key: sensitive.masked(paths, key, value) for key, value in self.variables().items()
+        }
+        return templates.render(self.flow.template(source), shown, self.template_failed)
+
     def url(self, source: str) -> str:
         """A data dip's URL: its values encoded as path segments or query values."""
         if templates.is_static(source):
@@ -687,6 +702,13 @@ def _lookup(variables: Mapping[str, Any], dotted: str) -> Any:
         else:
             return None
     return current
+
+
+def _names_any(prompt: Prompt, names: list[str]) -> bool:
+    """Whether a spoken part of ``prompt`` mentions one of ``names`` (``queue.position``)."""
+    items = prompt if isinstance(prompt, list) else [prompt]
+    texts = [item if isinstance(item, str) else getattr(item, "say", "") for item in items]
+    return any(name in text for text in texts for name in names)
 
 
 def _route(spec: TransferSpec) -> tuple[Literal["queue", "number", "client", "sip"], str]:

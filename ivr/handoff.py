@@ -42,10 +42,16 @@ def handoff_id(call_sid: str, step: int, node: str) -> str:
     return f"HO{digest[:32]}"
 
 
-def confidence(identified: tuple[str, ...], card: Mapping[str, Any]) -> str:
-    """How sure we are of who is calling: ``high``, ``medium``, ``low`` or ``unknown``."""
-    if card.get("shared"):
-        return "low"  # several people share a number of this customer: it may be another one
+def confidence(
+    identified: tuple[str, ...], card: Mapping[str, Any], number: str | None = None
+) -> str:
+    """How sure we are of who is calling: ``high``, ``medium``, ``low`` or ``unknown``.
+
+    ``number`` is the caller's; without it, any shared number of the customer's counts.
+    """
+    shared = card.get("shared")
+    if shared and (number is None or not isinstance(shared, list) or number in shared):
+        return "low"  # several people share this number of the customer: it may be another one
     if any(way in identified for way in _STRONG):
         return "high"
     if any(way in identified for way in _FAIR):
@@ -88,7 +94,7 @@ def bundle(
             "customer": card.get("customer"),
             "language": card.get("language"),
             "identified_by": list(session.identified),
-            "confidence": confidence(session.identified, card),
+            "confidence": confidence(session.identified, card, number),
             "possible_customers": _possible(card, number),
         },
         "flow": {"id": flow.id, "version": flow.version},
@@ -133,7 +139,9 @@ def summary(found: Mapping[str, Any]) -> str:
     }.get(str(caller.get("confidence")), "not identified")
     minutes = int(float(found.get("ivr_seconds") or 0) // 60)
     spent = f"{minutes} minute{'s' if minutes != 1 else ''}" if minutes else "under a minute"
-    back = ", calling back" if found.get("previous") else ""
+    # Handed over before in an earlier call (a resumed conversation), not earlier in this one
+    # (a second queue after a full one).
+    back = ", calling back" if found.get("previous") and found.get("resumes") else ""
     return (
         f"{who}, {how}{back}: {found.get('reason') or 'asked for an agent'}; {spent} in the menu."
     )

@@ -326,6 +326,7 @@ def test_the_demo_records_history_in_process_on_a_sqlite_file_it_creates(
     app = create_app(
         {
             "DEV_MODE": True,
+            "REDIS_URL": "",  # the demo's in-process stand-in, not the suite's shared Redis
             "HISTORY_IN_PROCESS": True,
             "DATABASE_URL": url,
             "FLOWS_DIR": str(flows_dir),

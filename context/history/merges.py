@@ -2,9 +2,9 @@
 
 Merges are only ever asked for (``flask --app app customers merge``), never inferred: two
 people who share a number stay two customers. A merge moves the source's identities, consents,
-conversations and interactions to the target, marks the source as merged into it, and records
-exactly which rows moved in a :class:`~.models.Merge`. Undoing it moves those rows back (rows
-made after the merge stay where they are) and marks the merge undone.
+conversations, interactions and callback requests to the target, marks the source as merged
+into it, and records exactly which rows moved in a :class:`~.models.Merge`. Undoing it moves
+those rows back (rows made after the merge stay where they are) and marks the merge undone.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from context.history.models import Consent, Conversation, Customer, Identity, Interaction, Merge
+from context.history.models import (
+    CallbackRequest,
+    Consent,
+    Conversation,
+    Customer,
+    Identity,
+    Interaction,
+    Merge,
+)
 from ivr.errors import OmnivoiceError
 
 _MOVED = (
@@ -23,6 +31,7 @@ _MOVED = (
     ("consents", Consent),
     ("conversations", Conversation),
     ("interactions", Interaction),
+    ("callback_requests", CallbackRequest),
 )
 
 

@@ -1,7 +1,8 @@
 """Data rights: everything we hold about one customer, exported as JSON or erased.
 
 A subject is named by a phone number (any written form; it must parse) or an email address.
-An export gathers the customer, identities, consents, conversations, interactions and events.
+An export gathers the customer, identities, consents, conversations, interactions, events and
+callback requests.
 An erasure deletes those rows, the live session and the events of that caller still waiting in
 the stream (so the history writer cannot write them back), and records that it happened. Both
 are recorded as a :class:`~.models.DataRequest` holding only a masked subject and row counts.
@@ -113,6 +114,15 @@ def export(db: Session, customer: Customer, subject: str) -> dict[str, Any]:
             }
             for i in interactions
         ],
+        "callback_requests": [
+            _row(c, ("number", "call_sid", "handoff_id", "reason", "status", "at", "done_at",
+                     "done_by"))
+            for c in db.scalars(
+                select(CallbackRequest)
+                .where(_callbacks_of(customer, _callers(customer)))
+                .order_by(CallbackRequest.at, CallbackRequest.id)
+            )
+        ],
     }  # fmt: skip
     db.add(DataRequest(kind="export", subject=masked(subject), counts=_counts(document)))
     return document
@@ -122,7 +132,7 @@ def erase(
     db: Session, customer: Customer, subject: str, store: SessionStore, stream: EventStream
 ) -> dict[str, int]:
     """Delete ``customer`` everywhere (SQL, session, waiting events); the rows deleted."""
-    callers = [i.value for i in customer.identities if i.kind != IdentityKind.EMAIL]
+    callers = _callers(customer)
     waiting = sum(_purge_stream(stream, caller) for caller in callers)
     sessions = sum(store.forget(caller) for caller in callers)
     conversation_ids = select(Conversation.id).where(Conversation.customer_id == customer.id)
@@ -153,9 +163,7 @@ def erase(
         "consents": _deleted(db, delete(Consent).where(Consent.customer_id == customer.id)),
         "callback_requests": _deleted(
             db,
-            delete(CallbackRequest).where(
-                or_(CallbackRequest.customer_id == customer.id, CallbackRequest.number.in_(callers))
-            ),
+            delete(CallbackRequest).where(_callbacks_of(customer, callers)),
         ),
         "stream_entries": waiting,
         "redis_keys": sessions + handed,
@@ -187,15 +195,23 @@ def _forget_handoffs(
         if isinstance(data, dict) and data.get("handoff_id")
     ]
     keys = store.keys
-    doomed = [keys.handoff(i) for i in ids] + [keys.call_handoff(sid) for sid in sids]
-    gone = sum(int(store.redis.delete(key)) for key in doomed)  # one slot per key on a cluster
     feed = keys.agent_feed()
     entries: list[Any] = []
     replies: Any = store.redis.xrange(feed)
     for entry_id, fields in replies or []:
         raw = (fields or {}).get(FIELD.encode()) or (fields or {}).get(FIELD)
-        if raw is not None and orjson.loads(raw).get("caller") in callers:
+        event = orjson.loads(raw) if raw is not None else {}
+        if isinstance(event, dict) and event.get("caller") in callers:
             entries.append(entry_id)
+            # A handoff the history has not written yet is known from the feed only.
+            data = event.get("data")
+            data = data if isinstance(data, dict) else {}
+            if isinstance(event.get("call_sid"), str):
+                sids.append(event["call_sid"])
+            if isinstance(data.get("handoff_id"), str):
+                ids.append(data["handoff_id"])
+    doomed = {keys.handoff(i) for i in ids} | {keys.call_handoff(sid) for sid in sids}
+    gone = sum(int(store.redis.delete(key)) for key in doomed)  # one slot per key on a cluster
     if entries:
         store.redis.xdel(feed, *entries)
     return gone + len(entries)
@@ -217,6 +233,16 @@ def _purge_stream(stream: EventStream, caller: str) -> int:
 def _deleted(db: Session, statement: Any) -> int:
     result = db.execute(statement)
     return int(result.rowcount or 0) if isinstance(result, CursorResult) else 0
+
+
+def _callers(customer: Customer) -> list[str]:
+    """The caller keys of ``customer``: every identity but an email address."""
+    return [i.value for i in customer.identities if i.kind != IdentityKind.EMAIL]
+
+
+def _callbacks_of(customer: Customer, callers: list[str]) -> Any:
+    """The callback requests of ``customer``: theirs, or asked from one of ``callers``."""
+    return or_(CallbackRequest.customer_id == customer.id, CallbackRequest.number.in_(callers))
 
 
 def _row(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
