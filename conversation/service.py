@@ -209,8 +209,8 @@ class ConversationService:
             live = (
                 previous is not None
                 and previous.call_sid != params.contact_id
-                and liveness.is_live(previous, now)
-            )  # the customer is on another call with us: that call keeps its session
+                and (liveness.is_live(previous, now) or _in_transfer(previous))
+            )  # the customer is on another call with us (or waits for an agent): it keeps its session
             return Outcome(
                 flow=flow,
                 turn=turn.evolve(session=session),

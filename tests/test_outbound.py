@@ -390,3 +390,21 @@ def test_quiet_hours_setting_is_checked_at_start(make_app: Callable[..., Flask])
         settings_from_env({"OUTBOUND_QUIET_HOURS": "late"})
     assert "OUTBOUND_QUIET_HOURS" in str(caught.value)
     assert json.dumps(settings_from_env({})["OUTBOUND_PER_SECOND"]) == "1"
+
+
+def test_an_outbound_call_answered_while_the_customer_waits_for_an_agent_leaves_their_transfer(
+    outbound_app: Callable[..., Flask], twilio: responses.RequestsMock
+) -> None:
+    from simulator import Call, FlaskTransport
+
+    app = outbound_app()
+    queued = Call(FlaskTransport(app), AUTH_TOKEN, caller=CUSTOMER, base_url=BASE).dial()
+    queued.press("0")  # the demo flow's main menu: to the agents' queue
+    assert queued.ended == "enqueue"
+    sid = "CA" + "7" * 32
+    call_placed(twilio, sid)
+    status, _ = api(app, {"to": CUSTOMER, "flow": "reminder", "variables": {"name": "Ada"}})
+    assert status == 202
+    assert answered(app, sent_form(twilio.calls[0])["Url"][0], sid).status_code == 200
+    queued.transfer_ends("queue-full")  # the queued call still has its transfer to end
+    assert "call you back" in queued.last_heard
