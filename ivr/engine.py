@@ -406,9 +406,10 @@ class _Runner:
             secrets = handoff.secrets_of(self.session, tuple(self.flow.spec.sensitive))
             reason = handoff.scrub(reason, secrets)
         handoffs = self.session.handoffs
+        caller = self.session.caller
         self.effects.append(
             RequestCallback(
-                self.session.caller,
+                caller if caller.startswith("+") else None,  # a withheld number: none to call
                 (reason or f"asked at {self.label(self.session.node or '')}")[:200],
                 handoffs[-1] if handoffs else None,
             )

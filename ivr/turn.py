@@ -181,9 +181,10 @@ class AttachHandoff:
 
 @dataclass(frozen=True)
 class RequestCallback:
-    """Record that the caller asked to be called back (it shows in the agent console)."""
+    """Record that the caller asked to be called back (it shows in the agent console);
+    ``number`` is ``None`` when the caller withheld theirs."""
 
-    number: str
+    number: str | None
     reason: str
     handoff_id: str | None = None
 

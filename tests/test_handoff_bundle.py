@@ -212,3 +212,12 @@ def test_the_hold_prompt_sees_the_queue() -> None:
     assert isinstance(default, Say) and "shortly" in default.text
     [numbered] = engine.hold_prompt(flow_of(), "agent", {"position": 4})
     assert isinstance(numbered, Say) and "number 4" in numbered.text
+
+
+def test_a_withheld_caller_asking_for_a_call_back_leaves_no_number_to_call() -> None:
+    flow = flow_of()
+    turn = engine.start(flow, caller="anonymous:CA9", call_sid="CA9", at=100.0)
+    turn = press(flow, press(flow, turn, "12"), "34")
+    turn = engine.after_transfer(flow, turn.session, TransferResult.QUEUE_FULL, 200.0)
+    [callback] = [e for e in turn.effects if isinstance(e, RequestCallback)]
+    assert callback.number is None

@@ -263,7 +263,7 @@ class _Batch:
         return {
             "stream_id": stream_id,
             "customer_id": interaction.customer_id,
-            "number": (_text(data.get("number")) or str(event.get("caller") or ""))[:64],
+            "number": (_text(data.get("number")) or "")[:64],  # "": the caller withheld it
             "call_sid": _text(event.get("call_sid")),
             "handoff_id": (_text(data.get("handoff_id")) or "")[:64] or None,
             "reason": (_text(data.get("reason")) or "")[:200] or None,
