@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from ivr import regex_words
 from ivr.durations import DURATION_PATTERN, parse_duration
 from ivr.states import ConcurrentCalls
 
@@ -125,9 +126,9 @@ class ValidateSpec(Model):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(
-                    f"the pattern {value!r} is not a valid regular expression: {exc}"
-                ) from None
+                raise ValueError(regex_words.explain(value, exc)) from None
+            if (escaped := regex_words.escaped_control(value)) is not None:
+                raise ValueError(escaped)
         return value
 
     @field_validator("choices", mode="before")
