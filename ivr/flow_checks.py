@@ -122,6 +122,7 @@ def _loops(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
                 f"branch leaves within {MAX_HOPS} steps the caller hears the built-in goodbye. "
                 "Put a gather, transfer or hangup in the loop, or make sure a branch leaves it.",
                 "warning",
+                at_key=True,
             )
         else:
             yield positions.problem(
@@ -129,6 +130,7 @@ def _loops(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
                 f"Nodes {named} go round forever without asking the caller anything, and "
                 "nothing leads out: every call that gets here would be hung up after "
                 f"{MAX_HOPS} steps. Put a gather in the loop or send one of them elsewhere.",
+                at_key=True,
             )
 
 
@@ -149,7 +151,7 @@ def _retries_without_exit(spec: FlowSpec, positions: Positions) -> Iterator[Prob
             continue
         who = " or ".join(_KINDS[kind] for kind in stranded)
         keys = " and ".join(f"{kind}.then" for kind in stranded)
-        where = ("nodes", name, stranded[0]) if getattr(node, stranded[0]) else ("nodes", name)
+        where = ("nodes", name, stranded[0] if getattr(node, stranded[0]) else "gather")
         fallback = (
             "a fallback other than this node"
             if spec.fallback == name
@@ -160,7 +162,7 @@ def _retries_without_exit(spec: FlowSpec, positions: Positions) -> Iterator[Prob
             f"A caller who {who} at {name!r} after the last retry hears the built-in goodbye "
             f"and is hung up on. Add {keys} here, under defaults, or {fallback}.",
             "warning",
-            at_key=where != ("nodes", name),
+            at_key=True,
         )
 
 
