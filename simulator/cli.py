@@ -4,11 +4,12 @@ Each line you type is keyed (digits, ``*``, ``#``) or spoken (anything else); an
 silence; ``/hangup`` ends the call and posts the status callback. By default the call runs
 in-process against this app; ``--url`` calls a running server instead (requests are signed with
 ``TWILIO_AUTH_TOKEN``, as Twilio signs them). ``--script "1,ABC123,yes"`` plays answers without
-asking.
+asking. What the server logs stays out of the transcript unless ``--verbose``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 import click
@@ -26,9 +27,27 @@ KEYS = re.compile(r"^[0-9*#]+$")
 @click.option("--url", default=None, help="Base URL of a running server (default: in-process).")
 @click.option("--script", default=None, help="Comma-separated answers to play without prompting.")
 @click.option("--stir", default=None, help="StirVerstat to send, e.g. TN-Validation-Passed-A.")
+@click.option("--verbose", is_flag=True, help="Show the server's logs among what is said.")
 @with_appcontext
-def call(caller: str, called: str, url: str | None, script: str | None, stir: str | None) -> None:
+def call(
+    caller: str,
+    called: str,
+    url: str | None,
+    script: str | None,
+    stir: str | None,
+    verbose: bool,
+) -> None:
     """Place a simulated call and answer its questions from the keyboard (or --script)."""
+    was = logging.root.manager.disable
+    if not verbose:
+        logging.disable(logging.CRITICAL)
+    try:
+        _call(caller, called, url, script, stir)
+    finally:
+        logging.disable(was)
+
+
+def _call(caller: str, called: str, url: str | None, script: str | None, stir: str | None) -> None:
     token = current_app.config.get("TWILIO_AUTH_TOKEN") or "dev-mode-token"
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     transport: Transport = HttpTransport() if url else FlaskTransport(app)
