@@ -204,6 +204,7 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
         for name, value in node.http.headers.items():
             yield ("http", "headers", name), value
         yield from _json_strings(node.http.json_body, ("http", "json"))
+        yield from _json_strings(node.http.form, ("http", "form"))
     for name, value in (node.set or {}).items():
         if isinstance(value, str):
             yield ("set", name), value

@@ -152,12 +152,20 @@ class RetrySpec(Model):
     then: NodeName | None = None
 
 
+FormValue = str | int | float | bool
+
+
 class HttpSpec(Model):
-    """A data dip: call an HTTP JSON API and keep the answer in a variable."""
+    """A data dip: call an HTTP JSON API and keep the answer in a variable.
+
+    The request body is ``json`` (any value) or ``form`` (``name: value`` pairs sent as
+    ``application/x-www-form-urlencoded``, as many older back ends expect).
+    """
 
     url: str = Field(min_length=1)
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     json_body: Any = Field(default=None, alias="json")
+    form: dict[str, FormValue | None] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = 3.0
     save_as: VarName | None = None
@@ -170,6 +178,17 @@ class HttpSpec(Model):
                 "http timeout must be more than 0 and at most 10s: Twilio gives a webhook 15s."
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpSpec:
+        if self.form is not None and self.json_body is not None:
+            raise ValueError("a data dip sends json or form, not both.")
+        if self.form is not None and self.method == "GET":
+            raise ValueError(
+                "a form is sent as the request body, which GET has none of: add method: POST "
+                "(or PUT, PATCH), or put the values in the url's query."
+            )
+        return self
 
 
 class BranchCase(Model):
