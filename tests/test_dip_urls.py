@@ -136,7 +136,7 @@ def test_an_in_process_path_still_serves_a_plain_value(
         ("Zoë & co", "Zo%C3%AB%20%26%20co"),
         ("1+1", "1%2B1"),
         (42, "42"),
-        (None, "None"),  # as Jinja writes it in a prompt
+        (None, ""),  # nothing, as in a prompt (never the word None)
         ("", ""),
     ],
 )
