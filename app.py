@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -65,7 +66,7 @@ from webhooks import (
     twiml,
     voice,
 )
-from webhooks.cli import flows
+from webhooks.cli import flows, quiet_start
 
 log = logging.getLogger("omnivoice")
 
@@ -268,6 +269,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     if app.config.get("CONFIGURE_LOGGING", True):
         logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+        if quiet_start(sys.argv):  # flows validate, flows schema, call: their output only
+            logging.disable(logging.CRITICAL)
     app.config["SECRET_KEY"] = secret_key(app.config)
     if app.config["DEV_MODE"]:
         log.warning("DEV MODE: Twilio signatures are NOT checked. Never expose this server.")

@@ -6,7 +6,8 @@ PING and accept a write; on a Cluster every master must be reachable, report
 ``cluster_state:ok`` and accept a write to one of its own slots; with Sentinel, the master the
 Sentinels name must answer, say ``role:master`` and accept a write. A write refused (OOM,
 READONLY) is a failure. The writes are a short-TTL key under the configured prefix. Flows: at
-least one must serve; each refused file gets a ``degraded:`` line with its first problem. The
+least one must serve; each refused file gets a ``degraded:`` line with its path, its first
+problem and, when it had loaded before, the version that still serves in its place. The
 answer is 503 when a check fails, else 200 (with the ``degraded:`` lines, if any).
 """
 
@@ -143,7 +144,11 @@ def check_flows(catalog: Catalog) -> list[Check]:
         lines = [Check("flows", True, f"{len(serving)} flow(s) serving")]
     else:
         lines = [Check("flows", False, f"no flow can serve ({len(refused)} file(s) refused)")]
-    lines += [Check("degraded", True, f"refused: {problem}") for problem in refused.values()]
+    by_path = {flow.path: flow for flow in serving}
+    for path, problem in refused.items():
+        kept = by_path.get(str(path))
+        still = f" (its last good version {kept.version} still serves)" if kept else ""
+        lines.append(Check("degraded", True, f"refused: {problem}{still}"))
     return lines
 
 

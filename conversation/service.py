@@ -607,7 +607,10 @@ class ConversationService:
             step=session.step + 1,
             identified=("resume_code",),
         )
-        turn = resume.restore(found.flow, moved, now, self.env)
+        if found.flow.spec.resume.ask:  # as by caller ID: continue, or start over
+            turn = resume.offer(found.flow, moved, self.env)
+        else:
+            turn = resume.restore(found.flow, moved, now, self.env)
         return Outcome(
             flow=found.flow,
             turn=turn,

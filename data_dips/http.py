@@ -80,6 +80,7 @@ class HttpFetcher:
                     request.method,
                     request.url,
                     json=request.json,
+                    data=request.form,  # form-encoded (requests sets the Content-Type)
                     headers={"Accept": "application/json", **request.headers},
                     timeout=request.timeout,
                     allow_redirects=False,
@@ -104,8 +105,9 @@ class HttpFetcher:
             return _failure(None, _STEPS_OUT)
         client = Client(self.local_app)
         response = client.open(
-            request.url, method=request.method, json=request.json, headers=request.headers
-        )
+            request.url, method=request.method, json=request.json, data=request.form,
+            headers=request.headers,
+        )  # fmt: skip
         try:
             return _result(response.status_code, response.get_data(), self.max_bytes)
         finally:

@@ -679,6 +679,7 @@ class _Runner:
             json=_render_json(self, spec.json_body, scope),
             headers={k: self.text(v) for k, v in spec.headers.items()},
             timeout=spec.timeout,
+            form=_render_form(self, spec.form, scope) if spec.form is not None else None,
         )
 
 
@@ -688,6 +689,17 @@ def _render_json(runner: _Runner, value: Any, scope: dict[str, Any]) -> Any:
     if isinstance(value, list):
         return [_render_json(runner, v, scope) for v in value]
     return runner.value(value, scope)
+
+
+def _render_form(runner: _Runner, form: Mapping[str, Any], scope: dict[str, Any]) -> dict[str, str]:
+    """A form's fields as text: ``true``/``false`` for booleans, empty for nothing."""
+    fields = {}
+    for name, raw in form.items():
+        value = runner.value(raw, scope)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        fields[name] = "" if value is None else str(value)
+    return fields
 
 
 def _personal(source: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
-from ivr import dip_urls, hours, languages, templates
+from ivr import dip_urls, flow_checks, hours, languages, templates
 from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
     FlowSpec,
@@ -130,6 +130,8 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
     problems.extend(_reference_problems(spec, positions))
     problems.extend(_clock_problems(spec, positions))
     problems.extend(_language_problems(spec, positions))
+    if not problems:  # the shape checks need every target to exist
+        problems.extend(flow_checks.errors(spec, positions))
     if problems:
         raise FlowLoadError(problems)
     return Flow(
@@ -141,7 +143,11 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
         numbers=numbers,
         compiled_templates=compiled_templates,
         compiled_expressions=compiled_expressions,
-        warnings=(*_graph_warnings(spec, positions), *dip_urls.warnings(spec, positions)),
+        warnings=(
+            *_graph_warnings(spec, positions),
+            *dip_urls.warnings(spec, positions),
+            *flow_checks.warnings(spec, positions),
+        ),
         number_positions=tuple(positions.locate(("numbers", i)) for i in range(len(numbers))),
         compiled_urls=compiled_urls,
         uses_clock=_uses_clock(spec),
@@ -208,6 +214,7 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
         for name, value in node.http.headers.items():
             yield ("http", "headers", name), value
         yield from _json_strings(node.http.json_body, ("http", "json"))
+        yield from _json_strings(node.http.form, ("http", "form"))
     for name, value in (node.set or {}).items():
         if isinstance(value, str):
             yield ("set", name), value
@@ -443,6 +450,36 @@ def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
     optional = (spec.fallback, spec.resume.transferred, spec.resume.verify)
     roots = [spec.start, *(x for x in optional if x)]
     roots += [r.then for r in (spec.defaults.no_input, spec.defaults.no_match) if r and r.then]
+    reachable = _reachable(spec, roots)
+    verifying = _reachable(spec, [spec.resume.verify]) if spec.resume.verify else set()
+    others = _reachable(spec, [r for r in roots if r != spec.resume.verify])
+    for name, node in spec.nodes.items():
+        if name not in reachable:
+            yield positions.problem(
+                ("nodes", name), f"Node {name!r} can never be reached from start.", "warning"
+            )
+        if node.gather or node.transfer or node.hangup or node.following:
+            continue
+        if node.verified and name in verifying:  # a resumed caller goes back where they were
+            if name in others:
+                yield positions.problem(
+                    ("nodes", name),
+                    f"Node {name!r} leads nowhere for a caller who is not resuming: a resumed "
+                    "caller goes back to where they were, any other caller is hung up on. Add "
+                    "next for the others.",
+                    "warning",
+                )
+            continue
+        yield positions.problem(
+            ("nodes", name),
+            f"Node {name!r} leads nowhere: the call hangs up after it. "
+            "Add next, or hangup: true to say so.",
+            "warning",
+        )
+
+
+def _reachable(spec: FlowSpec, roots: list[str]) -> set[str]:
+    """Every node a call can get to from ``roots``."""
     reachable: set[str] = set()
     pending = list(roots)
     while pending:
@@ -451,16 +488,4 @@ def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
             continue
         reachable.add(name)
         pending.extend(target for _, target in spec.nodes[name].targets())
-    for name, node in spec.nodes.items():
-        if name not in reachable:
-            yield positions.problem(
-                ("nodes", name), f"Node {name!r} can never be reached from start.", "warning"
-            )
-        ends = node.gather or node.transfer or node.hangup or node.following
-        if not ends:
-            yield positions.problem(
-                ("nodes", name),
-                f"Node {name!r} leads nowhere: the call hangs up after it. "
-                "Add next, or hangup: true to say so.",
-                "warning",
-            )
+    return reachable

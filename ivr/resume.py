@@ -25,6 +25,10 @@ DEFAULT_PROMPT = (
     "Welcome back. Last time you were {{ where }}. To pick up where you left off, press 1 or say "
     "continue. To start over, press 2 or say start over."
 )
+PLAIN_PROMPT = (  # for a checkpoint without a description: a node's name is never spoken
+    "Welcome back. To pick up where you left off, press 1 or say continue. To start over, press "
+    "2 or say start over."
+)
 CODE_PROMPT = (
     "If you have a resume code, enter it now, then press pound. Otherwise, just press pound."
 )
@@ -86,12 +90,13 @@ def plan(
     return Plan(PlanKind.OFFER if policy.ask else PlanKind.CONTINUE, reason)
 
 
-def where(flow: Flow, node: str) -> str:
-    """How the welcome-back prompt names a checkpoint: its description, else its name."""
+def where(flow: Flow, node: str) -> str | None:
+    """How the welcome-back prompt names a checkpoint: its description (a template), if any.
+
+    A node's name is for designers (``get_account``); a caller never hears it.
+    """
     spec = flow.spec.nodes.get(node)
-    if spec is not None and spec.description:
-        return spec.description
-    return node.replace("_", " ").replace("-", " ")
+    return spec.description if spec is not None and spec.description else None
 
 
 def carried_over(
@@ -134,14 +139,16 @@ def carried_over(
 def offer(flow: Flow, session: Session, env: Mapping[str, Any] | None = None) -> Turn:
     """Ask a returning caller whether to continue at their checkpoint or start over."""
     checkpoint = session.checkpoint or flow.spec.start
-    text = flow.spec.resume.prompt or DEFAULT_PROMPT
     scope: dict[str, Any] = {
         **session.variables,
         **history.scope(session.card, session.call_sid, session.updated_at),
         "caller": session.caller,
         "env": env or {},
     }
-    scope["where"] = templates.render(flow.template(where(flow, checkpoint)), scope)
+    described = where(flow, checkpoint)
+    place = templates.render(flow.template(described), scope).strip() if described else ""
+    scope["where"] = place  # empty without a description: a custom prompt can test it
+    text = flow.spec.resume.prompt or (DEFAULT_PROMPT if place else PLAIN_PROMPT)
     speaking = languages.speaking(flow, scope)  # the language the caller chose last time
     spoken = languages.message(flow, "welcome_back", text, speaking[1], scope)
     session = session.evolve(node=checkpoint, waiting=Waiting.RESUME_OFFER)

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from ivr import regex_words
 from ivr.durations import DURATION_PATTERN, parse_duration
 from ivr.hours import HoursSpec, TimeZone
 from ivr.languages import MessagesSpec
@@ -137,9 +138,9 @@ class ValidateSpec(Model):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(
-                    f"the pattern {value!r} is not a valid regular expression: {exc}"
-                ) from None
+                raise ValueError(regex_words.explain(value, exc)) from None
+            if (escaped := regex_words.escaped_control(value)) is not None:
+                raise ValueError(escaped)
         return value
 
     @field_validator("choices", mode="before")
@@ -163,12 +164,20 @@ class RetrySpec(Model):
     then: NodeName | None = None
 
 
+FormValue = str | int | float | bool
+
+
 class HttpSpec(Model):
-    """A data dip: call an HTTP JSON API and keep the answer in a variable."""
+    """A data dip: call an HTTP JSON API and keep the answer in a variable.
+
+    The request body is ``json`` (any value) or ``form`` (``name: value`` pairs sent as
+    ``application/x-www-form-urlencoded``, as many older back ends expect).
+    """
 
     url: str = Field(min_length=1)
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     json_body: Any = Field(default=None, alias="json")
+    form: dict[str, FormValue | None] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = 3.0
     save_as: VarName | None = None
@@ -181,6 +190,17 @@ class HttpSpec(Model):
                 "http timeout must be more than 0 and at most 10s: Twilio gives a webhook 15s."
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpSpec:
+        if self.form is not None and self.json_body is not None:
+            raise ValueError("a data dip sends json or form, not both.")
+        if self.form is not None and self.method == "GET":
+            raise ValueError(
+                "a form is sent as the request body, which GET has none of: add method: POST "
+                "(or PUT, PATCH), or put the values in the url's query."
+            )
+        return self
 
 
 class BranchCase(Model):

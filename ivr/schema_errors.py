@@ -41,6 +41,8 @@ def schema_problems(exc: ValidationError, positions: Positions) -> list[Problem]
     for found in _fitting_members([_Found.of(e, positions) for e in exc.errors()]):
         error = found.error
         message = _sentence(error, found.path, found.tags)
+        if _comma_split(error, found.path, positions):
+            message = _comma_sentence(error, found.path, positions)
         problem = positions.problem(found.path, message, at_key=error["type"] == "extra_forbidden")
         seen.setdefault((problem.line, problem.col), problem)
     return sorted(seen.values(), key=lambda p: (p.line, p.col))
@@ -153,3 +155,45 @@ def _sentence(error: Any, path: tuple[str | int, ...], tags: tuple[Any, ...]) ->
         return f"{where} must be {named}, not {error['input']!r}.{suggestion}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def _comma_split(error: Any, path: tuple[str | int, ...], positions: Positions) -> bool:
+    """The key at ``path`` is text a comma cut off the value before it, in a ``{...}`` map.
+
+    In ``{prompt: Sorry, I didn't get that.}`` YAML ends ``prompt`` at the comma and reads
+    ``I didn't get that.`` as a key with no value.
+    """
+    return (
+        bool(path)
+        and isinstance(path[-1], str)
+        and path[:-1] in positions.flow_maps
+        and error.get("input", "") is None
+        and path in positions.key_marks
+        and _previous_key(path, positions) is not None
+    )
+
+
+def _previous_key(path: tuple[str | int, ...], positions: Positions) -> str | None:
+    """The key written just before the one at ``path`` in the same map."""
+    mark = positions.key_marks[path]
+    before = [
+        (other.index, key[-1])
+        for key, other in positions.key_marks.items()
+        if key[:-1] == path[:-1] and other.index < mark.index
+    ]
+    return str(max(before)[1]) if before else None
+
+
+def _comma_sentence(error: Any, path: tuple[str | int, ...], positions: Positions) -> str:
+    text, previous = str(path[-1]), _previous_key(path, positions)
+    if error["type"] != "extra_forbidden":  # a map of the designer's own keys, such as on
+        return (
+            f"{text!r} has no value: in a {{...}} map every entry is key: value. If it is the "
+            f"end of the value of {previous!r}, the comma before it cut that value short: put "
+            "the whole value in quotes."
+        )
+    return (
+        f"{text!r} is read as a key of its own: in a {{...}} map a comma ends a value, so "
+        f"{previous!r} stops at the comma before it. Put the whole text in quotes, "
+        f'e.g. {{{previous}: "..., {text}"}}.'
+    )

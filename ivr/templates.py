@@ -35,7 +35,16 @@ from urllib.parse import quote
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+
+def _spoken(value: Any) -> Any:
+    """What ``{{ value }}`` puts in a prompt: ``None`` (a JSON null, a dip's missing status) is
+    empty text, like a missing variable, never the word "None"."""
+    return "" if value is None else value
+
+
+_ENV = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined, autoescape=False, finalize=_spoken
+)
 
 Expression = Callable[..., Any]
 
@@ -90,7 +99,7 @@ def url_component(value: Any) -> str:
     """``value`` as one URL path segment or query value (``RawUrl`` text stays as it is)."""
     if isinstance(value, RawUrl):
         return value
-    if isinstance(value, Undefined):
+    if isinstance(value, Undefined) or value is None:
         return ""
     encoded = quote(str(value), safe="", errors="replace")
     if encoded.strip(".") == "" and encoded:  # "." and ".." are path steps, not names
@@ -131,7 +140,8 @@ class Substitution:
         for text, name in self.parts:
             out.append(text)
             if name is not None and name in variables:
-                out.append(str(variables[name]))
+                value = variables[name]
+                out.append("" if value is None else str(value))
         return "".join(out)
 
 

@@ -159,6 +159,7 @@ class HttpRequest:
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 3.0
+    form: dict[str, str] | None = None  # a form-encoded body, instead of json
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class Positions:
     # yaml.Mark objects as the parser made them (0-based); turned into positions when asked for
     marks: dict[Path, Any] = field(default_factory=dict)
     key_marks: dict[Path, Any] = field(default_factory=dict)
+    flow_maps: set[Path] = field(default_factory=set)  # maps written inline, as {a: 1, b: 2}
 
     def at(self, path: Path) -> tuple[int, int] | None:
         """Where the value at ``path`` starts (1-based line and column), if it exists."""
@@ -227,6 +228,8 @@ class _Builder:
                 if event.anchor is not None:
                     self.check_new(event.anchor)
                     self.open_anchors[event.anchor] = event.start_mark
+                if kind is yaml.MappingStartEvent and event.flow_style:
+                    self.positions.flow_maps.add(path)
                 container: Any = {} if kind is yaml.MappingStartEvent else []
                 stack.append(_Frame(container, path, event.anchor, self))
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
@@ -261,7 +264,11 @@ class _Builder:
             self.problem(mark, "Merge keys (<<) are not supported in flows.")
             frame.skip = True
         elif key in frame.value:
-            self.problem(mark, f"The key {key!r} appears twice in this map.")
+            first = self.positions.key_marks.get((*frame.path, key))
+            where = f" (first at line {first.line + 1}, column {first.column + 1})" if first else ""
+            self.problem(
+                mark, f"The key {key!r} appears twice in this map{where}; keep one of them."
+            )
             frame.skip = True
         else:
             path = (*frame.path, key)
@@ -402,7 +409,18 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, path: str) -> Problem:
     message = f"This is not valid YAML: {reason}."
     if exc.problem_mark is not None and _char_at(text, exc.problem_mark) == "\t":
         message += " Indent with spaces, not tabs."
+    escape = _UNKNOWN_ESCAPE.search(exc.problem or "")
+    if escape and "double-quoted" in (exc.context or ""):
+        letter = escape.group(1)
+        message += (
+            f" In double quotes a backslash starts an escape, and \\{letter} is not one. For a "
+            f"pattern such as '^\\{letter}+$' use single quotes, where a backslash is just a "
+            f"backslash (or write \\\\{letter} in double quotes)."
+        )
     return Problem(path, line, col, message)
+
+
+_UNKNOWN_ESCAPE = re.compile(r"unknown escape character '(.)'")
 
 
 def _char_at(text: str, mark: yaml.Mark) -> str:

@@ -94,8 +94,25 @@ class Call:
         self._fetch(urljoin(self.base_url, "/voice"), {})
         return self
 
-    def press(self, digits: str) -> Call:
-        """Key ``digits`` into the current gather."""
+    def press(self, keys: str) -> Call:
+        """Key ``keys`` into the current gather, as Twilio collects them.
+
+        Input stops at the gather's ``finishOnKey`` (``#`` unless it says otherwise; the key
+        itself is not sent) or once ``numDigits`` keys are in; later keys are lost. Pressing
+        only the finish key sends nothing: Twilio moves on to the next verb, as after silence.
+        """
+        gather = self._require_gather()
+        finish = gather.get("finishOnKey", "#")
+        limit = int(gather.get("numDigits") or 0)
+        digits = ""
+        for key in keys:
+            if finish and key == finish:
+                break
+            digits += key
+            if limit and len(digits) >= limit:
+                break
+        if not digits:
+            return self.silence()
         return self._answer({"Digits": digits})
 
     def say(self, text: str, confidence: float = 0.92) -> Call:

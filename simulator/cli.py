@@ -6,7 +6,7 @@ is the message (its words stand for the seconds of audio, and it ends with ``#``
 line records nothing. By default the call runs
 in-process against this app; ``--url`` calls a running server instead (requests are signed with
 ``TWILIO_AUTH_TOKEN``, as Twilio signs them). ``--script "1,ABC123,yes"`` plays answers without
-asking.
+asking. What the server logs stays out of the transcript unless ``--verbose``.
 
 ``--at 2026-12-24T18:00`` pretends the call happens then (in the flow's time zone unless the
 time has an offset), and each ``--after 5m`` calls back that much later once a call ends, with the
@@ -16,6 +16,7 @@ without waiting. Both work in-process only; a running server keeps its own clock
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import datetime
@@ -46,6 +47,7 @@ KEYS = re.compile(r"^[0-9*#]+$")
     multiple=True,
     help="Call back this much later once the call ends (5m, 2h); may be repeated.",
 )
+@click.option("--verbose", is_flag=True, help="Show the server's logs among what is said.")
 @with_appcontext
 def call(
     caller: str,
@@ -55,8 +57,27 @@ def call(
     stir: str | None,
     pretend: str | None,
     after: tuple[str, ...],
+    verbose: bool,
 ) -> None:
     """Place a simulated call and answer its questions from the keyboard (or --script)."""
+    was = logging.root.manager.disable
+    if not verbose:
+        logging.disable(logging.CRITICAL)
+    try:
+        _call(caller, called, url, script, stir, pretend, after)
+    finally:
+        logging.disable(was)
+
+
+def _call(
+    caller: str,
+    called: str,
+    url: str | None,
+    script: str | None,
+    stir: str | None,
+    pretend: str | None,
+    after: tuple[str, ...],
+) -> None:
     token = current_app.config.get("TWILIO_AUTH_TOKEN") or "dev-mode-token"
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     transport: Transport = HttpTransport() if url else FlaskTransport(app)

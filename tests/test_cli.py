@@ -15,6 +15,7 @@ import pytest
 
 from ivr.schema import FlowSpec, GatherSpec, Node
 from ivr.yamlsource import parse
+from webhooks.cli import quiet_start
 
 REPO = Path(__file__).resolve().parent.parent
 BAD_FLOWS = Path(__file__).resolve().parent / "bad_flows"
@@ -52,12 +53,44 @@ def test_validate_a_bad_file_prints_file_line_col_and_fails() -> None:
     path = BAD_FLOWS / "unknown_node_key.yaml"
     result = flows_cli("validate", str(path))
     assert result.returncode == 1
-    [problem] = located(result.stderr)
+    [problem] = located(result.stdout)  # findings are the output, on stdout
     assert problem["path"] == str(path)
     assert (problem["line"], problem["col"], problem["severity"]) == ("6", "5", "error")
     assert "Did you mean 'next'?" in problem["msg"]
-    assert "1 error(s); no flow loaded." in result.stderr
+    assert result.stderr.strip() == "1 error(s); no flow loaded."
     assert "ok:" not in result.stdout
+
+
+def test_validate_logs_nothing_about_redis_or_loading() -> None:
+    """Without REDIS_URL the app warns about Redis at start-up; validate is not a server."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMNIVOICE_DEV", "REDIS_URL")}
+    env["LOG_LEVEL"] = "DEBUG"
+    for args in (["validate", "flows/"], ["schema"]):
+        result = subprocess.run(
+            [*FLASK, "--app", "app", "flows", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert "REDIS_URL" not in result.stdout
+    assert result.stdout.startswith("{")  # the schema, and nothing before it
+
+
+@pytest.mark.parametrize(
+    ("argv", "quiet"),
+    [
+        (["/venv/bin/flask", "--app", "app", "flows", "validate"], True),
+        (["/lib/flask/__main__.py", "-A", "app", "flows", "schema"], True),
+        (["/venv/bin/flask", "--app", "app", "call", "--script", "1"], True),
+        (["/venv/bin/flask", "--app", "app", "call", "--verbose"], False),
+        (["/venv/bin/flask", "--app", "app", "run"], False),
+        (["/venv/bin/flask", "--app", "flows", "run"], False),  # an app named flows
+        (["/venv/bin/gunicorn", "flows"], False),
+        ([], False),
+    ],
+)
+def test_only_designer_commands_start_quietly(argv: list[str], quiet: bool) -> None:
+    assert quiet_start(argv) is quiet
 
 
 def test_validate_the_demo_flows_succeeds() -> None:
@@ -72,7 +105,7 @@ def test_validate_a_directory_reports_bad_files_and_loads_good_ones(tmp_path: Pa
     shutil.copy(BAD_FLOWS / "bad_duration.yaml", tmp_path / "bad.yaml")
     result = flows_cli("validate", str(tmp_path))
     assert result.returncode == 1
-    [problem] = located(result.stderr)
+    [problem] = located(result.stdout)
     assert (problem["path"], problem["line"], problem["col"]) == (
         str(tmp_path / "bad.yaml"),
         "5",

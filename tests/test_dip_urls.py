@@ -136,7 +136,7 @@ def test_an_in_process_path_still_serves_a_plain_value(
         ("Zoë & co", "Zo%C3%AB%20%26%20co"),
         ("1+1", "1%2B1"),
         (42, "42"),
-        (None, "None"),  # as Jinja writes it in a prompt
+        (None, ""),  # nothing, as in a prompt (never the word None)
         ("", ""),
     ],
 )
@@ -189,6 +189,7 @@ def test_validate_warns_where_caller_values_reach_a_url_unsafely(tmp_path: Path)
     result = flows_cli("validate", str(path))
     assert result.returncode == 0, result.stderr  # warnings do not stop a flow
     found = [(w["line"], w["col"], w["msg"]) for w in located(result.stdout)]
+    found = [f for f in found if "built-in goodbye" not in f[2]]  # no fallback: not this test's
     assert [(line, col) for line, col, _ in found] == [
         ("11", "17"), ("15", "12"), ("18", "17"), ("18", "17")
     ]  # fmt: skip

@@ -752,10 +752,10 @@ def test_a_goto_cycle_without_input_ends_politely() -> None:
         start: a
         nodes:
           a: {say: Round., goto: b}
-          b: {goto: a}
+          b: {branch: [{if: "false", then: agent}], goto: a}
           agent: {transfer: {queue: support}}
         """
-    )
+    )  # a loop with no way out at all is refused at load (tests/test_flow_checks.py)
     turn = begin(flow)
     assert turn.actions[-2:] == (Say(engine.GIVE_UP_TEXT, None, "en-US"), Hangup())
     assert Transfer not in kinds(turn)

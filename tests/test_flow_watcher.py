@@ -95,10 +95,11 @@ def test_a_30_mb_flow_file_stalls_no_webhook_and_is_refused(
     lines = health.get_data(as_text=True).splitlines()
     assert f"degraded: refused: {path}:1:1: error: The file is " in "\n".join(lines)
     [refusal] = [line for line in lines if line.startswith("degraded: ")]
-    assert refusal.endswith(
+    assert (
         "bytes, over the limit of 1,048,576 bytes (FLOW_MAX_BYTES); split the flow into "
-        "several files or raise the limit."
-    )
+        "several files or raise the limit. (its last good version "
+    ) in refusal
+    assert refusal.endswith(" still serves)")  # the version before the edit
     assert f"{len(edited.encode()):,} bytes" in refusal
     logged = [r.getMessage() for r in caplog.records]
     assert any(m.startswith(f"{path}:1:1: error: The file is ") for m in logged)

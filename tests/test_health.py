@@ -75,6 +75,23 @@ def test_a_refused_file_degrades_but_serves(app: Flask, flows_dir: Path) -> None
 
 
 @own_store
+def test_a_refused_edit_names_the_file_and_the_version_still_serving(
+    app: Flask, flows_dir: Path
+) -> None:
+    catalog = app.extensions["omnivoice.catalog"]
+    [good] = catalog.flows()
+    path = flows_dir / "airline.yaml"
+    path.write_text(path.read_text().replace("start: welcome", "start: welcom"))
+    catalog.refresh()
+    status, lines = health(app)
+    assert status == 200
+    [degraded] = [line for line in lines if line.startswith("degraded: ")]
+    assert degraded.startswith(f"degraded: refused: {path}:")
+    assert "There is no node named 'welcom'" in degraded
+    assert degraded.endswith(f"(its last good version {good.version} still serves)")
+
+
+@own_store
 def test_no_servable_flow_is_unavailable(make_app: Callable[..., Flask], flows_dir: Path) -> None:
     (flows_dir / "airline.yaml").write_text(BAD_FLOW)
     status, lines = health(make_app())

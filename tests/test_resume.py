@@ -407,6 +407,10 @@ def test_anonymous_caller_resumes_with_a_code(
 
     second = dial(app, caller="Anonymous")
     second.press(code)
+    assert second.last_heard.startswith(  # ask: true offers the choice, as by caller ID
+        "Welcome back. Last time you were choosing a new flight for booking A B C 1 2 3."
+    )
+    second.press("1")
     assert "Press 1 for flight OV 105" in second.last_heard
     assert "resume code:" in second.last_heard  # the used code is gone; a new one is given
     assert code not in second.last_heard.replace(" ", "").replace(",", "")
@@ -750,6 +754,32 @@ def _code_left_by_a_dropped_call(
     return app, code
 
 
+def test_a_caller_resuming_by_code_may_start_over(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    app, code = _code_left_by_a_dropped_call(make_app, flows_dir)
+    back = dial(app, caller="anonymous")
+    back.press(code)
+    assert back.last_heard.startswith("Welcome back. Last time you were at the main menu.")
+    back.press("2")  # start over
+    assert back.last_heard.startswith("Thanks for calling Omnivoice Air.")
+
+
+def test_with_ask_false_a_code_resumes_at_once(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    edit_flow(flows_dir, "  ask: true", "  ask: false\n  codes: true")
+    app = make_app()
+    owner = dial(app, caller="anonymous")
+    owner.press("#")
+    code = _announced_code(owner)
+    owner.hang_up()
+    back = dial(app, caller="anonymous")
+    back.press(code)
+    assert "For flight status" in back.last_heard
+    assert "Welcome back" not in back.last_heard
+
+
 def test_one_caller_keying_wrong_codes_locks_nobody_else_out(
     make_app: Callable[..., Flask], flows_dir: Path
 ) -> None:
@@ -760,7 +790,9 @@ def test_one_caller_keying_wrong_codes_locks_nobody_else_out(
     back = dial(app, caller="anonymous")
     back.press(code)
     assert not back.last_heard.startswith("Sorry, that code didn't match.")
-    assert "For flight status" in back.last_heard  # back at the main menu, where the owner was
+    assert "Last time you were at the main menu" in back.last_heard  # where the owner was
+    back.press("1")
+    assert "For flight status" in back.last_heard
 
 
 def test_a_flood_of_wrong_codes_throttles_code_resumes(
@@ -793,6 +825,8 @@ def test_twenty_calls_keying_one_code_at_once_resume_it_once(
     def key_code(call: Call) -> str:
         start.wait()
         call.press(code)
+        if call.last_heard.startswith("Welcome back."):
+            call.press("1")  # continue
         return call.last_heard
 
     with ThreadPoolExecutor(len(callers)) as pool:

@@ -2,14 +2,16 @@
 
 ``flows validate [PATH]`` checks one file or a directory (default ``FLOWS_DIR``) and prints every
 problem as ``file:line:col: severity: sentence``; it exits 1 if any error was found.
-``flows schema`` prints the flow JSON Schema for editors.
+``flows schema`` prints the flow JSON Schema for editors. Their findings and the schema go to
+stdout; the app's start-up logs (Redis, the catalog) are kept out (see :func:`quiet_start`), as
+are a simulated call's (``flask call``, unless ``--verbose``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +24,33 @@ from ivr.errors import FlowLoadError, Problem
 from ivr.flow import Flow, load_flow_file
 from ivr.schema import flow_json_schema
 
+# Options of the flask command itself that take a value, before the command's name.
+_FLASK_VALUE_OPTIONS = frozenset({"--app", "-A", "--env-file", "-e"})
+
+
+def quiet_start(argv: Sequence[str]) -> bool:
+    """True when ``argv`` runs a designer's command whose output must not mix with logs.
+
+    ``flask --app app flows validate`` prints findings and ``flows schema`` a document; the app
+    is built before either runs, and its start-up logs (no ``REDIS_URL``, flows loaded) are not
+    findings. ``flask --app app call`` prints a transcript; ``--verbose`` keeps the logs in it.
+    """
+    if not argv or not _is_flask(argv[0]):
+        return False
+    words = iter(argv[1:])
+    for word in words:
+        if word in _FLASK_VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word == "flows" or (word == "call" and "--verbose" not in argv)
+    return False
+
+
+def _is_flask(program: str) -> bool:
+    path = Path(program)
+    return path.name == "flask" or (path.name == "__main__.py" and path.parent.name == "flask")
+
+
 flows = AppGroup("flows", help="Validate call flows and export their JSON Schema.")
 
 
@@ -31,8 +60,8 @@ def validate(path: Path | None) -> None:
     """Validate the flow file or directory PATH (default: FLOWS_DIR)."""
     target = path or Path(current_app.config["FLOWS_DIR"])
     problems, loaded = _check(target)
-    for problem in problems:
-        click.echo(str(problem), err=problem.severity == "error")
+    for problem in problems:  # the findings are the output: stdout, for a pipe or a file
+        click.echo(str(problem))
     for flow in loaded:
         click.echo(
             f"ok: {flow.id} (version {flow.version}, {len(flow.spec.nodes)} nodes) {flow.path}"
