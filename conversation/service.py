@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from context.callers import masked
 from context.outbound_tokens import Grant
-from context.sessions import Loaded, SessionStore
+from context.sessions import Loaded, Saved, SessionStore
 from conversation.dip_claims import StepClaimed, StepDips
 from conversation.events import (
     EventSink,
@@ -306,24 +306,8 @@ class ConversationService:
                 return False
             now = self.clock()
             changed, note = engine.recording_update(session, node, update, now)
-            flow = self.versions.for_session(changed)
-            events = from_effects((note,), changed, flow, now)
-            try:
-                saved = self.store.save(
-                    changed,
-                    loaded.seq,
-                    events=[e.to_dict() for e in events],
-                    flow=self.versions.pin(flow) if flow is not None else None,
-                    own=loaded.own,
-                    clock=loaded.clock,
-                )
-            except StoreUnavailable:
-                self.versions.store_failed()  # as in an exchange: versions may need publishing
-                raise
+            saved, _ = self._save_callback(loaded, changed, note, now)
             if saved is not None:
-                if saved.published and flow is not None:
-                    self.versions.published(flow)
-                emit_all(self.sinks, events)
                 return True
         return False
 
@@ -350,27 +334,36 @@ class ConversationService:
                     "call_status": params.status,
                 },
             )
-            flow = self.versions.for_session(ended)
-            events = from_effects((note,), ended, flow, now)
-            try:
-                saved = self.store.save(
-                    ended,
-                    loaded.seq,
-                    events=[e.to_dict() for e in events],
-                    flow=self.versions.pin(flow) if flow is not None else None,
-                    own=loaded.own,
-                    clock=loaded.clock,
-                )
-            except StoreUnavailable:
-                self.versions.store_failed()  # as in an exchange: versions may need publishing
-                raise
-            if saved is not None and saved.published and flow is not None:
-                self.versions.published(flow)
+            saved, flow = self._save_callback(loaded, ended, note, now)
             if saved is not None:
-                emit_all(self.sinks, events)
                 self.codes.call_ended(flow, ended)
                 return True
         return False
+
+    def _save_callback(
+        self, loaded: Loaded, session: Session, note: Note, now: float
+    ) -> tuple[Saved | None, Flow | None]:
+        """Save what a callback changed (no reply to cache) with ``note``'s event, which reaches
+        the sinks once the save stood; the save (``None``: another won) and the session's flow."""
+        flow = self.versions.for_session(session)
+        events = from_effects((note,), session, flow, now)
+        try:
+            saved = self.store.save(
+                session,
+                loaded.seq,
+                events=[e.to_dict() for e in events],
+                flow=self.versions.pin(flow) if flow is not None else None,
+                own=loaded.own,
+                clock=loaded.clock,
+            )
+        except StoreUnavailable:
+            self.versions.store_failed()  # as in an exchange: versions may need publishing
+            raise
+        if saved is not None:
+            if saved.published and flow is not None:
+                self.versions.published(flow)
+            emit_all(self.sinks, events)
+        return saved, flow
 
     # ---- the exchange ---------------------------------------------------------------------
     def _exchange(
