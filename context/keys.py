@@ -121,6 +121,18 @@ class Keys:
         """Failed console logins for one agent name or one client address in one minute."""
         return f"{self.prefix}:{{{hash_tag(who)}}}:login-failures:{minute}"
 
+    def link(self, link_id: str) -> str:
+        """What one page link points at (see :mod:`context.links`)."""
+        return f"{self.prefix}:link:{{{hash_tag(link_id)}}}"
+
+    def message_claim(self, key: str) -> str:
+        """Whether one message (by its idempotency key) is being sent or was sent."""
+        return f"{self.prefix}:message:{{{hash_tag(key)}}}"
+
+    def submission(self, link_id: str, digest: str) -> str:
+        """One page submission already taken (a second, identical one changes nothing)."""
+        return f"{self.prefix}:link:{{{hash_tag(link_id)}}}:submitted:{digest}"
+
     def health(self, tag: str) -> str:
         """A short-lived key ``/healthz`` writes to prove a node accepts writes (``tag``: which)."""
         return f"{self.prefix}:health:{{{hash_tag(tag)}}}"

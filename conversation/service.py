@@ -112,6 +112,10 @@ class Outcome:
 NO_FLOW = Outcome()
 
 
+Amendment = Callable[[Session, float], "tuple[Session, Sequence[Note]] | None"]
+"""A change to a session outside a turn (see :meth:`ConversationService.amend`)."""
+
+
 class ConversationService:
     """Runs conversations; voice calls are its first channel."""
 
@@ -340,13 +344,52 @@ class ConversationService:
                 return True
         return False
 
+    def amend(
+        self,
+        caller: str,
+        change: Amendment,
+        call_sid: str | None = None,
+        channel: str = "voice",
+    ) -> Session | None:
+        """Change a caller's session outside a turn and save it with the change's events.
+
+        For what arrives beside a call (a message's delivery status, a page opened or
+        submitted, an inbound text): ``change`` gets the session as loaded (the one set aside
+        for ``call_sid``, when that call's session was moved aside) and the time, and returns
+        the changed session with its notes, or ``None`` to change nothing. A save that loses
+        its race is tried again on a fresh load, with ``change`` called again. Returns the
+        saved session, or ``None`` when there is none or nothing changed.
+
+        Raises:
+            StoreUnavailable: Redis does not answer.
+        """
+        for _ in range(SAVE_ATTEMPTS):
+            loaded = self._load(caller, call_sid)
+            if loaded.session is None:
+                return None
+            now = self.clock()
+            changed = change(loaded.session, now)
+            if changed is None:
+                return None
+            session, notes = changed
+            saved, _ = self._save_callback(loaded, session, notes, now, channel)
+            if saved is not None:
+                return session
+        return None
+
     def _save_callback(
-        self, loaded: Loaded, session: Session, note: Note, now: float
+        self,
+        loaded: Loaded,
+        session: Session,
+        notes: Note | Sequence[Note],
+        now: float,
+        channel: str = "voice",
     ) -> tuple[Saved | None, Flow | None]:
-        """Save what a callback changed (no reply to cache) with ``note``'s event, which reaches
+        """Save what a callback changed (no reply to cache) with the notes' events, which reach
         the sinks once the save stood; the save (``None``: another won) and the session's flow."""
         flow = self.versions.for_session(session)
-        events = from_effects((note,), session, flow, now)
+        notes = (notes,) if isinstance(notes, Note) else tuple(notes)
+        events = from_effects(notes, session, flow, now, channel)
         try:
             saved = self.store.save(
                 session,

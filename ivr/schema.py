@@ -368,6 +368,123 @@ class CallbackSpec(Model):
     reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+PageName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
+EmailAddress = Annotated[str, Field(min_length=3, max_length=320)]
+
+
+class SendSmsSpec(Model):
+    """A text to send when the node is entered (off the call's path, through the job queue).
+
+    ``to`` is a template (default: the caller's own number); ``body`` may hold
+    ``{{ link('page') }}``, a signed link to one of the flow's ``pages:``.
+    """
+
+    to: str | None = Field(default=None, min_length=1)
+    body: str = Field(min_length=1, max_length=1600)
+
+
+class SendEmailSpec(Model):
+    """An email to send when the node is entered: ``text`` and optional ``html`` bodies, both
+    templates that may hold ``{{ link('page') }}``; ``to`` is a template (an address the flow
+    collected, or the customer's)."""
+
+    to: str = Field(min_length=1)
+    subject: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1)
+    html: str | None = Field(default=None, min_length=1)
+
+
+class WaitForSpec(Model):
+    """Keep the caller on the line (hold prompts) until a page is submitted or time runs out.
+
+    A submission while the call is live redirects the call to ``on_submit`` at once; a key
+    pressed while waiting, or ``timeout`` passing, goes to ``on_timeout``.
+    """
+
+    page: PageName
+    timeout: Duration = 180.0
+    on_submit: NodeName
+    on_timeout: NodeName
+    hold: Prompt | None = None  # repeated while waiting (default: a built-in sentence)
+    every: Duration = 10.0  # seconds of silence between hold prompts
+
+    @field_validator("timeout", "every")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("it must be at least 1s.")
+        return value
+
+
+class PageFieldSpec(Model):
+    """One input of a page's form."""
+
+    label: str = Field(min_length=1, max_length=200)
+    type: Literal["text", "email", "tel", "number", "date", "textarea"] = "text"
+    required: bool = True
+    pattern: str | None = None  # a regular expression the whole value must match
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int = Field(default=200, ge=1, le=2000)
+    hint: str | None = Field(default=None, max_length=300)  # a sentence under the label
+    error: str | None = Field(default=None, max_length=300)  # what a failed check says
+
+
+class PageChoicesSpec(Model):
+    """A list to pick one item from (a radio group), made from a list the flow holds.
+
+    ``items`` names the list (a variable or a path into a data dip's result); ``value`` and
+    ``label`` are templates rendered once per item, with the item as ``item``.
+    """
+
+    field: VarName = "choice"
+    items: VarPath
+    value: str = Field(min_length=1)
+    label: str = Field(min_length=1)
+    required: bool = True
+    empty: str | None = Field(default=None, max_length=300)  # shown when the list is empty
+
+
+class PageSpec(Model):
+    """A web page behind a signed link (``{{ link('id') }}``), sharing the caller's session.
+
+    ``content`` is a template; a page may offer ``choices``, a form of ``fields``, both or
+    neither. A submission sets ``save_as`` (default: the page's id) to the values, for the flow
+    and the call to use (``{{ rebooking.flight }}``).
+    """
+
+    title: str = Field(min_length=1, max_length=200)
+    content: str | None = None
+    choices: PageChoicesSpec | None = None
+    fields: dict[VarName, PageFieldSpec] = Field(default_factory=dict)
+    submit: str = Field(default="Send", min_length=1, max_length=60)
+    done: str | None = None  # what the page says once submitted (a template)
+    save_as: VarName | None = None
+    expires: Duration = 3600.0  # how long a link to this page works
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PageSpec:
+        if self.choices and self.choices.field in self.fields:
+            raise ValueError(
+                f"the choice and a field are both named {self.choices.field!r}; rename one."
+            )
+        return self
+
+
+class SmsSpec(Model):
+    """What the flow answers to texts sent to its number (``POST /sms``).
+
+    ``replies`` maps what a caller may text (matched without case or surrounding spaces, e.g.
+    ``"1"``, ``"yes"``) to the node it takes them to; ``otherwise`` answers a known caller's
+    text that matches none; ``unknown`` answers a sender with no conversation in this flow;
+    ``help`` answers HELP.
+    """
+
+    replies: dict[str, NodeName] = Field(default_factory=dict)
+    otherwise: str | None = Field(default=None, min_length=1, max_length=1600)
+    unknown: str | None = Field(default=None, min_length=1, max_length=1600)
+    help: str | None = Field(default=None, min_length=1, max_length=1600)
+
+
 class Node(Model):
     """One step of a call flow."""
 
@@ -391,16 +508,26 @@ class Node(Model):
     transfer: TransferSpec | None = None
     callback: CallbackSpec | None = None
     record: RecordSpec | None = None
+    send_sms: SendSmsSpec | None = None
+    send_email: SendEmailSpec | None = None
+    wait_for: WaitForSpec | None = None
     hangup: bool | None = None
     goto: NodeName | None = None
     next: NodeName | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Node:
-        endings = [k for k in ("gather", "transfer", "hangup", "record") if getattr(self, k)]
+        kinds = ("gather", "transfer", "hangup", "record", "wait_for")
+        endings = [k for k in kinds if getattr(self, k)]
         if len(endings) > 1:
             raise ValueError(
-                f"a node can do only one of gather, transfer, hangup, record, not {endings}."
+                f"a node can do only one of gather, transfer, hangup, record, wait_for, "
+                f"not {endings}."
+            )
+        if self.wait_for and (self.next or self.goto or self.branch):
+            raise ValueError(
+                "a wait_for node goes on with its on_submit and on_timeout; "
+                "remove next, goto and branch."
             )
         if self.record and self.branch:
             raise ValueError("a record node goes on with next; put the branch in its own node.")
@@ -440,6 +567,9 @@ class Node(Model):
             found.append((("branch", i, "then"), case.then))
         for outcome, target in (self.transfer.on if self.transfer else {}).items():
             found.append((("transfer", "on", outcome), target))
+        if self.wait_for:
+            found.append((("wait_for", "on_submit"), self.wait_for.on_submit))
+            found.append((("wait_for", "on_timeout"), self.wait_for.on_timeout))
         return found
 
 
@@ -490,6 +620,8 @@ class FlowSpec(Model):
     fallback: NodeName | None = None
     start: NodeName
     nodes: dict[NodeName, Node] = Field(min_length=1)
+    pages: dict[PageName, PageSpec] = Field(default_factory=dict)
+    sms: SmsSpec | None = None
 
     @field_validator("numbers", mode="before")
     @classmethod

@@ -63,6 +63,8 @@ class Session:
     resumes: int = 0  # how many times this conversation was picked up again by a new call
     handoffs: tuple[str, ...] = ()  # this conversation's handoff ids, the latest last
     recordings: dict[str, Any] = field(default_factory=dict)  # node -> url, duration, status...
+    messages: dict[str, Any] = field(default_factory=dict)  # key -> status, node (ivr.messages)
+    pages: dict[str, Any] = field(default_factory=dict)  # page -> status, links, values (ivr.pages)
     # The customer card read with the session (ivr.history): never stored with it.
     card: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -182,7 +184,7 @@ _DEFAULTS: dict[str, Any] = {
     "attested": False, "resume_code": None, "resume_return": None, "resume_missing": (),
     "held": {}, "handoff": {}, "conversation": "", "sensitive": (), "live_until": None,
     "attempts": {}, "identified": (), "resumes": 0, "handoffs": (), "card": {},
-    "recordings": {},
+    "recordings": {}, "messages": {}, "pages": {},
 }  # fmt: skip
 
 
@@ -211,4 +213,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "held": (dict,), "handoff": (dict,), "conversation": _TEXT, "sensitive": (tuple,),
     "live_until": (*_NUMBER, type(None)), "attempts": (dict,), "identified": (tuple,),
     "resumes": (int,), "handoffs": (tuple,), "card": (dict,), "recordings": (dict,),
+    "messages": (dict,), "pages": (dict,),
 }  # fmt: skip

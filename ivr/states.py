@@ -19,6 +19,7 @@ class Waiting(StrEnum):
     RESUME_OFFER = "resume"  # "continue or start over?" of a returning caller
     RESUME_CODE = "resume_code"  # a caller without caller ID keying a resume code
     RECORDING = "recording"  # a record node's message (its <Record> action)
+    PAGE = "page"  # a wait_for node: a page's submission, with hold prompts meanwhile
 
 
 class Status(StrEnum):
@@ -110,6 +111,19 @@ class EventName(StrEnum):
     TOPIC = "topic"  # a node's ``topic:``: what the conversation is about
     RECORDING = "recording"  # a record node's message: url, duration, status (and transcription)
     SESSION_ENDED = "session_ended"
+    # messages and pages (multimodal)
+    MESSAGE_QUEUED = "message_queued"  # a send_sms/send_email: its data holds the sealed job
+    MESSAGE_SENT = "message_sent"  # Twilio or the SMTP server took it
+    MESSAGE_DELIVERED = "message_delivered"  # Twilio's status callback: delivered (or read)
+    MESSAGE_FAILED = "message_failed"  # refused for good, undelivered, or retries ran out
+    MESSAGE_OPTED_OUT = "message_opted_out"  # not sent: the number texted STOP
+    PAGE_OPENED = "page_opened"
+    PAGE_REJECTED = "page_rejected"  # a submission failed the page's checks (fields named)
+    PAGE_SUBMITTED = "page_submitted"
+    CALL_REDIRECTED = "call_redirected"  # a live call was moved on by a page's submission
+    SMS_RECEIVED = "sms_received"  # an inbound text
+    SMS_OPTED_OUT = "sms_opted_out"  # STOP and its synonyms
+    SMS_OPTED_IN = "sms_opted_in"  # START and its synonyms
     # reaching out first
     OUTBOUND_REQUESTED = "outbound_requested"  # a call was placed (Twilio took it)
     OUTBOUND_SENT = "outbound_sent"  # a text was sent (Twilio took it)

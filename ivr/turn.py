@@ -190,7 +190,41 @@ class RequestCallback:
     handoff_id: str | None = None
 
 
-Effect = HttpRequest | Note | AttachHandoff | RequestCallback
+@dataclass(frozen=True)
+class PageLink:
+    """A signed link to one of the flow's pages, made for one message (see :mod:`ivr.links`).
+
+    ``id`` is derived from the call, step, node and page (a retried webhook makes the same
+    link); ``expires`` is the page's lifetime in seconds. The shell issues the link (stores what
+    it points at, signs its URL) when it sends the message.
+    """
+
+    id: str
+    page: str
+    expires: int = 3600
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    """A text or an email to send off the call's path (the job queue), at most once.
+
+    ``key`` is the idempotency key (derived from the call, step, node and channel: a retried
+    webhook or a redelivered job never sends twice). ``body`` is the text (SMS) or the plain
+    text body (email); links in ``body`` and ``html`` are marks (:func:`ivr.links.mark`) that
+    the sender replaces with the signed URLs of ``links``.
+    """
+
+    key: str
+    channel: Literal["sms", "email"]
+    to: str
+    body: str
+    node: str
+    subject: str | None = None
+    html: str | None = None
+    links: tuple[PageLink, ...] = ()
+
+
+Effect = HttpRequest | Note | AttachHandoff | RequestCallback | SendMessage
 
 
 @dataclass(frozen=True)
