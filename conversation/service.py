@@ -59,6 +59,7 @@ from ivr.states import (
 from ivr.turn import (
     Action,
     Answer,
+    Effect,
     FetchResult,
     Gather,
     Hangup,
@@ -112,7 +113,7 @@ class Outcome:
 NO_FLOW = Outcome()
 
 
-Amendment = Callable[[Session, float], "tuple[Session, Sequence[Note]] | None"]
+Amendment = Callable[[Session, float], "tuple[Session, Sequence[Effect]] | None"]
 """A change to a session outside a turn (see :meth:`ConversationService.amend`)."""
 
 
@@ -356,7 +357,8 @@ class ConversationService:
         For what arrives beside a call (a message's delivery status, a page opened or
         submitted, an inbound text): ``change`` gets the session as loaded (the one set aside
         for ``call_sid``, when that call's session was moved aside) and the time, and returns
-        the changed session with its notes, or ``None`` to change nothing. A save that loses
+        the changed session with its effects (notes; a message to send, recorded for the
+        job queue; a callback request), or ``None`` to change nothing. A save that loses
         its race is tried again on a fresh load, with ``change`` called again. Returns the
         saved session, or ``None`` when there is none or nothing changed.
 
@@ -371,8 +373,8 @@ class ConversationService:
             changed = change(loaded.session, now)
             if changed is None:
                 return None
-            session, notes = changed
-            saved, _ = self._save_callback(loaded, session, notes, now, channel)
+            session, effects = changed
+            saved, _ = self._save_callback(loaded, session, effects, now, channel)
             if saved is not None:
                 return session
         return None
@@ -381,15 +383,15 @@ class ConversationService:
         self,
         loaded: Loaded,
         session: Session,
-        notes: Note | Sequence[Note],
+        effects: Effect | Sequence[Effect],
         now: float,
         channel: str = "voice",
     ) -> tuple[Saved | None, Flow | None]:
-        """Save what a callback changed (no reply to cache) with the notes' events, which reach
+        """Save what a callback changed (no reply to cache) with its effects' events, which reach
         the sinks once the save stood; the save (``None``: another won) and the session's flow."""
         flow = self.versions.for_session(session)
-        notes = (notes,) if isinstance(notes, Note) else tuple(notes)
-        events = from_effects(notes, session, flow, now, channel)
+        effects = tuple(effects) if isinstance(effects, list | tuple) else (effects,)
+        events = from_effects(effects, session, flow, now, channel)
         try:
             saved = self.store.save(
                 session,
