@@ -390,8 +390,8 @@ class ConversationService:
         """Save what a callback changed (no reply to cache) with its effects' events, which reach
         the sinks once the save stood; the save (``None``: another won) and the session's flow."""
         flow = self.versions.for_session(session)
-        effects = tuple(effects) if isinstance(effects, list | tuple) else (effects,)
-        events = from_effects(effects, session, flow, now, channel)
+        done = tuple(effects) if isinstance(effects, list | tuple) else (effects,)
+        events = from_effects(done, session, flow, now, channel)
         try:
             saved = self.store.save(
                 session,
