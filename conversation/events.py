@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from context.callers import masked
+from context.sealing import Sealer
+from conversation.message_jobs import queued_event_data
 from ivr import sensitive
 from ivr.flow import Flow
 from ivr.session import Session
 from ivr.states import EventName
-from ivr.turn import AttachHandoff, Effect, Note, RequestCallback
+from ivr.turn import AttachHandoff, Effect, Note, RequestCallback, SendMessage
 
 log = logging.getLogger("omnivoice.calls")
 
@@ -122,8 +124,13 @@ def from_effects(
     flow: Flow | None,
     at: float,
     channel: str = "voice",
+    sealer: Sealer | None = None,
 ) -> list[ConversationEvent]:
-    """The events a turn's effects record, about ``session`` (after the turn)."""
+    """The events a turn's effects record, about ``session`` (after the turn).
+
+    A message to send becomes a ``message_queued`` event carrying its job sealed with
+    ``sealer`` (see :mod:`conversation.message_jobs`); without a sealer it is not recorded.
+    """
     secrets = _sensitive_values(session, flow)
     names = session.sensitive or (tuple(flow.spec.sensitive) if flow is not None else ())
     events = []
@@ -140,6 +147,12 @@ def from_effects(
                 "reason": bundle.get("reason"),
                 "bundle": bundle,
             }
+        elif isinstance(effect, SendMessage):
+            if sealer is None:
+                log.error("message %s not queued: no sealer to carry it", effect.key)
+                continue
+            name = EventName.MESSAGE_QUEUED
+            data = queued_event_data(effect, session, sealer, _via(effect))
         elif isinstance(effect, RequestCallback):
             name = EventName.CALLBACK_REQUESTED
             data = {
@@ -165,6 +178,11 @@ def from_effects(
             )
         )
     return events
+
+
+def _via(message: SendMessage) -> str:
+    """Who sent a message: an agent's action names its node ``agent:<name>``."""
+    return "agent" if message.node.startswith("agent:") else "flow"
 
 
 def _sensitive_values(session: Session, flow: Flow | None) -> set[str]:

@@ -391,7 +391,7 @@ class ConversationService:
         the sinks once the save stood; the save (``None``: another won) and the session's flow."""
         flow = self.versions.for_session(session)
         done = tuple(effects) if isinstance(effects, list | tuple) else (effects,)
-        events = from_effects(done, session, flow, now, channel)
+        events = from_effects(done, session, flow, now, channel, self.store.codec.sealer)
         try:
             saved = self.store.save(
                 session,
@@ -444,7 +444,9 @@ class ConversationService:
                 now = self.clock()
                 session = turn.session.evolve(live_until=liveness.live_until(turn.actions, now))
                 reply = self.renderer.render(turn.actions, params.url_root, session.step)
-                events = from_effects((*notes, *turn.effects), session, flow, now)
+                events = from_effects(
+                    (*notes, *turn.effects), session, flow, now, sealer=self.store.codec.sealer
+                )
                 own = loaded.own or outcome.own
                 saved = self.store.save(
                     session,
