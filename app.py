@@ -39,6 +39,7 @@ from context.outbound_tokens import OutboundTokens
 from context.redis_client import Topology, connect, topology_of
 from context.sealing import Sealer
 from context.sessions import SessionStore
+from context.text_replies import TextReplies
 from conversation import handoff_webhooks, webhook_runner
 from conversation.events import LogSink
 from conversation.feed_sink import FeedSink
@@ -47,6 +48,7 @@ from conversation.outbound import OutboundService, OutboundSettings
 from conversation.outbound_rules import QuietHours
 from conversation.resume_codes import CodeLimits, ResumeCodes
 from conversation.service import INCOMING_STEP, MAX_STEP, ConversationService
+from conversation.texts import InboundTexts
 from data_dips.http import HttpFetcher
 from ivr import watcher
 from ivr.catalog import Catalog
@@ -62,6 +64,8 @@ from webhooks import (
     metrics,
     outbound_cli,
     recording_webhooks,
+    sms,
+    sms_text,
     transfer_webhooks,
     twiml,
     voice,
@@ -361,6 +365,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     transfer_webhooks.register(edge, voice_views, handoffs)
     recording_webhooks.register(edge, voice_views)
+    texts = InboundTexts(
+        service, TextReplies(connection, keys, store.codec), history_db, sms_text.SmsRenderer()
+    )
+    sms.register(edge, texts, app.config["DEFAULT_REGION"])
+    app.extensions["omnivoice.texts"] = texts
     app.extensions["omnivoice.front"] = edge
     app.extensions["omnivoice.outbound"] = OutboundService(
         catalog,

@@ -133,6 +133,13 @@ class Keys:
         """One page submission already taken (a second, identical one changes nothing)."""
         return f"{self.prefix}:link:{{{hash_tag(link_id)}}}:submitted:{digest}"
 
+    def text_reply(self, caller: str, message_sid: str) -> str:
+        """The reply already sent to one inbound text (replayed if Twilio retries its webhook).
+
+        Under the sender's hash tag, like the rest of what is kept about them.
+        """
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:text-reply:{message_sid}"
+
     def health(self, tag: str) -> str:
         """A short-lived key ``/healthz`` writes to prove a node accepts writes (``tag``: which)."""
         return f"{self.prefix}:health:{{{hash_tag(tag)}}}"

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from context.callers import masked
 from context.outbound_tokens import Grant
 from context.sessions import Loaded, Saved, SessionStore
+from conversation import text_turns
 from conversation.dip_claims import StepClaimed, StepDips
 from conversation.events import (
     EventSink,
@@ -378,6 +379,14 @@ class ConversationService:
             if saved is not None:
                 return session
         return None
+
+    def text(
+        self, params: Inbound, node: str, renderer: Renderer, data: Mapping[str, Any]
+    ) -> str | None:
+        """A caller's text that the flow's ``sms.replies`` takes to ``node``: the session runs
+        from it on the SMS channel and the reply is what it says (``None``: no session, or no
+        such node); see :mod:`conversation.text_turns`."""
+        return text_turns.run(self, params, node, renderer, data)
 
     def _save_callback(
         self,

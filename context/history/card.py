@@ -98,6 +98,7 @@ def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str],
         for row in db.execute(
             select(
                 Conversation.id,
+                Conversation.ref,
                 Conversation.customer_id,
                 Conversation.topic,
                 Conversation.status,
@@ -194,6 +195,7 @@ def _card(
         chosen = open_ones[0]
         last = next((i for i in latest if i.conversation_id == chosen.id), None)
         card["open_conversation"] = {
+            "ref": chosen.ref,  # the conversation id events name (an inbound text joins it)
             "topic": chosen.topic,
             "status": chosen.status,
             "since": _epoch(chosen.opened_at),

@@ -11,7 +11,11 @@ batch in one transaction and acknowledges the entries only once the commit stood
   ids already written, and a batch that races another writer is retried and then skips them.
 
 Each event becomes an :class:`~.models.Event` of the interaction named by its CallSid, in the
-conversation named by the session's conversation id, for the customer its caller identifies.
+conversation named by the session's conversation id, for the customer its caller identifies;
+an inbound text is an interaction of its own (by MessageSid, channel ``sms``) in the
+conversation it joined. A texted STOP or START (``sms_opted_out`` / ``sms_opted_in``) is also
+applied to the number's consents (:mod:`.opt_outs`): the durable path of an opt-out, which the
+webhook also writes at once when the database answers.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from context.event_stream import Entry, EventStream
-from context.history import card, customers
+from context.history import card, customers, opt_outs
 from context.history.models import (
     CallbackRequest,
     CallbackStatus,
@@ -229,7 +233,7 @@ class _Batch:
         again: set[str] = set()
         for entry in entries:
             if entry.sse_id in written:
-                again.add(str(entry.event.get("call_sid") or ""))  # its card may be unwritten
+                again.add(_contact(entry.event))  # its card may be unwritten
                 continue
             written.add(entry.sse_id)
             fresh.append((entry.sse_id, entry.event))
@@ -255,11 +259,26 @@ class _Batch:
         ]
         if callbacks:
             self.db.execute(insert(CallbackRequest), callbacks)
+        for _, event in fresh:
+            if event.get("name") in _OPT_OUTS:
+                self._opt_out(event)
+
+    def _opt_out(self, event: dict[str, Any]) -> None:
+        """A texted STOP or START, applied to the number's consents (a replay changes nothing)."""
+        caller = str(event.get("caller") or "")
+        if not caller.startswith("+"):
+            return  # only a phone number can text
+        granted = event.get("name") == EventName.SMS_OPTED_IN
+        source = f"texted {_text(_data(event).get('keyword')) or ('START' if granted else 'STOP')}"
+        if opt_outs.apply(self.db, caller, granted, source, _at(event)):
+            customer = self.customers.get(caller)
+            if customer is not None:
+                self.touched.add(customer.id)
 
     def _callback(self, stream_id: str, event: dict[str, Any]) -> dict[str, Any]:
         """The row of a caller's request to be called back (shown in the agent console)."""
         data = _data(event)
-        interaction = self.interactions[str(event.get("call_sid") or "")]
+        interaction = self.interactions[_contact(event)]
         return {
             "stream_id": stream_id,
             "customer_id": interaction.customer_id,
@@ -274,9 +293,8 @@ class _Batch:
     def _one(self, stream_id: str, event: dict[str, Any]) -> dict[str, Any]:
         at = _at(event)
         name = str(event.get("name") or "")
-        call_sid = str(event.get("call_sid") or "")
         conversation = self.conversations[_ref(event)]
-        interaction = self.interactions[call_sid]
+        interaction = self.interactions[_contact(event)]
         if at > _aware(conversation.last_activity_at):
             conversation.last_activity_at = at
         conversation.status = ConversationStatus.ACTIVE.value
@@ -367,7 +385,7 @@ class _Batch:
     def _interactions(self, fresh: list[tuple[str, dict[str, Any]]]) -> None:
         first: dict[str, dict[str, Any]] = {}
         for _, event in fresh:
-            first.setdefault(str(event.get("call_sid") or ""), event)
+            first.setdefault(_contact(event), event)
         known = {
             row.contact_sid: row
             for row in self.db.scalars(
@@ -407,6 +425,20 @@ _CARD_EVENTS = frozenset(
         EventName.OUTBOUND_ANSWERED, EventName.AGENT_NOTE, EventName.CALL_TAKEN,
     }
 )  # fmt: skip
+
+
+_OPT_OUTS = frozenset({EventName.SMS_OPTED_OUT, EventName.SMS_OPTED_IN})
+_TEXTS = frozenset({EventName.SMS_RECEIVED, *_OPT_OUTS})
+
+
+def _contact(event: dict[str, Any]) -> str:
+    """The contact an event belongs to: its CallSid, or for an inbound text its MessageSid
+    (a text is an interaction of its own, in the conversation of the call it answers)."""
+    if event.get("name") in _TEXTS:
+        sid = _data(event).get("message_sid")
+        if isinstance(sid, str) and sid:
+            return sid[:64]
+    return str(event.get("call_sid") or "")
 
 
 def _at(event: dict[str, Any]) -> datetime:
