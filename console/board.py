@@ -44,6 +44,7 @@ class Card:
     result: str | None = None
     notes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    pages: list[dict[str, Any]] = field(default_factory=list)  # what became of pages sent
     last_id: str = ""
 
     @property
@@ -101,6 +102,8 @@ def apply(cards: dict[str, Card], entry: FeedEntry) -> None:
         card.state = RESULT_STATES.get(card.result, card.result or card.state)
     elif name == "call_ended":
         card.state = ENDED
+    elif name in PAGE_EVENTS:
+        card.pages.append({"at": event.get("at"), "name": name, "text": page_line(name, data)})
     elif name == "agent_note":
         card.notes.append(
             {
@@ -111,6 +114,33 @@ def apply(cards: dict[str, Card], entry: FeedEntry) -> None:
                 "call_sid": call_sid,
             }
         )
+
+
+PAGE_EVENTS = frozenset({"message_sent", "message_failed", "page_opened", "page_submitted"})
+
+
+def page_line(name: str, data: dict[str, Any]) -> str:
+    """What a card says of a page sent to the caller: "Caller picked: OV 123 at 9:40"."""
+    page = str(data.get("page") or "the page")
+    if name == "page_submitted":
+        return f"Caller picked: {_picked(data) or page}"
+    if name == "page_opened":
+        return f"Caller opened {page}"
+    channel = "text" if data.get("channel") == "sms" else str(data.get("channel") or "message")
+    if name == "message_sent":
+        return f"The {channel} was sent"
+    error = str(data.get("error") or data.get("status") or "").strip()
+    return f"The {channel} could not be sent" + (f": {error}" if error else "")
+
+
+def _picked(data: dict[str, Any]) -> str:
+    """What a submission chose, in words: its summary or label, else its values."""
+    for key in ("summary", "label"):
+        if isinstance(data.get(key), str) and data[key].strip():
+            return str(data[key]).strip()[:200]
+    values = _mapping(data.get("values"))
+    shown = [str(v) for v in values.values() if isinstance(v, str | int | float)]
+    return ", ".join(shown)[:200]
 
 
 def unopened(entries: Iterable[FeedEntry]) -> list[str]:

@@ -26,7 +26,7 @@ from flask import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from console import board, live
+from console import board, live, send_page
 from console.actions import DISPOSITIONS, MAX_NOTE, ActionRefused, AgentActions, CallRef, call_ref
 from console.agents import AgentView, directory_of
 from console.history import ConsoleHistory
@@ -210,11 +210,19 @@ def board_page() -> Response:
         )
         for card in cards
     }
+    catalog = current_app.extensions["omnivoice.catalog"]
+    histories = current_app.extensions["omnivoice.console.history"]
+    page_offers = {
+        card.call_sid: send_page.offer(catalog, histories, card.flow, card.caller)
+        for card in cards
+        if card.state != board.ENDED
+    }
     page = render_template(
         "console/board.html",
         agent=_agent(),
         cards=cards,
         timelines=timelines,
+        page_offers=page_offers,
         strip=board.strip(cards, now),
         callbacks=history.open_callbacks(),
         last_id=last_id,
@@ -332,6 +340,27 @@ def notes(call_sid: str) -> Response:
     except ActionRefused as refused:
         return _answer(refused.message, refused.status)
     return _answer("Note saved.")
+
+
+@bp.post("/calls/<call_sid>/page")
+@login_required
+@csrf_required
+def push_page(call_sid: str) -> Response:
+    """Send the caller one of their flow's pages, by text or email."""
+    try:
+        ref, _ = _ref(call_sid)
+        said = send_page.send(
+            current_app.extensions["omnivoice.calls"],
+            current_app.extensions["omnivoice.console.history"],
+            ref,
+            _agent(),
+            request.form.to_dict(),
+        )
+    except ActionRefused as refused:
+        return _answer(refused.message, refused.status)
+    except UNAVAILABLE as exc:
+        return _answer(f"The call store is unavailable right now ({exc}).", 503)
+    return _answer(said)
 
 
 @bp.post("/callbacks/<int:callback_id>/done")

@@ -24,6 +24,11 @@ FEED_EVENTS = frozenset(
         EventName.CALL_TAKEN,
         EventName.TAKE_FAILED,
         EventName.AGENT_NOTE,
+        # what became of a page sent to the caller, for the agent's screen-pop
+        EventName.MESSAGE_SENT,
+        EventName.MESSAGE_FAILED,
+        EventName.PAGE_OPENED,
+        EventName.PAGE_SUBMITTED,
     }
 )
 

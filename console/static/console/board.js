@@ -176,6 +176,31 @@
     card.querySelector(".timeline").append(item);
   }
 
+  // What a card says of a page sent to the caller (as console/board.py's page_line).
+  const PAGE_EVENTS = ["message_sent", "message_failed", "page_opened", "page_submitted"];
+
+  function pageLine(name, data) {
+    const page = String(data.page || "the page");
+    if (name === "page_submitted") {
+      let picked = "";
+      for (const key of ["summary", "label"]) {
+        if (!picked && typeof data[key] === "string" && data[key].trim()) {
+          picked = data[key].trim().slice(0, 200);
+        }
+      }
+      if (!picked) {
+        picked = Object.values(data.values || {})
+          .filter((v) => ["string", "number"].includes(typeof v)).join(", ").slice(0, 200);
+      }
+      return "Caller picked: " + (picked || page);
+    }
+    if (name === "page_opened") return "Caller opened " + page;
+    const channel = data.channel === "sms" ? "text" : String(data.channel || "message");
+    if (name === "message_sent") return "The " + channel + " was sent";
+    const error = String(data.error || data.status || "").trim();
+    return "The " + channel + " could not be sent" + (error ? ": " + error : "");
+  }
+
   function apply(id, event) {
     const data = event.data || {};
     let card = cardOf(event.call_sid);
@@ -210,6 +235,10 @@
       setState(card, "ended");
     } else if (event.name === "agent_note") {
       card.querySelector(".notes").append(noteItem(data));
+    } else if (PAGE_EVENTS.includes(event.name)) {
+      const item = el("li", "page-" + event.name);
+      item.append(el("time", "", clock(event.at)), " " + pageLine(event.name, data));
+      card.querySelector(".page-results").append(item);
     }
     strip();
   }
