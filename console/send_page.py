@@ -47,6 +47,13 @@ def pages_of(catalog: Catalog, flow_id: str | None) -> tuple[tuple[str, str], ..
     return tuple((name, page.title) for name, page in flow.spec.pages.items())
 
 
+def flow_pages(catalog: Catalog) -> dict[str, list[tuple[str, str]]]:
+    """Every flow's pages, by flow id (for the cards the board's script draws)."""
+    return {
+        flow.id: list(pages_of(catalog, flow.id)) for flow in catalog.flows() if flow.spec.pages
+    }
+
+
 def texts_refused(history: Callable[[], sessionmaker[Session]], number: str) -> str | None:
     """Why ``number`` may not be texted (opted out, or unknown for now); ``None``: it may."""
     if not number.startswith("+"):

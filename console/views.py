@@ -223,6 +223,7 @@ def board_page() -> Response:
         cards=cards,
         timelines=timelines,
         page_offers=page_offers,
+        flow_pages=send_page.flow_pages(catalog),
         strip=board.strip(cards, now),
         callbacks=history.open_callbacks(),
         last_id=last_id,

@@ -43,6 +43,8 @@ from context.agent_feed import AgentFeed
 from context.history import database
 from context.history.models import Customer, Identity
 from context.history.writer import HistoryWriter
+from ivr.states import EventName
+from ivr.turn import Note
 from simulator import Call, HttpTransport
 from tests.conftest import AUTH_TOKEN, REDIS_URL, REPO, app_for_tests, client_for, delete_under
 from tests.support_browser import (
@@ -67,6 +69,12 @@ AIRLINE_NUMBER = "+14155550100"
 ALICE_PHONE = "+14155550188"
 SCRIPT = "<script>alert(1)</script>"
 WAIT = 10_000  # ms: how long the browser may take to show what the server sent
+BANK_PAGES = """
+pages:
+  flights:
+    title: Pick your new flight
+    content: Choose one of the flights below.
+"""
 
 
 @dataclass
@@ -132,7 +140,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     folder = tmp_path_factory.mktemp("console-browser")
     flows = folder / "flows"
     shutil.copytree(REPO / "flows", flows)
-    (flows / "bank.yaml").write_text(BANK_FLOW)
+    (flows / "bank.yaml").write_text(BANK_FLOW + BANK_PAGES)
     url = history_database(folder)
     base_url = f"http://127.0.0.1:{free_port()}"
     redis = client_for(REDIS_URL)
@@ -453,3 +461,33 @@ def screenshot_board(page: Page, call_sid: str, tmp_path: Path) -> None:
         target = Path(wanted) if Path(wanted).is_absolute() else REPO / wanted
         target.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=target)
+
+
+def test_an_agent_sends_a_page_from_a_live_card_and_sees_what_the_caller_picked(
+    console: Console, agent: Callable[[str], Agent]
+) -> None:
+    alice = agent("alice")
+    caller = "+14155550133"
+    call = console.call(caller, BANK_NUMBER).dial()
+    call.press(PIN).say("my flight was cancelled")
+    assert call.ended == "enqueue", call.heard
+    card = alice.card(call.call_sid)
+    expect(card).to_have_count(1, timeout=WAIT)  # drawn by the script, with its page form
+    form = card.locator("form.page-form")
+    expect(form).to_be_visible()
+    assert form.locator("select[name=page] option").all_text_contents() == ["Pick your new flight"]
+    form.locator('input[name="channel"][value="sms"]').check()
+    form.locator('button[type="submit"]').click()
+    expect(alice.page.locator("#flash")).to_contain_text(
+        "The page is on its way by text to ***0133", timeout=WAIT
+    )
+    service = console.app.extensions["omnivoice.calls"]
+
+    def submitted(session: Any, now: float) -> Any:
+        picked = {"page": "flights", "label": "OV 123 at 9:40"}
+        return session, (Note(EventName.PAGE_SUBMITTED, picked),)
+
+    assert service.amend(caller, submitted, call_sid=call.call_sid, channel="web") is not None
+    expect(card.locator(".page-results > li")).to_contain_text(
+        ["Caller picked: OV 123 at 9:40"], timeout=WAIT
+    )

@@ -64,6 +64,12 @@ def queued(app: Flask, caller: str = CALLER) -> list[dict[str, Any]]:
     return [e for e in events if e["name"] == "message_queued"]
 
 
+def card_html(html: str, call_sid: str) -> str:
+    """The server-drawn card of ``call_sid`` in the board's page."""
+    start = html.index(f'data-call-sid="{call_sid}"')
+    return html[start : html.index("</article>", start)]
+
+
 def opt_out(app: Flask, number: str = CALLER) -> None:
     sessions = app.extensions["omnivoice.console.history"]()
     with sessions.begin() as db:
@@ -73,7 +79,9 @@ def opt_out(app: Flask, number: str = CALLER) -> None:
 def test_the_card_offers_the_pages_of_the_callers_flow(app: Flask) -> None:
     call = hand_over(app)
     client, _ = logged_in(app)
-    html = client.get("/agent").get_data(as_text=True)
+    page = client.get("/agent").get_data(as_text=True)
+    assert 'data-flow-pages=\'{"bank": [["flights"' in page  # for cards drawn live
+    html = card_html(page, call.call_sid)
     assert f'action="/agent/calls/{call.call_sid}/page"' in html
     assert re.findall(r'<option value="(flights|address)">', html) == ["flights", "address"]
     assert 'value="sms" checked' in html
@@ -165,8 +173,9 @@ def test_an_opted_out_number_is_offered_email_only_and_refused_texts(app: Flask)
     call = hand_over(app)
     opt_out(app)
     client, token = logged_in(app)
-    html = client.get("/agent").get_data(as_text=True)
+    html = card_html(client.get("/agent").get_data(as_text=True), call.call_sid)
     assert "opted out of texts" in html and 'value="sms"' not in html
+    assert 'value="email" checked' in html
     response = fetch(
         client, f"/agent/calls/{call.call_sid}/page", token, page="flights", channel="sms"
     )

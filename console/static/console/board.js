@@ -13,7 +13,14 @@
   const EVENTS = [
     "handoff", "queue_waiting", "transfer_result", "call_taken", "take_failed",
     "agent_note", "call_ended", "callback_requested",
+    "message_sent", "message_failed", "page_opened", "page_submitted",
   ];
+  let flowPages = {};
+  try {
+    flowPages = JSON.parse(board.dataset.flowPages || "{}");
+  } catch (_error) {
+    flowPages = {};
+  }
   const skew = Number(board.dataset.now || 0) - Date.now() / 1000;
   let transfers = Number(board.dataset.transfers || 0);
   let source = null;
@@ -151,6 +158,24 @@
     const sid = encodeURIComponent(event.call_sid);
     card.querySelector("form.take-form").action = board.dataset.takeUrl.replace("CALLSID", sid);
     card.querySelector("form.note-form").action = board.dataset.notesUrl.replace("CALLSID", sid);
+    fillPageForm(card, (bundle.flow || {}).id, sid);
+  }
+
+  // The "Send a page" form of a card drawn here: the pages of the caller's flow. Whether the
+  // number opted out of texts is the server's to say (it refuses, and the agent is told).
+  function fillPageForm(card, flow, sid) {
+    const form = card.querySelector("form.page-form");
+    if (!form) return;
+    const pages = flowPages[flow] || [];
+    const select = form.querySelector("select[name=page]");
+    select.replaceChildren();
+    for (const [id, title] of pages) {
+      const option = el("option", "", title);
+      option.value = id;
+      select.append(option);
+    }
+    form.action = board.dataset.pageUrl.replace("CALLSID", sid);
+    form.hidden = pages.length === 0;
   }
 
   function newCard(event) {
@@ -291,7 +316,7 @@
 
   board.addEventListener("submit", async (submitted) => {
     const form = submitted.target;
-    if (!form.matches("form.take-form, form.note-form")) return;
+    if (!form.matches("form.take-form, form.note-form, form.page-form")) return;
     submitted.preventDefault();
     const button = form.querySelector("button[type=submit]");
     if (button) button.disabled = true;
