@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
-from ivr import dip_urls, flow_checks, hours, languages, templates
+from ivr import dip_urls, flow_checks, hours, keywords, languages, templates
 from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
     FlowSpec,
@@ -329,6 +329,7 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     problems.extend(_reserved_variable_problems(spec, positions))
+    problems.extend(_sms_reply_problems(spec, positions, check))
     for name, node in names.items():
         for path, target in node.targets():
             check(("nodes", name, *path), target)
@@ -341,6 +342,32 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _sms_reply_problems(
+    spec: FlowSpec, positions: Positions, check: Callable[[tuple[str | int, ...], str], None]
+) -> Iterator[Problem]:
+    """Each ``sms.replies`` target must be a node, and no reply may be STOP, START or HELP
+    (or a synonym): those texts opt the sender out or in, or ask for help, and never reach
+    the flow."""
+    if spec.sms is None:
+        return
+    for text, target in spec.sms.replies.items():
+        check(("sms", "replies", text), target)
+        if (word := keywords.keyword(text)) is not None:
+            yield positions.problem(
+                ("sms", "replies", text),
+                f"A text of {text.strip()!r} is {word.value.upper()} (texts of it "
+                f"{_KEYWORD_EFFECT[word]} and never reach the flow); choose another reply.",
+                at_key=True,
+            )
+
+
+_KEYWORD_EFFECT = {
+    keywords.Keyword.STOP: "opt the sender out of texts",
+    keywords.Keyword.START: "opt the sender back in",
+    keywords.Keyword.HELP: "get the help text",
+}
 
 
 _TEMPLATE_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from context.history import consents, database
 from context.history.models import Consent, Event, Interaction
 from context.history.writer import HistoryWriter
+from context.redis_client import connect
 from ivr.keywords import Keyword, keyword
 from ivr.turn import Gather, Pause, Play, Say
 from simulator import Call, FlaskTransport
@@ -354,3 +355,41 @@ def test_a_known_callers_text_joins_their_conversation_in_the_history(
         assert sms.customer_id == voice.customer_id is not None
         kinds = db.scalars(select(Event.kind).where(Event.interaction_id == sms.id)).all()
         assert kinds == ["sms_received"]
+
+
+def test_a_customer_the_card_knows_joins_their_open_conversation(
+    sms_app: Flask, engine: Engine
+) -> None:
+    call = a_call(sms_app)
+    call.hang_up()
+    writer(sms_app, engine).drain()  # the caller's card now names the open conversation
+    store = sms_app.extensions["omnivoice.store"]
+    conversation = store.load(SENDER).session.conversation
+    store.delete(store.keys.session(SENDER))  # the session is gone (expired, say)
+    assert said(text(sms_app, "1", sid(56))) == ["Text 1 to take flight OV 123."]
+    (received,) = [e for e in stream_events(sms_app) if e["name"] == "sms_received"]
+    assert received["conversation"] == conversation
+    writer(sms_app, engine).drain()
+    with database.sessions(engine)() as db:
+        voice = db.scalars(
+            select(Interaction).where(Interaction.contact_sid == call.call_sid)
+        ).one()
+        sms = db.scalars(select(Interaction).where(Interaction.contact_sid == sid(56))).one()
+        assert sms.conversation_id == voice.conversation_id and sms.channel == "sms"
+
+
+def test_redis_down_a_stop_is_still_recorded_and_confirmed(
+    apps: Callable[[str], Flask], make_app: Callable[..., Flask], engine: Engine
+) -> None:
+    apps(engine.url.render_as_string(hide_password=False))  # the flow file is written
+    dead = connect("redis://127.0.0.1:1/0", 0.2, dev_mode=False)  # as the app connects
+    down = make_app(
+        REDIS_CLIENT=dead, DATABASE_URL=engine.url.render_as_string(hide_password=False)
+    )
+    try:
+        assert "unsubscribed" in said(text(down, "STOP", sid(60)))[0]
+        assert not may_text(engine)
+        assert said(text(down, "hello", sid(61))) == []  # no reply rather than an error
+    finally:
+        down.extensions["omnivoice.texts"].history().kw["bind"].dispose()
+        dead.close()
