@@ -7,7 +7,8 @@ compare-and-set, retried on a lost race, and its events (the ``sms_received`` fi
 the node recorded) reach the stream and the sinks once the save stood. The node's data dips run
 within the request's budget, as on a call. The step moves on, so a gather the live call was
 still listening to no longer answers for it: the call's next webhook asks what the node the
-text reached asks. The reply is what the node says, rendered by the SMS renderer.
+text reached asks. The reply is what the node says, rendered by the SMS renderer. A caller
+handed over to a person (waiting in a queue, or with an agent) is not moved by a text.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from conversation.dip_claims import StepClaimed, StepDips
 from conversation.inbound import Inbound
 from ivr import engine
 from ivr.session import Session
-from ivr.states import EventName
+from ivr.states import EventName, Status
 from ivr.turn import Effect, Note
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ def run(
 
     def change(session: Session, now: float) -> tuple[Session, Sequence[Effect]] | None:
         replies.clear()
+        if session.status == Status.TRANSFERRED:
+            return None  # with an agent, or waiting for one: the flow is not theirs to move
         flow = service.versions.for_session(session)
         if flow is None or node not in flow.spec.nodes:
             return None

@@ -25,6 +25,7 @@ _WORDS = {
     **dict.fromkeys(("HELP", "INFO"), Keyword.HELP),
 }
 _LONGEST = max(len(word) for word in _WORDS)
+_VALUES = frozenset(word.value for word in Keyword)
 
 
 def keyword(body: str | None) -> Keyword | None:
@@ -38,4 +39,4 @@ def keyword(body: str | None) -> Keyword | None:
 def of_opt_out_type(raw: str | None) -> Keyword | None:
     """Twilio's ``OptOutType`` (Advanced Opt-Out: ``STOP``, ``START``, ``HELP``) as a keyword."""
     value = (raw or "").strip().lower()
-    return Keyword(value) if value in Keyword.__members__.values() else None
+    return Keyword(value) if value in _VALUES else None

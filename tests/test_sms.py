@@ -49,6 +49,9 @@ nodes:
       num_digits: 1
     on:
       "1": picked
+      "0": agent
+  agent:
+    transfer: {queue: support}
   picked:
     say: You picked flight OV 123 at 9:40.
     play: https://example.com/chime.mp3
@@ -393,3 +396,11 @@ def test_redis_down_a_stop_is_still_recorded_and_confirmed(
     finally:
         down.extensions["omnivoice.texts"].history().kw["bind"].dispose()
         dead.close()
+
+
+def test_a_text_does_not_move_a_caller_handed_over_to_a_person(sms_app: Flask) -> None:
+    call = a_call(sms_app).press("0")
+    assert call.ended == "enqueue", call.heard
+    assert said(text(sms_app, "1", sid(57))) == ["Text 1 to take flight OV 123."]
+    session = sms_app.extensions["omnivoice.store"].load(SENDER).session
+    assert session.status == "transferred" and session.node == "agent"
