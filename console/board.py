@@ -116,7 +116,9 @@ def apply(cards: dict[str, Card], entry: FeedEntry) -> None:
         )
 
 
-PAGE_EVENTS = frozenset({"message_sent", "message_failed", "page_opened", "page_submitted"})
+PAGE_EVENTS = frozenset(
+    {"message_sent", "message_failed", "message_opted_out", "page_opened", "page_submitted"}
+)
 
 
 def page_line(name: str, data: dict[str, Any]) -> str:
@@ -129,6 +131,8 @@ def page_line(name: str, data: dict[str, Any]) -> str:
     channel = "text" if data.get("channel") == "sms" else str(data.get("channel") or "message")
     if name == "message_sent":
         return f"The {channel} was sent"
+    if name == "message_opted_out":
+        return f"The {channel} was not sent: the number opted out of texts"
     error = str(data.get("error") or data.get("status") or "").strip()
     return f"The {channel} could not be sent" + (f": {error}" if error else "")
 

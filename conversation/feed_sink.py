@@ -27,6 +27,7 @@ FEED_EVENTS = frozenset(
         # what became of a page sent to the caller, for the agent's screen-pop
         EventName.MESSAGE_SENT,
         EventName.MESSAGE_FAILED,
+        EventName.MESSAGE_OPTED_OUT,
         EventName.PAGE_OPENED,
         EventName.PAGE_SUBMITTED,
     }

@@ -17,7 +17,10 @@ import orjson
 import pytest
 from flask import Flask
 
+from console import board
 from context.history import consents
+from conversation.events import ConversationEvent
+from conversation.feed_sink import for_agents
 from conversation.message_jobs import open_job
 from ivr import links
 from ivr.states import EventName
@@ -196,3 +199,23 @@ def test_what_became_of_the_page_shows_on_the_screen_pop(app: Flask) -> None:
     html = client.get("/agent").get_data(as_text=True)
     assert "Caller opened flights" in html
     assert "Caller picked: OV 123 at 9:40" in html
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "line"),
+    [
+        ("page_submitted", {"page": "flights", "label": "OV 123 at 9:40"}, "Caller picked: OV 123 at 9:40"),
+        ("page_submitted", {"page": "flights", "values": {"flight": "OV 123"}}, "Caller picked: OV 123"),
+        ("page_submitted", {"page": "flights"}, "Caller picked: flights"),
+        ("page_opened", {"page": "flights"}, "Caller opened flights"),
+        ("message_sent", {"channel": "sms"}, "The text was sent"),
+        ("message_failed", {"channel": "email", "error": "SMTP 550"}, "The email could not be sent: SMTP 550"),
+        ("message_opted_out", {"channel": "sms"}, "The text was not sent: the number opted out of texts"),
+    ],
+)  # fmt: skip
+def test_the_card_says_what_became_of_a_page_in_words(
+    name: str, data: dict[str, Any], line: str
+) -> None:
+    assert board.page_line(name, data) == line
+    event = ConversationEvent(EventName(name), 1.0, CALLER, "CA" + "1" * 32, data=data)
+    assert for_agents(event)

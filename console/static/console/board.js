@@ -13,7 +13,7 @@
   const EVENTS = [
     "handoff", "queue_waiting", "transfer_result", "call_taken", "take_failed",
     "agent_note", "call_ended", "callback_requested",
-    "message_sent", "message_failed", "page_opened", "page_submitted",
+    "message_sent", "message_failed", "message_opted_out", "page_opened", "page_submitted",
   ];
   let flowPages = {};
   try {
@@ -202,7 +202,9 @@
   }
 
   // What a card says of a page sent to the caller (as console/board.py's page_line).
-  const PAGE_EVENTS = ["message_sent", "message_failed", "page_opened", "page_submitted"];
+  const PAGE_EVENTS = [
+    "message_sent", "message_failed", "message_opted_out", "page_opened", "page_submitted",
+  ];
 
   function pageLine(name, data) {
     const page = String(data.page || "the page");
@@ -222,6 +224,9 @@
     if (name === "page_opened") return "Caller opened " + page;
     const channel = data.channel === "sms" ? "text" : String(data.channel || "message");
     if (name === "message_sent") return "The " + channel + " was sent";
+    if (name === "message_opted_out") {
+      return "The " + channel + " was not sent: the number opted out of texts";
+    }
     const error = String(data.error || data.status || "").trim();
     return "The " + channel + " could not be sent" + (error ? ": " + error : "");
   }
