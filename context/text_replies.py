@@ -4,12 +4,15 @@ the same, and what the first one recorded is not recorded again.
 Twilio retries an SMS webhook that failed or was slow with the same ``MessageSid``. The first
 request :meth:`TextReplies.claim`\\ s the text (``SET NX`` with a TTL, and a ``GET`` in the same
 round trip); a later copy finds the claim and gets the reply the first one kept
-(:meth:`TextReplies.keep`), or an empty reply while the first one is still at work. Replies
+(:meth:`TextReplies.keep`), or an empty reply while the first one is still at work. A request
+that fails gives its claim back (:meth:`TextReplies.release`), and one that dies holds it for
+a minute only, so Twilio's retry is handled afresh rather than answered with nothing. Replies
 are sealed like the session's cached replies (they may carry what the flow said to the caller).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,7 @@ from ivr.errors import StoreUnavailable
 
 REPLY_TTL = 2 * 86400  # Twilio gives up retrying long before
 PENDING = "-"  # the claim of a text whose reply is not written yet
+PENDING_TTL = 60  # seconds a claim lasts without its reply: past Twilio's 15 s, a crash's end
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class TextReplies:
         key = self.keys.text_reply(caller, message_sid)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, PENDING, nx=True, ex=self.ttl)
+                pipe.set(key, PENDING, nx=True, ex=PENDING_TTL)
                 pipe.get(key)
                 claimed, stored = pipe.execute()
         except STORE_UNAVAILABLE as exc:
@@ -71,3 +75,8 @@ class TextReplies:
             self.redis.set(key, self.codec.seal_reply(reply), ex=self.ttl)
         except STORE_UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis did not keep a text's reply: {describe(exc)}") from None
+
+    def release(self, caller: str, message_sid: str) -> None:
+        """Give back the claim of a text that could not be handled (its retry handles it)."""
+        with contextlib.suppress(*STORE_UNAVAILABLE):  # else the claim lapses after PENDING_TTL
+            self.redis.delete(self.keys.text_reply(caller, message_sid))

@@ -40,7 +40,7 @@ from context.sessions import Loaded
 from context.text_replies import TextReplies
 from conversation.events import ConversationEvent, emit_all
 from conversation.inbound import Inbound
-from ivr.errors import StoreUnavailable
+from ivr.errors import SessionCorrupt, StoreUnavailable
 from ivr.flow import Flow
 from ivr.keywords import Keyword, keyword, of_opt_out_type
 from ivr.session import Session
@@ -120,7 +120,11 @@ class InboundTexts:
         if not claim.first:
             log.info("text %s again: answered as before", sid)
             return claim.reply
-        reply = self._answer(text, word)
+        try:
+            reply = self._answer(text, word)
+        except Exception:
+            self.replies.release(caller, sid)  # Twilio's retry will be handled afresh
+            raise
         try:
             self.replies.keep(caller, sid, reply or "")
         except StoreUnavailable as exc:
@@ -128,7 +132,12 @@ class InboundTexts:
         return reply
 
     def _answer(self, text: Text, word: Keyword | None) -> str | None:
-        found = self._find(text)
+        try:
+            found = self._find(text)
+        except StoreUnavailable:
+            if word in (Keyword.STOP, Keyword.START):
+                return self._opt(text, word, None)
+            raise
         if word in (Keyword.STOP, Keyword.START):
             return self._opt(text, word, found)
         if not self._may_text(text.inbound.caller.key):
@@ -199,7 +208,11 @@ class InboundTexts:
     def _find(self, text: Text) -> Found:
         inbound = text.inbound
         flow = self.service.catalog.for_number(inbound.to)
-        loaded: Loaded = self.service.store.load(inbound.caller.key, inbound.contact_id, TEXT_STEP)
+        try:
+            loaded = self.service.store.load(inbound.caller.key, inbound.contact_id, TEXT_STEP)
+        except SessionCorrupt as exc:  # the conversation service discards it at its next load
+            log.error("the session of %s cannot be read: %s", masked(inbound.caller.key), exc)
+            loaded = Loaded(None, 0)
         session = loaded.session
         if session is not None and (flow is None or session.flow_id != flow.id):
             session = None  # a conversation with another of our numbers

@@ -23,12 +23,14 @@ from context.history import consents, database
 from context.history.models import Consent, Event, Interaction
 from context.history.writer import HistoryWriter
 from context.redis_client import connect
+from conversation.texts import InboundTexts
 from ivr.keywords import Keyword, keyword
 from ivr.turn import Gather, Pause, Play, Say
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
 from tests.support_twilio import post
 from tests.test_history import postgres_url  # noqa: F401  (a fixture: a schema of its own)
+from webhooks.sms import parse_text
 from webhooks.sms_text import SmsRenderer, text_of
 
 OURS = "+14155550177"
@@ -404,3 +406,31 @@ def test_a_text_does_not_move_a_caller_handed_over_to_a_person(sms_app: Flask) -
     assert said(text(sms_app, "1", sid(57))) == ["Text 1 to take flight OV 123."]
     session = sms_app.extensions["omnivoice.store"].load(SENDER).session
     assert session.status == "transferred" and session.node == "agent"
+
+
+class FlakyHistory:
+    """The history database's factory, failing in a way nobody handles the first time."""
+
+    def __init__(self, real: Callable[[], Any]) -> None:
+        self.real = real
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a fault nobody planned for")
+        return self.real()
+
+
+def test_a_text_whose_handling_failed_is_handled_afresh_when_twilio_retries(
+    sms_app: Flask,
+) -> None:
+    used = sms_app.extensions["omnivoice.texts"]
+    texts = InboundTexts(used.service, used.replies, FlakyHistory(used.history), SmsRenderer())
+    hello = parse_text({"MessageSid": sid(70), "From": SENDER, "To": OURS, "Body": "hello"})
+    with pytest.raises(RuntimeError):
+        texts.receive(hello)
+    assert stream_events(sms_app) == []
+    reply = texts.receive(hello)  # the retry: not "answered before" with nothing
+    assert reply is not None and "We have no open request from you." in reply
+    assert [e["name"] for e in stream_events(sms_app)] == ["sms_received"]
