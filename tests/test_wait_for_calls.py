@@ -14,7 +14,11 @@ from typing import Any
 import orjson
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
+from context.history import database
+from context.history.models import Event
+from context.history.writer import HistoryWriter
 from conversation.message_jobs import open_job
 from ivr import links
 from ivr.session import Session
@@ -145,3 +149,18 @@ def test_a_submission_after_the_call_ended_is_picked_up_by_the_next_call(desk: F
     submit(desk, "OV 105")
     again = Call(FlaskTransport(desk), AUTH_TOKEN).dial()
     assert "You picked flight OV 105. Press 1 to confirm." in " ".join(again.heard)
+
+
+def test_the_history_records_the_queued_text_without_its_sealed_job(
+    desk: Flask, tmp_path: Path
+) -> None:
+    engine = database.open_engine(f"sqlite:///{tmp_path / 'history.db'}")
+    database.upgrade(engine)
+    Call(FlaskTransport(desk), AUTH_TOKEN).dial().hang_up()
+    stream = desk.extensions["omnivoice.events"]
+    HistoryWriter(stream, database.sessions(engine), "w1").drain()
+    with database.sessions(engine)() as db:
+        [queued] = db.scalars(select(Event).where(Event.kind == "message_queued")).all()
+    assert queued.data["channel"] == "sms" and queued.data["node"] == "intro"
+    assert "job" not in queued.data and "4321" not in orjson.dumps(queued.data).decode()
+    engine.dispose()
