@@ -546,7 +546,7 @@ def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
             yield positions.problem(
                 ("nodes", name), f"Node {name!r} can never be reached from start.", "warning"
             )
-        if node.gather or node.transfer or node.hangup or node.following:
+        if node.gather or node.transfer or node.hangup or node.wait_for or node.following:
             continue
         if node.verified and name in verifying:  # a resumed caller goes back where they were
             if name in others:
