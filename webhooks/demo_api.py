@@ -117,8 +117,8 @@ def rebook(code: str) -> Response:
         flights = [option["flight"] for option in ALTERNATIVES]
         if body["flight"] not in flights:
             raise Refused(400, f"flight must be one of {', '.join(flights)}.")
-        index = flights.index(body["flight"])
-        return jsonify({"code": current["code"], "rebooked": True, **ALTERNATIVES[index]})
+        picked = ALTERNATIVES[flights.index(body["flight"])]
+        return jsonify({"code": current["code"], "rebooked": True, **picked})
     choice = body.get("option")
     # A JSON true is equal to 1 in Python and 1.0 hashes like it: only exact ints and strings.
     index = CHOICES.get(choice) if type(choice) in (int, str) else None
