@@ -661,6 +661,17 @@ def flow_json_schema() -> dict[str, Any]:
     return schema
 
 
+def block_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a block file (``blocks/*.yaml``, see :mod:`ivr.blocks`)."""
+    from ivr.blocks import BlockSpec  # the block models build on these
+
+    schema = BlockSpec.model_json_schema(by_alias=True)
+    _close_pattern_maps(schema)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Omnivoice block"
+    return schema
+
+
 def _close_pattern_maps(node: Any) -> None:
     """Maps whose keys must match a pattern (node and variable names) refuse other keys too.
 

@@ -285,3 +285,16 @@ def test_flows_validate_checks_blocks_no_flow_uses_yet(folder: Path) -> None:
 
 def flow_of(folder: Path) -> Flow:
     return load_flow_file(folder / "payments.yaml")
+
+
+def test_the_block_schema_accepts_a_block_and_refuses_a_typo() -> None:
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from ivr.schema import block_json_schema, flow_json_schema
+
+    validator = Draft202012Validator(block_json_schema())
+    assert not list(validator.iter_errors(yaml.safe_load(BLOCK)))
+    assert list(validator.iter_errors(yaml.safe_load(BLOCK.replace("exits:", "exit:"))))
+    flows = Draft202012Validator(flow_json_schema())
+    assert not list(flows.iter_errors(yaml.safe_load(PAYMENTS)))
