@@ -9,12 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from flask import Flask
+from jsonschema import Draft202012Validator
 
 from ivr import blocks, engine
 from ivr.catalog import Catalog
 from ivr.errors import FlowLoadError
-from ivr.flow import Flow, load_flow_file, load_flow_text
+from ivr.flow import load_flow_file, load_flow_text
+from ivr.schema import block_json_schema, flow_json_schema
 from ivr.turn import Answer, Say, Turn
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
@@ -283,16 +286,7 @@ def test_flows_validate_checks_blocks_no_flow_uses_yet(folder: Path) -> None:
     assert any("spare.yaml:4:" in p and "no node named 'dne'" in p for p in problems), problems
 
 
-def flow_of(folder: Path) -> Flow:
-    return load_flow_file(folder / "payments.yaml")
-
-
 def test_the_block_schema_accepts_a_block_and_refuses_a_typo() -> None:
-    import yaml
-    from jsonschema import Draft202012Validator
-
-    from ivr.schema import block_json_schema, flow_json_schema
-
     validator = Draft202012Validator(block_json_schema())
     assert not list(validator.iter_errors(yaml.safe_load(BLOCK)))
     assert list(validator.iter_errors(yaml.safe_load(BLOCK.replace("exits:", "exit:"))))
