@@ -248,30 +248,30 @@ class SessionStore:
             found,
         )
 
-    def load_parked(self, caller: str, flow: str) -> Session | None:
-        """The progress ``caller`` made in ``flow`` before calling another flow's number (one
-        round trip, only on the first webhook of a call to a flow that is not the session's).
-
-        A document that cannot be read is dropped (logged) rather than failing the call.
+    def load_parked(self, caller: str, flow: str) -> Loaded:
+        """The progress ``caller`` made in ``flow`` before calling another flow's number, with
+        its ``seq`` (one round trip, only when a call or a page is about a flow that is not the
+        session's). A document that cannot be read is dropped (logged), not a failure.
 
         Raises:
             StoreUnavailable: Redis did not answer.
         """
         key = self.keys.flow_session(caller, flow)
         try:
-            _seq, doc_raw, _reply, problem, *_ = self._script(_LOAD, [key], ())
+            seq_raw, doc_raw, _reply, problem, *_ = self._script(_LOAD, [key], ())
         except _STORE_OR_SCRIPT_ERRORS as exc:
             raise _store_error("loading", key, exc) from None
         if problem:
             log.error("dropping an unreadable parked session %s: %s", _safe(key), _text(problem))
-            return None
+            return Loaded(None, 0)
         if doc_raw is None:
-            return None
+            return Loaded(None, 0)
         try:
-            return self.codec.decode(_safe(key), doc_raw)
+            session = self.codec.decode(_safe(key), doc_raw)
         except SessionCorrupt as exc:
             log.error("dropping an unreadable parked session %s: %s", _safe(key), exc.reason)
-            return None
+            return Loaded(None, 0)
+        return Loaded(session, _sequence(key, seq_raw))
 
     def save(
         self,
@@ -286,6 +286,7 @@ class SessionStore:
         set_aside: str | None = None,
         clock: RedisClock | None = None,
         park: str | None = None,
+        parked: bool = False,
     ) -> Saved | None:
         """Store ``session`` if nobody saved since ``expected_seq``; ``None`` if somebody did.
 
@@ -306,18 +307,21 @@ class SessionStore:
         call whose session is moved to its own hash, in the same script, before ``session``
         (another call from the same number) takes the caller's; ``park`` names the flow whose
         session is moved aside the same way, to the caller's hash for that flow
-        (:meth:`load_parked`), when the caller calls another flow's number. ``clock`` (from the load) gives
+        (:meth:`load_parked`), when the caller calls another flow's number; ``parked`` saves
+        to that hash of the session's own flow (a page submitted for a flow the caller has since
+        left). ``clock`` (from the load) gives
         the save a deadline in Redis's time, ``give_up_after`` after it is sent.
 
         Raises:
             StoreUnavailable: Redis did not answer in time, or refused a save that reached it
                 after the client had given up on it (nothing was written).
         """
-        key = (
-            self.keys.call_session(session.caller, session.call_sid)
-            if own
-            else self.keys.session(session.caller)
-        )
+        if parked:
+            key = self.keys.flow_session(session.caller, session.flow_id)
+        elif own:
+            key = self.keys.call_session(session.caller, session.call_sid)
+        else:
+            key = self.keys.session(session.caller)
         doc, sealed = self.codec.encode(session)
         if sealed and reply:
             reply = self.codec.seal_reply(reply)

@@ -352,6 +352,7 @@ class ConversationService:
         change: Amendment,
         call_sid: str | None = None,
         channel: str = "voice",
+        flow: str | None = None,
     ) -> Session | None:
         """Change a caller's session outside a turn and save it with the change's events.
 
@@ -361,13 +362,20 @@ class ConversationService:
         the changed session with its effects (notes; a message to send, recorded for the
         job queue; a callback request), or ``None`` to change nothing. A save that loses
         its race is tried again on a fresh load, with ``change`` called again. Returns the
-        saved session, or ``None`` when there is none or nothing changed.
+        saved session, or ``None`` when there is none or nothing changed. With ``flow``, the
+        change is for the caller's session in that flow: when the caller has since called
+        another flow's number, the session kept aside for ``flow`` is the one changed.
 
         Raises:
             StoreUnavailable: Redis does not answer.
         """
         for _ in range(SAVE_ATTEMPTS):
             loaded = self._load(caller, call_sid)
+            parked = False
+            if flow is not None and (loaded.session is None or loaded.session.flow_id != flow):
+                if loaded.own:  # a live call's own session is the one it is about
+                    return None
+                loaded, parked = self.store.load_parked(caller, flow), True
             if loaded.session is None:
                 return None
             now = self.clock()
@@ -375,7 +383,7 @@ class ConversationService:
             if changed is None:
                 return None
             session, effects = changed
-            saved, _ = self._save_callback(loaded, session, effects, now, channel)
+            saved, _ = self._save_callback(loaded, session, effects, now, channel, parked)
             if saved is not None:
                 return session
         return None
@@ -387,6 +395,7 @@ class ConversationService:
         effects: Effect | Sequence[Effect],
         now: float,
         channel: str = "voice",
+        parked: bool = False,
     ) -> tuple[Saved | None, Flow | None]:
         """Save what a callback changed (no reply to cache) with its effects' events, which reach
         the sinks once the save stood; the save (``None``: another won) and the session's flow."""
@@ -401,6 +410,7 @@ class ConversationService:
                 flow=self.versions.pin(flow) if flow is not None else None,
                 own=loaded.own,
                 clock=loaded.clock,
+                parked=parked,
             )
         except StoreUnavailable:
             self.versions.store_failed()  # as in an exchange: versions may need publishing
@@ -518,7 +528,7 @@ class ConversationService:
             or _in_transfer(previous)
         ):
             return self._planned(flow, params, loaded, notes)
-        parked = self.store.load_parked(params.caller.key, flow.id)
+        parked = self.store.load_parked(params.caller.key, flow.id).session
         outcome = self._planned(flow, params, replace(loaded, session=parked), notes)
         if outcome.turn is None:
             return outcome

@@ -109,9 +109,7 @@ def test_each_flow_resumes_only_within_its_own_window(
 ) -> None:
     moment = [1_000_000.0]
     (flows_dir / "payments.yaml").write_text(textwrap.dedent(PAYMENTS))
-    (flows_dir / "menu.yaml").write_text(
-        textwrap.dedent(MENU).replace("within: 30m", "within: 1m")
-    )
+    (flows_dir / "menu.yaml").write_text(textwrap.dedent(MENU).replace("within: 30m", "within: 1m"))
     app = make_app(CLOCK=lambda: moment[0])
     call(app, PAYMENTS_LINE).press("120").hang_up()
     call(app, MENU_LINE).press("1").hang_up()
@@ -126,3 +124,21 @@ def test_a_live_call_in_one_flow_is_not_disturbed_by_a_call_to_another(lines: Fl
     assert other.last_heard == "Key in your store number."
     live.press("15")
     assert live.last_heard == "Agreed: 120 on day 15."
+
+
+def test_a_change_for_a_flow_the_caller_has_left_lands_in_that_flow_s_session(
+    lines: Flask,
+) -> None:
+    call(lines, PAYMENTS_LINE).press("120").hang_up()
+    call(lines, MENU_LINE).press("1").hang_up()
+    service = lines.extensions["omnivoice.calls"]
+
+    def change(session: Session, _now: float) -> tuple[Session, list[object]]:
+        return session.evolve(variables={**session.variables, "monthly": "150"}), []
+
+    saved = service.amend(CALLER, change, flow="payments")  # e.g. a page of the payments flow
+    assert saved is not None and saved.flow_id == "payments"
+    assert session_of(lines).flow_id == "menu"  # the menu's session was not touched
+    back = call(lines, PAYMENTS_LINE)
+    assert back.last_heard == "150 a month. Which day of the month?"
+    assert service.amend(CALLER, change, flow="nosuchflow") is None
