@@ -24,6 +24,7 @@ from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
     FlowSpec,
     Node,
+    PageSpec,
     PausePart,
     PlayPart,
     SayPart,
@@ -63,6 +64,10 @@ class Flow:
         """The compiled template of a data dip's URL (its values are encoded, unlike a prompt's)."""
         found = self.compiled_urls.get(text)
         return found if found is not None else templates.compile_url(text)
+
+    def html_template(self, text: str) -> Template:
+        """The compiled template of an email's HTML body (its values are HTML-escaped)."""
+        return templates.compile_html(text)
 
     def expression(self, text: str) -> templates.Expression:
         """The compiled expression for ``text``."""
@@ -225,6 +230,30 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
         yield from prompt(node.transfer.hold, ("transfer", "hold"))
     if node.callback and node.callback.reason:
         yield ("callback", "reason"), node.callback.reason
+    if node.send_sms:
+        if node.send_sms.to:
+            yield ("send_sms", "to"), node.send_sms.to
+        yield ("send_sms", "body"), node.send_sms.body
+    if node.send_email:  # its html is a template of its own kind: see _compile_html
+        for key in ("to", "subject", "text"):
+            yield ("send_email", key), getattr(node.send_email, key)
+    if node.wait_for:
+        yield from prompt(node.wait_for.hold, ("wait_for", "hold"))
+
+
+def _page_texts(page: PageSpec) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every template string of a page, with its path inside the page."""
+    for key in ("title", "content", "done"):
+        if text := getattr(page, key):
+            yield (key,), text
+    if page.choices:
+        for key in ("value", "label", "empty"):
+            if text := getattr(page.choices, key):
+                yield ("choices", key), text
+    for name, item in page.fields.items():
+        for key in ("label", "hint", "error"):
+            if text := getattr(item, key):
+                yield ("fields", name, key), text
 
 
 def _json_strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:
@@ -252,8 +281,22 @@ def _compile(
             sources.append(((key,), setting))
     if spec.messages is not None:
         sources.extend((("messages", *path), text) for path, text in spec.messages.texts())
+    for name, page in spec.pages.items():
+        sources.extend((("pages", name, *path), text) for path, text in _page_texts(page))
+    if spec.sms is not None:
+        for key in ("otherwise", "unknown", "help"):
+            if text := getattr(spec.sms, key):
+                sources.append((("sms", key), text))
     for name, node in spec.nodes.items():
         sources.extend((("nodes", name, *path), text) for path, text in _texts(node))
+        if node.send_email and node.send_email.html:
+            html = node.send_email.html
+            try:
+                templates.compile_html(html)
+            except ValueError as exc:
+                problems.append(
+                    positions.problem(("nodes", name, "send_email", "html"), _capital(exc))
+                )
         for i, case in enumerate(node.branch or []):
             loc: tuple[str | int, ...] = ("nodes", name, "branch", i, "if")
             try:
@@ -329,6 +372,9 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     problems.extend(_reserved_variable_problems(spec, positions))
+    for text, target in spec.sms.replies.items() if spec.sms else ():
+        check(("sms", "replies", text), target)
+    problems.extend(_page_problems(spec, positions))
     for name, node in names.items():
         for path, target in node.targets():
             check(("nodes", name, *path), target)
@@ -341,6 +387,48 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     return problems
+
+
+_LINK_CALL = re.compile(r"\blink\(\s*(?:'([^']*)'|\"([^\"]*)\")\s*\)")
+_ANY_LINK = re.compile(r"\blink\s*\(")
+
+
+def _page_problems(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
+    """Pages named by ``wait_for`` and ``link('...')`` exist; links sit only in messages."""
+    pages = spec.pages
+
+    def unknown(loc: tuple[str | int, ...], page: str) -> Problem:
+        hint = difflib.get_close_matches(page, list(pages), n=1)
+        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+        known = f" (the flow's pages: {', '.join(sorted(pages))})" if pages else ""
+        return positions.problem(
+            loc, f"There is no page named {page!r} under pages:{known}.{suggestion}"
+        )
+
+    for name, node in spec.nodes.items():
+        if node.wait_for and node.wait_for.page not in pages:
+            yield unknown(("nodes", name, "wait_for", "page"), node.wait_for.page)
+        bodies: list[tuple[tuple[str | int, ...], str]] = []
+        if node.send_sms:
+            bodies.append((("send_sms", "body"), node.send_sms.body))
+        if node.send_email:
+            bodies.append((("send_email", "text"), node.send_email.text))
+            if node.send_email.html:
+                bodies.append((("send_email", "html"), node.send_email.html))
+        for path, text in bodies:
+            for match in _LINK_CALL.finditer(text):
+                page = match.group(1) if match.group(1) is not None else match.group(2)
+                if page not in pages:
+                    yield unknown(("nodes", name, *path), page)
+        for path, text in _texts(node):
+            if path[0] in ("send_sms", "send_email") and path[-1] in ("body", "text"):
+                continue
+            if _ANY_LINK.search(text) and "{{" in text:
+                yield positions.problem(
+                    ("nodes", name, *path),
+                    "link('...') makes a link for a text or an email: put it in send_sms.body "
+                    "or send_email.text/html.",
+                )
 
 
 _TEMPLATE_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
@@ -460,7 +548,7 @@ def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
             yield positions.problem(
                 ("nodes", name), f"Node {name!r} can never be reached from start.", "warning"
             )
-        if node.gather or node.transfer or node.hangup or node.following:
+        if node.gather or node.transfer or node.hangup or node.wait_for or node.following:
             continue
         if node.verified and name in verifying:  # a resumed caller goes back where they were
             if name in others:
