@@ -11,9 +11,9 @@ and what is known in ``session.pages[page]`` (values masked where the flow calls
 sensitive). Events name fields, never what was typed into a rejected form.
 
 A second identical submission changes nothing. A different one replaces the first while the
-flow has not used it; once the call went on with it (the session moved past the ``wait_for``
-step it was waiting at, or the engine marked it ``used``), the page says it was received
-already. :func:`renewal` builds the text that sends a fresh link for an expired one, and
+flow has not used it; once the call went on with it (the engine marks it ``used`` when a
+``wait_for`` goes to ``on_submit``), the page says it was received already, unless the flow
+waits for the page again (the caller asked to pick another). :func:`renewal` builds the text that sends a fresh link for an expired one, and
 :func:`callback` the call-back request, each at most once per link.
 """
 
@@ -143,7 +143,7 @@ def view(
     problems: list[str] = []
     entry = _entry(session, page_id)
     state: Literal["open", "submitted", "used"] = "open"
-    taken = used(session, page_id)
+    taken = used(session, page_id) and not waits_for(flow, session, page_id)
     if entry.get("status") == SUBMITTED:
         state = "used" if taken and not fresh else "submitted"
     shown = dict(values) if values is not None else _saved_values(session, spec, page_id)
@@ -267,14 +267,14 @@ def submit(
         values[_label_key(spec)] = labels.get(typed[spec.choices.field], "")
     target = spec.save_as or page_id
     entry = _entry(session, page_id)
-    if entry.get("status") == SUBMITTED:
+    waiting = waits_for(flow, session, page_id)
+    if entry.get("status") == SUBMITTED and not (waiting and used(session, page_id)):
         if session.variables.get(target) == values:
             return Submitted(session, (), values)  # the same submission again
         if used(session, page_id):
             return AlreadyUsed(values)
     paths = tuple(flow.spec.sensitive)
     shown = sensitive.masked(paths, target, values)
-    waiting = waits_for(flow, session, page_id)
     changed = {
         **entry,
         "status": SUBMITTED,
@@ -283,7 +283,6 @@ def submit(
         "link": link_id,
         "links": list(dict.fromkeys([*(entry.get("links") or []), link_id]))[-LINKS_KEPT:],
         "step": session.step,
-        "waited_step": session.step if waiting else None,
         "changed": entry.get("status") == SUBMITTED,
     }
     for stale in ("call", "redirected_step", "used"):
@@ -334,16 +333,10 @@ def check(
 
 
 def used(session: Session, page_id: str) -> bool:
-    """Whether the flow went on with the page's submission (a new one is refused then): the
-    engine marked it ``used``, or the session has moved past the ``wait_for`` step it was
-    waiting at when the answer came in."""
+    """Whether the flow went on with the page's submission: the engine marks it ``used`` when
+    a ``wait_for`` goes to ``on_submit`` with it (a later wait needs a new one)."""
     entry = _entry(session, page_id)
-    if entry.get("status") != SUBMITTED:
-        return False
-    if entry.get("used"):
-        return True
-    waited = entry.get("waited_step")
-    return isinstance(waited, int) and session.step > waited
+    return entry.get("status") == SUBMITTED and bool(entry.get("used"))
 
 
 def waits_for(flow: Flow, session: Session, page_id: str) -> bool:

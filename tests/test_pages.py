@@ -61,7 +61,6 @@ def test_a_pick_is_saved_with_its_label_for_the_call() -> None:
     assert session.variables["rebooking"] == result.values
     entry = session.pages["flights"]
     assert entry["status"] == "submitted" and entry["link"] == LINK and entry["at"] == 1010
-    assert entry["waited_step"] == 3
     [note] = result.notes
     assert note.name == EventName.PAGE_SUBMITTED and note.data["fields"] == ["choice", "label"]
     assert pages.should_redirect(flow, session, "flights", frozenset({"completed"}))
@@ -148,12 +147,21 @@ def test_a_different_submission_wins_until_the_call_has_used_the_first() -> None
     assert second.notes[0].data["changed"] is True
     # the redirect already issued reads the latest values: no second redirect
     assert not pages.should_redirect(flow, second.session, "flights", frozenset())
-    # the call went on (the engine answered the redirect at step 3: the step moved on)
-    moved = second.session.evolve(step=4, node="picked", waiting=Waiting.INPUT)
+    # the call went on with it (the engine marks the submission used)
+    entry = {**second.session.pages["flights"], "used": True}
+    moved = second.session.evolve(
+        step=4, node="picked", waiting=Waiting.INPUT, pages={"flights": entry}
+    )
     third = pages.submit(flow, moved, "flights", {"choice": "OV 123"}, LINK, 1030)
     assert isinstance(third, pages.AlreadyUsed)
     assert pages.view(flow, moved, "flights").state == "used"
     assert pages.view(flow, moved, "flights").done == pages.USED_TEXT
+    # the flow waits for the page again (the caller wants another): a new pick is taken
+    again = moved.evolve(step=6, node="wait", waiting=Waiting.PAGE)
+    assert pages.view(flow, again, "flights").can_change
+    fourth = pages.submit(flow, again, "flights", {"choice": "OV 456"}, LINK, 1040)
+    assert isinstance(fourth, pages.Submitted) and fourth.notes
+    assert "used" not in fourth.session.pages["flights"]
 
 
 def test_a_submission_after_the_call_ended_is_kept_and_not_redirected() -> None:

@@ -276,7 +276,8 @@ def test_a_change_after_the_call_used_the_answer_says_it_was_received(
     client.post(path, data={"choice": "OV 123"})
     store = page_app.extensions["omnivoice.store"]
     loaded = store.load(CALLER, CALL_SID)
-    moved = loaded.session.evolve(step=4, node="picked", waiting=None)
+    entry = {**loaded.session.pages["flights"], "used": True}  # as the engine marks it
+    moved = loaded.session.evolve(step=4, node="picked", waiting=None, pages={"flights": entry})
     assert store.save(moved, loaded.seq)
     response = client.post(path, data={"choice": "OV 456"})
     assert response.status_code == 409
