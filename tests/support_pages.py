@@ -4,10 +4,15 @@ issued for them, as the sender would issue them."""
 from __future__ import annotations
 
 import textwrap
+import time
 from typing import Any
 
+import orjson
+
 from context.links import LinkRecord, LinkStore
+from conversation.message_jobs import open_job
 from ivr.flow import Flow, load_flow_text
+from ivr.links import marks
 from ivr.session import Session
 from ivr.states import Waiting
 
@@ -107,3 +112,28 @@ def issue(links: LinkStore, record: LinkRecord) -> str:
     """The path (``/p/<token>``) of a link issued for ``record``."""
     url = links.issue(record)
     return url[url.index("/p/") :]
+
+
+def texted_link(app: Any, caller: str = CALLER) -> str:
+    """The path of the page link in the latest text queued for ``caller``, issued as the
+    sender issues it when it sends the text (from the sealed job of the ``message_queued``
+    event)."""
+    stream = app.extensions["omnivoice.events"]
+    found = [orjson.loads(f[b"e"]) for _id, f in stream.redis.xrange(stream.key_for(caller))]
+    queued = [e for e in found if e["name"] == "message_queued"]
+    assert queued, "no text was queued"
+    job = open_job(queued[-1]["data"], app.extensions["omnivoice.store"].codec.sealer)
+    [link] = job["links"]
+    assert marks(job["body"]) == [link["id"]]
+    record = LinkRecord(
+        id=link["id"],
+        caller=job["caller"],
+        flow=job["flow"],
+        page=link["page"],
+        conversation=job["conversation"],
+        call_sid=job["call_sid"],
+        issued_at=time.time(),
+        expires=int(link["expires"]),
+        via=job.get("via") or "sms",
+    )
+    return issue(app.extensions["omnivoice.links"], record)

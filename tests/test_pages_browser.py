@@ -4,13 +4,15 @@ The app is served from this process by a threaded werkzeug server (see
 :mod:`tests.support_browser`) on real Redis, so Twilio's REST API can be mocked with
 ``responses`` at its real URL. The caller's phone opens the texted link (a phone-sized
 viewport, no script on the page), picks a flight by its label, and submits: the live call is
-redirected to its answer URL, and the page says the call is being told. Screenshots go to the
+redirected to its answer URL, the page says the call is being told, and the call's next TwiML
+says the pick. The call is simulated over HTTP on the demo flow, with Twilio-signed webhooks. Screenshots go to the
 test's ``tmp_path``; with ``OMNIVOICE_SCREENSHOT=docs/page.png`` the page is also saved there.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +25,18 @@ import responses
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import REDIS_URL, app_for_tests, client_for, delete_under
+from simulator import Call, HttpTransport
+from tests.conftest import AUTH_TOKEN, REDIS_URL, REPO, app_for_tests, client_for, delete_under
 from tests.support_browser import CHROMIUM_ARGS, ThreadedServer, output_dir, require_chromium
-from tests.support_pages import CALL_SID, CALLER, FLOW, issue, record_for, waiting_session
+from tests.support_pages import (
+    CALL_SID,
+    CALLER,
+    FLOW,
+    issue,
+    record_for,
+    texted_link,
+    waiting_session,
+)
 from tests.support_twilio import free_port
 
 ACCOUNT = "AC" + "0" * 32
@@ -43,7 +54,7 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     flows = tmp_path / "flows"
-    flows.mkdir()
+    shutil.copytree(REPO / "flows", flows)  # the demo flow, beside a flow of its own
     (flows / "rebook.yaml").write_text(FLOW)
     base_url = f"http://127.0.0.1:{free_port()}"
     redis = client_for(REDIS_URL)
@@ -112,3 +123,32 @@ def test_a_caller_picks_a_flight_on_the_phone_and_the_live_call_is_redirected(
     loaded = served.app.extensions["omnivoice.store"].load(CALLER, CALL_SID)
     assert loaded.session is not None
     assert loaded.session.variables["rebooking"]["choice"] == "OV 123"
+
+
+def test_the_cancelled_flight_scenario_on_the_demo_flow(served: Served, phone: Page) -> None:
+    transport = HttpTransport(timeout=10)
+    call = Call(transport, AUTH_TOKEN, base_url=served.base_url).dial()
+    try:
+        call.press("1")
+        call.say("Q R S 4 5 6")
+        assert "to Denver is cancelled" in call.last_heard
+        call.press("1")  # move me to another flight
+        call.press("1")  # text me the list
+        path = texted_link(served.app)
+        calls_url = CALL_URL.replace(CALL_SID, call.call_sid)
+        served.twilio.add(responses.POST, calls_url, json={"sid": call.call_sid}, status=200)
+        phone.goto(served.base_url + path)
+        expect(phone.get_by_role("heading", level=1)).to_have_text("Pick your new flight")
+        phone.get_by_label("Flight OV 109, departing at 5:45 PM").check()
+        phone.get_by_role("button", name="Choose this flight").click()
+        expect(phone.locator("#call-state")).to_have_text(
+            "We're telling you on the phone now.", timeout=WAIT
+        )
+        [sent] = [c for c in served.twilio.calls if c.request.url == calls_url]
+        [url] = parse_qs(str(sent.request.body))["Url"]
+        assert url.startswith(f"{served.base_url}/voice/answer?step=")
+        call.redirected(url)
+        assert call.last_heard.startswith("You picked flight OV 109 at 5:45 PM.")
+        assert call.gather is not None  # "press 1 to confirm" is listening
+    finally:
+        transport.session.close()
