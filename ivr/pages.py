@@ -255,24 +255,24 @@ def submit(
     """Check ``form`` against ``page_id`` and, if it passes, save its values in the session."""
     spec = flow.spec.pages[page_id]
     typed = _typed(spec, form)
-    errors = check(flow, session, page_id, typed, env)
-    if errors:
-        note = Note(
-            EventName.PAGE_REJECTED, {"page": page_id, "link": link_id, "fields": sorted(errors)}
-        )
-        return Rejected(errors, typed, (note,))
     values = dict(typed)
     if spec.choices is not None and typed.get(spec.choices.field):
         labels = dict(offered(flow, session, page_id, env))
         values[_label_key(spec)] = labels.get(typed[spec.choices.field], "")
     target = spec.save_as or page_id
     entry = _entry(session, page_id)
-    waiting = waits_for(flow, session, page_id)
-    if entry.get("status") == SUBMITTED and not (waiting and used(session, page_id)):
+    taken = used(session, page_id) and not waits_for(flow, session, page_id)
+    if entry.get("status") == SUBMITTED and (taken or not used(session, page_id)):
         if session.variables.get(target) == values:
             return Submitted(session, (), values)  # the same submission again
-        if used(session, page_id):
-            return AlreadyUsed(values)
+        if taken:
+            return AlreadyUsed(typed)  # nothing to check: the answer was taken already
+    errors = check(flow, session, page_id, typed, env)
+    if errors:
+        note = Note(
+            EventName.PAGE_REJECTED, {"page": page_id, "link": link_id, "fields": sorted(errors)}
+        )
+        return Rejected(errors, typed, (note,))
     paths = tuple(flow.spec.sensitive)
     shown = sensitive.masked(paths, target, values)
     changed = {

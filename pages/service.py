@@ -31,6 +31,7 @@ NoticeKind = Literal[
     "renewed_sms",
     "renewed_callback",
     "renew_refused",
+    "too_big",
 ]
 
 

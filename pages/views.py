@@ -21,6 +21,7 @@ from pages.service import Notice, PageService, Shown
 log = logging.getLogger("omnivoice.pages")
 
 bp = Blueprint("pages", __name__, template_folder="templates")
+MAX_FORM_BYTES = 64 * 1024  # a page's form is a few short fields
 
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -49,6 +50,8 @@ def page(token: str) -> Response:
 @bp.post("/p/<token>")
 def submit(token: str) -> Response:
     """A page's form, posted."""
+    if (request.content_length or 0) > MAX_FORM_BYTES:
+        return _notice(Notice("too_big", 413), token)
     form = {key: request.form.get(key, "") for key in request.form}
     return _answer(token, lambda record: _service().submit(record, form, _root()))
 

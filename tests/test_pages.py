@@ -200,3 +200,16 @@ def test_a_withheld_caller_cannot_be_texted_a_new_link() -> None:
 
 def test_flights_fixture_matches_the_choices() -> None:
     assert [f["number"] for f in FLIGHTS] == ["OV 123", "OV 456"]
+
+
+def test_a_form_posted_after_the_answer_was_used_is_not_checked_but_a_repeat_is_answered_alike() -> (
+    None
+):
+    flow = flow_of()
+    first = pages.submit(flow, waiting_session(flow), "flights", {"choice": "OV 123"}, LINK, 1010)
+    assert isinstance(first, pages.Submitted)
+    entry = {**first.session.pages["flights"], "used": True}
+    moved = first.session.evolve(node="picked", waiting=None, pages={"flights": entry})
+    assert isinstance(pages.submit(flow, moved, "flights", {}, LINK, 1020), pages.AlreadyUsed)
+    same = pages.submit(flow, moved, "flights", {"choice": "OV 123"}, LINK, 1020)
+    assert isinstance(same, pages.Submitted) and same.notes == () and same.session is moved

@@ -314,3 +314,13 @@ def test_opening_is_an_event_of_the_same_session(page_app: Flask, sink: MemorySi
     [event] = sink.events
     assert event.name == EventName.PAGE_OPENED
     assert event.call_sid == CALL_SID and event.conversation == "c" * 32
+
+
+def test_an_oversized_form_is_refused_and_changes_nothing(
+    page_app: Flask, sink: MemorySink
+) -> None:
+    saved(page_app)
+    response = page_app.test_client().post(link(page_app), data={"choice": "x" * 70_000})
+    assert response.status_code == 413
+    assert "too much to send" in response.get_data(as_text=True)
+    assert "flights" not in session_of(page_app).pages and sink.events == []
