@@ -20,6 +20,7 @@ from typing import Any, Literal
 from ivr import (
     answers,
     attempts,
+    blocks,
     handoff,
     history,
     hours,
@@ -315,6 +316,10 @@ class _Runner:
                 no_match_count=0,
                 checkpoint=name if node.checkpoint else session.checkpoint,
             )
+            if node.use:  # a block: its parameters for its nodes, then its start
+                self.enter_block(name, node)
+                name = node.goto or ""
+                continue
             if node.set:
                 self.assign(node.set)
             if node.verified and "verified" not in self.session.identified:
@@ -416,6 +421,16 @@ class _Runner:
             )
         )  # fmt: skip
         return self.turn()
+
+    def enter_block(self, name: str, node: Node) -> None:
+        """Evaluate a block's parameters for the nodes of this use of it (``params.x``)."""
+        scope = self.variables()
+        values = {key: self.value(raw, scope) for key, raw in (node.with_ or {}).items()}
+        variables = self.session.variables
+        entered = variables.get(blocks.PARAMS_VARIABLE)
+        entered = dict(entered) if isinstance(entered, dict) else {}
+        entered[name] = values
+        self.session = self.session.evolve(variables={**variables, blocks.PARAMS_VARIABLE: entered})
 
     def send_sms(self, name: str, spec: SendSmsSpec) -> None:
         scope = self.variables()
@@ -658,6 +673,18 @@ class _Runner:
     def variables(self) -> dict[str, Any]:
         session = self.session
         sent = messages.scope(session) if session.messages else messages.NOTHING_SENT
+        if session.node and "." in session.node:  # a block's node: its parameters too
+            return {**self.base_variables(sent), "params": self.params()}
+        return self.base_variables(sent)
+
+    def params(self) -> Any:
+        """The parameters of the block use the current node belongs to."""
+        entered = self.session.variables.get(blocks.PARAMS_VARIABLE)
+        use = blocks.instance(self.session.node or "")
+        return entered.get(use, {}) if isinstance(entered, dict) and use else {}
+
+    def base_variables(self, sent: dict[str, Any]) -> dict[str, Any]:
+        session = self.session
         return {
             **sent,  # sms, email: a flow's own variable of that name comes first
             "pages": session.pages,
@@ -756,14 +783,11 @@ class _Runner:
     def assign(self, values: dict[str, Any]) -> None:
         variables = dict(self.session.variables)
         for key, value in values.items():
-            scope = {
-                **variables, **self.known, **self.clock,
-                "caller": self.session.caller, "env": self.env,
-            }  # fmt: skip
-            scope["attempts"] = attempts.Tries(self.flow.spec.nodes, self.session.attempts)
-            found = self.value(value, scope)
+            # Each value sees the ones set before it (and every built-in variable).
+            self.session = self.session.evolve(variables=variables)
+            found = self.value(value, self.variables())
             # A moment (now) is kept as its ISO text: sessions hold plain JSON values.
-            variables[key] = str(found) if isinstance(found, hours.Moment) else found
+            variables = {**variables, key: str(found) if isinstance(found, hours.Moment) else found}
         self.session = self.session.evolve(variables=variables)
 
     def value(self, value: Any, scope: dict[str, Any]) -> Any:
