@@ -13,8 +13,8 @@ sensitive). Events name fields, never what was typed into a rejected form.
 A second identical submission changes nothing. A different one replaces the first while the
 flow has not used it; once the call went on with it (the engine marks it ``used`` when a
 ``wait_for`` goes to ``on_submit``), the page says it was received already, unless the flow
-waits for the page again (the caller asked to pick another). :func:`renewal` builds the text that sends a fresh link for an expired one, and
-:func:`callback` the call-back request, each at most once per link.
+waits for the page again (the caller asked to pick another). :func:`renewal` answers an expired link's "text me a new link" (a text carrying a fresh link)
+and "call me back" (a call-back request), each at most once per link.
 """
 
 from __future__ import annotations
