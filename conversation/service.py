@@ -108,6 +108,7 @@ class Outcome:
     redeemed: tuple[str, Redeemed] | None = None  # a resume code taken by this decision
     set_aside: str | None = None  # a live call whose session moves aside for this one
     own: bool = False  # start this call's own session (its old one was taken over)
+    park: str | None = None  # the flow whose session moves aside while this call is in another
 
 
 NO_FLOW = Outcome()
@@ -459,6 +460,7 @@ class ConversationService:
                     own=own,
                     set_aside=outcome.set_aside,
                     clock=loaded.clock,
+                    park=outcome.park,
                 )
                 if saved is None:
                     if outcome.redeemed is not None:  # the code is free again for the retry
@@ -496,11 +498,35 @@ class ConversationService:
         return outcome
 
     def _first_turn(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
-        """The first turn of a call as :func:`ivr.resume.plan` has it."""
+        """The first turn of a call as :func:`ivr.resume.plan` has it.
+
+        One session per caller per flow: a call to another flow's number moves the caller's
+        session in the first flow aside (to its own key, :meth:`SessionStore.load_parked`) and
+        picks up what the caller had left in this flow, if anything, so each resumes within its
+        own window. A live call or one waiting in a transfer is set aside as before instead.
+        """
         flow = self.catalog.for_number(params.to)
         if flow is None:
             log.error("no flow answers %s and there is no default flow", params.to)
             return NO_FLOW
+        previous = loaded.session
+        if (
+            previous is None
+            or previous.flow_id == flow.id
+            or previous.call_sid == params.contact_id
+            or liveness.is_live(previous, self.clock())
+            or _in_transfer(previous)
+        ):
+            return self._planned(flow, params, loaded, notes)
+        parked = self.store.load_parked(params.caller.key, flow.id)
+        outcome = self._planned(flow, params, replace(loaded, session=parked), notes)
+        if outcome.turn is None:
+            return outcome
+        taken = (self.store.keys.flow_session(params.caller.key, flow.id),) if parked else ()
+        return replace(outcome, park=previous.flow_id, also_delete=(*outcome.also_delete, *taken))
+
+    def _planned(self, flow: Flow, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
+        """The first turn in ``flow`` after ``loaded.session`` (this flow's, if any)."""
         now = self.clock()
         previous = loaded.session
         pinned = (

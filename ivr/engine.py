@@ -260,8 +260,14 @@ def hold_prompt(flow: Flow, node: str, queue: Mapping[str, Any]) -> tuple[Speech
         return runner.parts(spec.hold)
     position = queue.get("position")
     if not isinstance(position, int) or position < 1:
-        return (Say("Thank you for waiting. Someone will be with you shortly.", *runner.voice()),)
-    return (Say(f"Thank you for waiting. You are number {position} in line.", *runner.voice()),)
+        default = "Thank you for waiting. Someone will be with you shortly."
+    else:
+        default = f"Thank you for waiting. You are number {position} in line."
+    messages = flow.spec.messages
+    worded = messages.wording("queue_hold", runner.voice()[1]) if messages is not None else None
+    if worded is not None and not _names_any(worded, unknown):
+        return (Say(runner.message("queue_hold", default), *runner.voice()),)
+    return (Say(default, *runner.voice()),)
 
 
 class _Runner:
