@@ -109,9 +109,7 @@ def test_each_flow_resumes_only_within_its_own_window(
 ) -> None:
     moment = [1_000_000.0]
     (flows_dir / "payments.yaml").write_text(textwrap.dedent(PAYMENTS))
-    (flows_dir / "menu.yaml").write_text(
-        textwrap.dedent(MENU).replace("within: 30m", "within: 1m")
-    )
+    (flows_dir / "menu.yaml").write_text(textwrap.dedent(MENU).replace("within: 30m", "within: 1m"))
     app = make_app(CLOCK=lambda: moment[0])
     call(app, PAYMENTS_LINE).press("120").hang_up()
     call(app, MENU_LINE).press("1").hang_up()
