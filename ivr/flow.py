@@ -645,11 +645,13 @@ def _reserved_variable_problems(spec: FlowSpec, positions: Positions) -> Iterato
 
 
 def _saved_variables(spec: FlowSpec) -> set[str]:
-    """Every variable a node of ``spec`` can save (gathers, data dips, ``set``)."""
+    """Every variable a node of ``spec`` can save (gathers, data dips, ``set``), and what a
+    page's submission saves (its ``save_as``, else its id)."""
     saved: set[str] = set()
     for node in spec.nodes.values():
         saved.update(name for name in (node.save_as, node.http and node.http.save_as) if name)
         saved.update(node.set or {})
+    saved.update(page.save_as or page_id for page_id, page in spec.pages.items())
     return saved
 
 
