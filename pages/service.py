@@ -80,7 +80,9 @@ class PageService:
             opened = pages.opened(flow, session, record.page, record.id, now)
             return None if opened is None else (opened[0], (opened[1],))
 
-        saved = self.calls.amend(record.caller, change, record.call_sid, channel="web")
+        saved = self.calls.amend(
+            record.caller, change, record.call_sid, channel="web", flow=record.flow
+        )
         if found.refusal is not None or found.flow is None or found.session is None:
             return found.refusal or Notice("earlier", 410, record)
         session = saved or found.session
@@ -113,7 +115,9 @@ class PageService:
                 return changed, result.notes
             return None
 
-        saved = self.calls.amend(record.caller, change, record.call_sid, channel="web")
+        saved = self.calls.amend(
+            record.caller, change, record.call_sid, channel="web", flow=record.flow
+        )
         flow, result = found.flow, found.result
         if found.refusal is not None or flow is None or found.session is None:
             return found.refusal or Notice("earlier", 410, record)
@@ -138,7 +142,9 @@ class PageService:
                 return None
             return pages.renewal(flow, session, record.page, record.id, kind, now)
 
-        saved = self.calls.amend(record.caller, change, record.call_sid, channel="web")
+        saved = self.calls.amend(
+            record.caller, change, record.call_sid, channel="web", flow=record.flow
+        )
         if found.refusal is not None:
             return found.refusal
         if saved is None:
@@ -173,4 +179,6 @@ class PageService:
             told, note = pages.call_told(current, record.page, state, step, outcome.detail)
             return told, (() if note is None else (note,))
 
-        return self.calls.amend(record.caller, change, record.call_sid, channel="web")
+        return self.calls.amend(
+            record.caller, change, record.call_sid, channel="web", flow=record.flow
+        )

@@ -8,6 +8,7 @@ caller's next call picks it up."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -110,3 +111,36 @@ def test_a_redirect_refused_because_the_call_just_ended_keeps_the_pick(
     assert loaded.session is not None
     assert loaded.session.pages["flights"]["status"] == "submitted"
     assert loaded.session.pages["flights"]["call"] == "ended"
+
+
+def test_a_pick_after_the_caller_rang_another_flow_lands_in_the_first_flow(
+    make_app: Callable[..., Flask], flows_dir: Path
+) -> None:
+    (flows_dir / "menu.yaml").write_text(OTHER_FLOW)
+    app = make_app(TWILIO_ACCOUNT_SID=ACCOUNT, PUBLIC_BASE_URL=BASE)
+    first = waiting_for_flights(app)
+    path = texted_link(app)
+    first.hang_up()
+    other = Call(FlaskTransport(app), AUTH_TOKEN, called=OTHER_LINE).dial()  # another number
+    assert other.last_heard == "Press 1 for opening hours."
+    other.hang_up()
+    client = app.test_client()
+    assert client.get(path).status_code == 200  # the airline's session, kept aside, is found
+    picked = client.post(path, data={"page": "flights", "flight": "OV 105"})
+    assert picked.status_code == 200
+    back = Call(FlaskTransport(app), AUTH_TOKEN).dial()
+    assert "picking a new flight on the page we texted you" in back.last_heard
+    back.press("1")  # continue
+    assert back.last_heard.startswith("You picked flight OV 105 at 1:10 PM.")
+
+
+OTHER_LINE = "+14155550133"
+OTHER_FLOW = f"""\
+id: menu
+numbers: ["{OTHER_LINE}"]
+start: main
+nodes:
+  main:
+    gather: {{prompt: Press 1 for opening hours., num_digits: 1}}
+    on: {{"1": main}}
+"""
