@@ -26,6 +26,7 @@ from twilio.rest import Client as TwilioClient
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import console
+import pages
 from api import handoffs as handoffs_api
 from api import outbound as outbound_api
 from context import health
@@ -389,6 +390,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(outbound_api.bp)
     app.register_blueprint(handoffs_api.bp)
     console.register(app, history_db, twilio)  # /agent and `flask --app app agents`
+    pages.register(app)  # /p/<token>: pages behind signed links
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         app.wsgi_app = ProxyFix(edge, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]

@@ -138,11 +138,15 @@ def page_line(name: str, data: dict[str, Any]) -> str:
 
 
 def _picked(data: dict[str, Any]) -> str:
-    """What a submission chose, in words: its summary or label, else its values."""
+    """What a submission chose, in words: its summary or label, its choice's label, else its
+    values."""
     for key in ("summary", "label"):
         if isinstance(data.get(key), str) and data[key].strip():
             return str(data[key]).strip()[:200]
     values = _mapping(data.get("values"))
+    for key, value in values.items():  # a choice's label (ivr.pages): what the caller saw
+        if (key == "label" or key.endswith("_label")) and isinstance(value, str) and value:
+            return value.strip()[:200]
     shown = [str(v) for v in values.values() if isinstance(v, str | int | float)]
     return ", ".join(shown)[:200]
 

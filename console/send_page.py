@@ -102,6 +102,7 @@ def send(
         page=page,
         channel="sms" if channel == "sms" else "email",
         email=(form.get("email") or "").strip() or None,
+        flow=ref.flow,
     )
     try:
         message = push_page(service, push)

@@ -35,6 +35,10 @@ class Keys:
         """The hash holding a caller's session document, its sequence number and owning call."""
         return f"{self.prefix}:{{{hash_tag(caller)}}}:session"
 
+    def flow_session(self, caller: str, flow: str) -> str:
+        """A caller's progress in one flow, kept aside while they call another flow's number."""
+        return f"{self.prefix}:{{{hash_tag(caller)}}}:session:flow:{flow}"
+
     def call_session(self, caller: str, call_sid: str) -> str:
         """The session of one live call set aside by another call from the same number.
 

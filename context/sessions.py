@@ -248,6 +248,31 @@ class SessionStore:
             found,
         )
 
+    def load_parked(self, caller: str, flow: str) -> Loaded:
+        """The progress ``caller`` made in ``flow`` before calling another flow's number, with
+        its ``seq`` (one round trip, only when a call or a page is about a flow that is not the
+        session's). A document that cannot be read is dropped (logged), not a failure.
+
+        Raises:
+            StoreUnavailable: Redis did not answer.
+        """
+        key = self.keys.flow_session(caller, flow)
+        try:
+            seq_raw, doc_raw, _reply, problem, *_ = self._script(_LOAD, [key], ())
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("loading", key, exc) from None
+        if problem:
+            log.error("dropping an unreadable parked session %s: %s", _safe(key), _text(problem))
+            return Loaded(None, 0)
+        if doc_raw is None:
+            return Loaded(None, 0)
+        try:
+            session = self.codec.decode(_safe(key), doc_raw)
+        except SessionCorrupt as exc:
+            log.error("dropping an unreadable parked session %s: %s", _safe(key), exc.reason)
+            return Loaded(None, 0)
+        return Loaded(session, _sequence(key, seq_raw))
+
     def save(
         self,
         session: Session,
@@ -260,6 +285,8 @@ class SessionStore:
         own: bool = False,
         set_aside: str | None = None,
         clock: RedisClock | None = None,
+        park: str | None = None,
+        parked: bool = False,
     ) -> Saved | None:
         """Store ``session`` if nobody saved since ``expected_seq``; ``None`` if somebody did.
 
@@ -278,18 +305,23 @@ class SessionStore:
 
         ``own`` saves to the call's own hash (see :meth:`load`); ``set_aside`` names the live
         call whose session is moved to its own hash, in the same script, before ``session``
-        (another call from the same number) takes the caller's. ``clock`` (from the load) gives
+        (another call from the same number) takes the caller's; ``park`` names the flow whose
+        session is moved aside the same way, to the caller's hash for that flow
+        (:meth:`load_parked`), when the caller calls another flow's number; ``parked`` saves
+        to that hash of the session's own flow (a page submitted for a flow the caller has since
+        left). ``clock`` (from the load) gives
         the save a deadline in Redis's time, ``give_up_after`` after it is sent.
 
         Raises:
             StoreUnavailable: Redis did not answer in time, or refused a save that reached it
                 after the client had given up on it (nothing was written).
         """
-        key = (
-            self.keys.call_session(session.caller, session.call_sid)
-            if own
-            else self.keys.session(session.caller)
-        )
+        if parked:
+            key = self.keys.flow_session(session.caller, session.flow_id)
+        elif own:
+            key = self.keys.call_session(session.caller, session.call_sid)
+        else:
+            key = self.keys.session(session.caller)
         doc, sealed = self.codec.encode(session)
         if sealed and reply:
             reply = self.codec.seal_reply(reply)
@@ -299,7 +331,11 @@ class SessionStore:
             key,
             self.keys.reply(session.caller, session.call_sid, step),
             self.keys.call(session.caller, session.call_sid),
-            self.keys.call_session(session.caller, set_aside) if set_aside else key,
+            self.keys.call_session(session.caller, set_aside)
+            if set_aside
+            else self.keys.flow_session(session.caller, park)
+            if park
+            else key,
             flow.key if flow is not None and checked else key,
             key,
         ]
@@ -314,7 +350,7 @@ class SessionStore:
             deadline = f"{clock.now() + self.give_up_after:.6f}"
         args: list[Any] = [
             expected_seq, doc, session.call_sid, self.ttl, reply or "", self.reply_ttl,
-            1 if mark_call else 0, deadline, 1 if set_aside else 0, "", "",
+            1 if mark_call else 0, deadline, 1 if set_aside or park else 0, "", "",
         ]  # fmt: skip
         if inline:
             assert stream is not None

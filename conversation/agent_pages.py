@@ -47,6 +47,7 @@ class PagePush:
     page: str
     channel: Literal["sms", "email"]
     email: str | None = None  # the address typed, for an email (else the one the flow knows)
+    flow: str | None = None  # the call's flow (its session, also when kept aside)
 
 
 def agent_node(agent: str) -> str:
@@ -77,7 +78,7 @@ def push_page(service: ConversationService, push: PagePush) -> SendMessage:
             return None  # queued already: nothing to save, nothing to send again
         return messages.queued(session, message, now), (message,)
 
-    service.amend(push.caller, change, call_sid=push.call_sid, channel=push.channel)
+    service.amend(push.caller, change, call_sid=push.call_sid, channel=push.channel, flow=push.flow)
     if refusal:
         raise refusal[0]
     if not made:

@@ -109,6 +109,7 @@ class Outcome:
     redeemed: tuple[str, Redeemed] | None = None  # a resume code taken by this decision
     set_aside: str | None = None  # a live call whose session moves aside for this one
     own: bool = False  # start this call's own session (its old one was taken over)
+    park: str | None = None  # the flow whose session moves aside while this call is in another
 
 
 NO_FLOW = Outcome()
@@ -352,6 +353,7 @@ class ConversationService:
         change: Amendment,
         call_sid: str | None = None,
         channel: str = "voice",
+        flow: str | None = None,
     ) -> Session | None:
         """Change a caller's session outside a turn and save it with the change's events.
 
@@ -361,13 +363,20 @@ class ConversationService:
         the changed session with its effects (notes; a message to send, recorded for the
         job queue; a callback request), or ``None`` to change nothing. A save that loses
         its race is tried again on a fresh load, with ``change`` called again. Returns the
-        saved session, or ``None`` when there is none or nothing changed.
+        saved session, or ``None`` when there is none or nothing changed. With ``flow``, the
+        change is for the caller's session in that flow: when the caller has since called
+        another flow's number, the session kept aside for ``flow`` is the one changed.
 
         Raises:
             StoreUnavailable: Redis does not answer.
         """
         for _ in range(SAVE_ATTEMPTS):
             loaded = self._load(caller, call_sid)
+            parked = False
+            if flow is not None and (loaded.session is None or loaded.session.flow_id != flow):
+                if loaded.own:  # a live call's own session is the one it is about
+                    return None
+                loaded, parked = self.store.load_parked(caller, flow), True
             if loaded.session is None:
                 return None
             now = self.clock()
@@ -375,18 +384,23 @@ class ConversationService:
             if changed is None:
                 return None
             session, effects = changed
-            saved, _ = self._save_callback(loaded, session, effects, now, channel)
+            saved, _ = self._save_callback(loaded, session, effects, now, channel, parked)
             if saved is not None:
                 return session
         return None
 
     def text(
-        self, params: Inbound, node: str, renderer: Renderer, data: Mapping[str, Any]
+        self,
+        params: Inbound,
+        node: str,
+        renderer: Renderer,
+        data: Mapping[str, Any],
+        flow: str | None = None,
     ) -> str | None:
-        """A caller's text that the flow's ``sms.replies`` takes to ``node``: the session runs
-        from it on the SMS channel and the reply is what it says (``None``: no session, or no
-        such node); see :mod:`conversation.text_turns`."""
-        return text_turns.run(self, params, node, renderer, data)
+        """A caller's text that the flow's ``sms.replies`` takes to ``node``: the session (in
+        ``flow``) runs from it on the SMS channel and the reply is what it says (``None``: no
+        session, or no such node); see :mod:`conversation.text_turns`."""
+        return text_turns.run(self, params, node, renderer, data, flow)
 
     def _save_callback(
         self,
@@ -395,6 +409,7 @@ class ConversationService:
         effects: Effect | Sequence[Effect],
         now: float,
         channel: str = "voice",
+        parked: bool = False,
     ) -> tuple[Saved | None, Flow | None]:
         """Save what a callback changed (no reply to cache) with its effects' events, which reach
         the sinks once the save stood; the save (``None``: another won) and the session's flow."""
@@ -409,6 +424,7 @@ class ConversationService:
                 flow=self.versions.pin(flow) if flow is not None else None,
                 own=loaded.own,
                 clock=loaded.clock,
+                parked=parked,
             )
         except StoreUnavailable:
             self.versions.store_failed()  # as in an exchange: versions may need publishing
@@ -468,6 +484,7 @@ class ConversationService:
                     own=own,
                     set_aside=outcome.set_aside,
                     clock=loaded.clock,
+                    park=outcome.park,
                 )
                 if saved is None:
                     if outcome.redeemed is not None:  # the code is free again for the retry
@@ -505,11 +522,35 @@ class ConversationService:
         return outcome
 
     def _first_turn(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
-        """The first turn of a call as :func:`ivr.resume.plan` has it."""
+        """The first turn of a call as :func:`ivr.resume.plan` has it.
+
+        One session per caller per flow: a call to another flow's number moves the caller's
+        session in the first flow aside (to its own key, :meth:`SessionStore.load_parked`) and
+        picks up what the caller had left in this flow, if anything, so each resumes within its
+        own window. A live call or one waiting in a transfer is set aside as before instead.
+        """
         flow = self.catalog.for_number(params.to)
         if flow is None:
             log.error("no flow answers %s and there is no default flow", params.to)
             return NO_FLOW
+        previous = loaded.session
+        if (
+            previous is None
+            or previous.flow_id == flow.id
+            or previous.call_sid == params.contact_id
+            or liveness.is_live(previous, self.clock())
+            or _in_transfer(previous)
+        ):
+            return self._planned(flow, params, loaded, notes)
+        parked = self.store.load_parked(params.caller.key, flow.id).session
+        outcome = self._planned(flow, params, replace(loaded, session=parked), notes)
+        if outcome.turn is None:
+            return outcome
+        taken = (self.store.keys.flow_session(params.caller.key, flow.id),) if parked else ()
+        return replace(outcome, park=previous.flow_id, also_delete=(*outcome.also_delete, *taken))
+
+    def _planned(self, flow: Flow, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
+        """The first turn in ``flow`` after ``loaded.session`` (this flow's, if any)."""
         now = self.clock()
         previous = loaded.session
         pinned = (

@@ -37,9 +37,11 @@ def run(
     node: str,
     renderer: Renderer,
     data: Mapping[str, Any],
+    flow_id: str | None = None,
 ) -> str | None:
-    """Run the caller's session from ``node``; the rendered reply, or ``None`` when the caller
-    has no session (any more) or its flow has no such node."""
+    """Run the caller's session (in flow ``flow_id``, also when it is kept aside) from
+    ``node``; the rendered reply, or ``None`` when the caller has no session there (any more)
+    or its flow has no such node."""
     deadline = time.monotonic() + service.turn_budget
     replies: list[str] = []
 
@@ -68,5 +70,5 @@ def run(
         received = Note(EventName.SMS_RECEIVED, {**data, "reply_node": node})
         return turn.session, (received, *turn.effects)
 
-    saved = service.amend(params.caller.key, change, channel="sms")
+    saved = service.amend(params.caller.key, change, channel="sms", flow=flow_id)
     return replies[-1] if saved is not None and replies else None

@@ -152,7 +152,9 @@ class InboundTexts:
         if found.session is not None and spec is not None:
             node = _replies(spec.replies).get(text.body.strip().casefold())
             if node is not None:
-                reply = self.service.text(text.inbound, node, self.renderer, _data(text))
+                reply = self.service.text(
+                    text.inbound, node, self.renderer, _data(text), flow=found.session.flow_id
+                )
                 if reply is not None:
                     return reply
         self._record(text, EventName.SMS_RECEIVED, found, {})
@@ -214,8 +216,12 @@ class InboundTexts:
             log.error("the session of %s cannot be read: %s", masked(inbound.caller.key), exc)
             loaded = Loaded(None, 0)
         session = loaded.session
-        if session is not None and (flow is None or session.flow_id != flow.id):
-            session = None  # a conversation with another of our numbers
+        if session is not None and flow is not None and session.flow_id != flow.id:
+            # The caller has called another flow's number since: this flow's session, if
+            # any, is kept aside (one session per caller per flow).
+            session = self.service.store.load_parked(inbound.caller.key, flow.id).session
+        elif flow is None:
+            session = None
         if session is not None and session.conversation:
             return Found(flow, session, session.conversation)
         card = loaded.card or {}

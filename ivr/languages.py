@@ -41,6 +41,9 @@ MessageName = Literal[
     "no_match",
     "give_up",
     "nobody_available",
+    "page_wait",
+    "apology",
+    "queue_hold",
 ]
 LANGUAGE_TAG = r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$"
 _LANGUAGE_TAG = re.compile(LANGUAGE_TAG)
@@ -66,6 +69,9 @@ class Messages(BaseModel):
     no_match: str | None = _Text
     give_up: str | None = _Text
     nobody_available: str | None = _Text
+    page_wait: str | None = _Text
+    apology: str | None = _Text  # what a call hears when something failed, before a person
+    queue_hold: str | None = _Text  # a queued caller's hold loop; may use {{ queue.position }}
 
 
 def _schema_by_language(schema: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ from urllib.parse import quote
 from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ivr import template_words
+
 
 def _spoken(value: Any) -> Any:
     """What ``{{ value }}`` puts in a prompt: ``None`` (a JSON null, a dip's missing status) is
@@ -238,7 +240,28 @@ def compile_template(text: str) -> Template:
     try:
         return _ENV.from_string(text)
     except TemplateSyntaxError as exc:
-        raise ValueError(f"the template {text!r} has a syntax error: {exc.message}") from None
+        raise ValueError(_syntax_error("the template", text, exc)) from None
+
+
+_HTML_ENV = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined, autoescape=True, finalize=_spoken
+)
+
+
+def _syntax_error(what: str, text: str, exc: TemplateSyntaxError) -> str:
+    """A template syntax error in plain words (:mod:`ivr.template_words`), with the text."""
+    words = template_words.explain(exc.message or str(exc), _ENV.filters)
+    return f"{what} {text[:80]!r} cannot be read: {words}."
+
+
+@functools.lru_cache(maxsize=512)
+def compile_html(text: str) -> Template:
+    """Compile an email's HTML body: every value is HTML-escaped (a caller's name cannot add
+    markup); raises ``ValueError`` with a readable reason."""
+    try:
+        return _HTML_ENV.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise ValueError(_syntax_error("the HTML", text, exc)) from None
 
 
 @functools.lru_cache(maxsize=2048)
@@ -251,7 +274,7 @@ def compile_url(text: str) -> Template:
     try:
         return _URL_ENV.from_string(text)
     except TemplateSyntaxError as exc:
-        raise ValueError(f"the URL {text!r} has a syntax error: {exc.message}") from None
+        raise ValueError(_syntax_error("the URL", text, exc)) from None
 
 
 def parse_url(text: str) -> Any:
@@ -268,7 +291,7 @@ def compile_expression(text: str) -> Expression:
     try:
         return _ENV.compile_expression(text, undefined_to_none=True)
     except TemplateSyntaxError as exc:
-        raise ValueError(f"the expression {text!r} has a syntax error: {exc.message}") from None
+        raise ValueError(_syntax_error("the condition", text, exc)) from None
 
 
 def render(

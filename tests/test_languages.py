@@ -232,7 +232,7 @@ TAIL = "start: a\nnodes:\n  a: {hangup: true}\n"
         ),
         (
             'messages:\n  give_up: "Bye {{ name"\n',
-            "languages.yaml:2:12: error: The template 'Bye {{ name' has a syntax error",
+            "languages.yaml:2:12: error: The template 'Bye {{ name' cannot be read: a '{{' is never closed",
         ),
         (
             'messages:\n  es:\n    give_up: "{% if %}"\n',
@@ -240,7 +240,7 @@ TAIL = "start: a\nnodes:\n  a: {hangup: true}\n"
         ),
         (
             'language: "{{ lang"\n',
-            "languages.yaml:1:11: error: The template '{{ lang' has a syntax error",
+            "languages.yaml:1:11: error: The template '{{ lang' cannot be read: a '{{' is never closed",
         ),
     ],
 )

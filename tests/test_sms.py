@@ -434,3 +434,18 @@ def test_a_text_whose_handling_failed_is_handled_afresh_when_twilio_retries(
     reply = texts.receive(hello)  # the retry: not "answered before" with nothing
     assert reply is not None and "We have no open request from you." in reply
     assert [e["name"] for e in stream_events(sms_app)] == ["sms_received"]
+
+
+def test_a_text_reaches_the_flows_session_kept_aside_for_a_call_to_another_number(
+    sms_app: Flask,
+) -> None:
+    a_call(sms_app).hang_up()
+    other = Call(FlaskTransport(sms_app), AUTH_TOKEN, caller=SENDER).dial()  # the airline's number
+    other.hang_up()
+    store = sms_app.extensions["omnivoice.store"]
+    assert store.load(SENDER).session.flow_id == "airline"
+    assert said(text(sms_app, "1", sid(58))) == [
+        "You picked flight OV 123 at 9:40. Press 1 or text OK to confirm."
+    ]
+    assert store.load_parked(SENDER, "rebook").session.node == "picked"
+    assert store.load(SENDER).session.flow_id == "airline"  # untouched

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from jinja2 import ChainableUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ivr import templates
+from ivr import template_words, templates
 from ivr.templates import compile_expression, compile_template, evaluate, is_static, render
 
 ESCAPES = [
@@ -119,9 +119,11 @@ def test_evaluate(text: str, expected: Any) -> None:
 
 
 def test_syntax_errors_are_value_errors_with_a_reason() -> None:
-    with pytest.raises(ValueError, match="the template '\\{\\{ name' has a syntax error"):
+    with pytest.raises(
+        ValueError, match="the template '\\{\\{ name' cannot be read: a '\\{\\{' is never closed"
+    ):
         compile_template("{{ name")
-    with pytest.raises(ValueError, match="the expression 'a ==' has a syntax error"):
+    with pytest.raises(ValueError, match="the condition 'a ==' cannot be read: it ends too early"):
         compile_expression("a ==")
 
 
@@ -270,3 +272,44 @@ def test_substitution_urls_render_as_the_url_environment_renders_them(
 def test_plain_urls_take_the_fast_path_and_filtered_ones_do_not() -> None:
     assert isinstance(templates.compile_url("/c/{{ code }}"), templates.UrlSubstitution)
     assert not isinstance(templates.compile_url("/c/{{ code | raw_url }}"), templates.Substitution)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{{ name }", "a '}' stands alone: a value is written {{ name }}, with two braces"),
+        ("Hi {{ name", "a '{{' is never closed: end the value with '}}'"),
+        ("{{ first last }}", "two things stand side by side inside {{ }} (before 'last')"),
+        ("{% iff x %}y{% endif %}", "{% iff %} is not a template tag (did you mean {% if %}?)"),
+        ("{% if x %}y", "{% if %} is never closed: add {% endif %} where it should end"),
+        ("{% for x in y %}z", "{% for %} is never closed: add {% endfor %}"),
+        ("{% endif %}", "{% endif %} closes nothing: there is no {% if %} before it"),
+        ("{{ code | uper }}", "there is no filter 'uper' (did you mean 'upper'?)"),
+        ("{{ 'delayed }}", "a quote ' is never closed"),
+        ("{{ }}", "{{ }} is empty"),
+        ("{{ booking. }}", "a dot is not followed by a name"),
+        ("{{ f() ) }}", "a ')' closes nothing"),
+        ("{% if %}x{% endif %}", "a {% ... %} tag is missing its condition or list"),
+    ],
+)
+def test_template_syntax_errors_are_told_in_plain_words_with_the_fix(text: str, words: str) -> None:
+    with pytest.raises(ValueError) as failed:
+        templates.compile_template(text)
+    assert f"cannot be read: {words}" in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("tries >", "it ends too early"),
+        ("status == delayed flight", "two things stand side by side in the condition"),
+    ],
+)
+def test_condition_syntax_errors_are_told_in_plain_words(text: str, words: str) -> None:
+    with pytest.raises(ValueError) as failed:
+        templates.compile_expression(text)
+    assert str(failed.value).startswith(f"the condition {text!r} cannot be read: {words}")
+
+
+def test_an_unknown_parser_message_is_kept_as_it_is() -> None:
+    assert template_words.explain("something new") == "something new"

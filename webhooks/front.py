@@ -85,6 +85,9 @@ class Route:
     endpoint: str  # e.g. "voice.incoming": the ``endpoint`` label of the webhook timer
     view: View
     failure: Reply  # what the request answers when the view fails
+    # The failure reply made for the request (a flow's own apology), when it can be: any error
+    # in making it falls back to ``failure``.
+    failure_for: View | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class TwilioFront:
 
     def serve(self, environ: dict[str, Any], route: Route) -> Reply:
         """Read, check and answer one webhook; nothing escapes as an error page."""
+        request: WebhookRequest | None = None
         try:
             if environ.get("REQUEST_METHOD") != "POST":
                 return text(
@@ -168,7 +172,7 @@ class TwilioFront:
         except BodyTooLarge as exc:
             return text(413, f"Request too large: {exc}.")
         except Exception as exc:
-            return self.failed(route, exc)
+            return self.failed(route, exc, request)
 
     def refusal(self, request: WebhookRequest) -> Reply | None:
         """403 unless the request is signed by Twilio (or the app runs in dev mode)."""
@@ -189,7 +193,7 @@ class TwilioFront:
             return text(403, "Forbidden: invalid Twilio signature.")
         return None
 
-    def failed(self, route: Route, exc: Exception) -> Reply:
+    def failed(self, route: Route, exc: Exception, request: WebhookRequest | None = None) -> Reply:
         """Log and count the failure; the request gets its route's failure reply."""
         metrics.ERRORS.labels(kind=type(exc).__name__).inc()
         if isinstance(exc, StoreUnavailable):
@@ -198,4 +202,9 @@ class TwilioFront:
             log.error("failure on %s: %s", route.path, exc)
         else:
             log.exception("unexpected failure on %s", route.path)
+        if route.failure_for is not None and request is not None:
+            try:
+                return route.failure_for(request)
+            except Exception:  # the flow's own words cannot be had: the built-in ones
+                log.exception("the failure reply of %s could not be made", route.path)
         return route.failure

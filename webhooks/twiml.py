@@ -179,18 +179,29 @@ def _record(response: VoiceResponse, record: Record, links: TransferLinks) -> No
     response.redirect(action, method="POST")
 
 
-def fallback(number: str | None = None, queue: str | None = None, reason: str = APOLOGY) -> str:
-    """What a caller hears when something failed: an apology, then a person, else goodbye."""
+def fallback(
+    number: str | None = None,
+    queue: str | None = None,
+    reason: str = APOLOGY,
+    language: str | None = None,
+) -> str:
+    """What a caller hears when something failed: an apology, then a person, else goodbye
+    (the built-in sentences after a flow's own apology only in English)."""
     response = VoiceResponse()
-    response.say(reason)
+    spoken = {"language": language} if language else {}
+    response.say(reason, **spoken)
+    english = not language or language.lower().startswith("en")
     if number:
-        response.say(CONNECTING)
+        if english:
+            response.say(CONNECTING)
         response.dial(number)
     elif queue:
-        response.say(CONNECTING)
+        if english:
+            response.say(CONNECTING)
         response.enqueue(queue)
     else:
-        response.say(GOODBYE)
+        if english:
+            response.say(GOODBYE)
         response.hangup()
     return document(response)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from context.outbound_tokens import OutboundTokens
 from conversation.inbound import Inbound
 from conversation.outbound import OUTBOUND_PATH
+from ivr import languages
 from webhooks import twiml
 from webhooks.front import NO_CONTENT, BadRequest, Reply, Route, TwilioFront
 from webhooks.front import twiml as twiml_reply
@@ -54,10 +55,10 @@ def register(
     """Serve the voice webhooks on ``front``, answered by ``service``; the views, for the
     transfer webhooks (:mod:`webhooks.transfer_webhooks`) to share."""
     views = VoiceViews(service, settings)
-    apology = views.fallback()
-    front.register(Route(INCOMING_PATH, "voice.incoming", views.incoming, apology))
-    front.register(Route(OUTBOUND_PATH, "voice.outbound", views.outbound, apology))
-    front.register(Route(ANSWER_PATH, "voice.answer", views.answer, apology))
+    apology, own = views.fallback(), views.apology_for
+    front.register(Route(INCOMING_PATH, "voice.incoming", views.incoming, apology, own))
+    front.register(Route(OUTBOUND_PATH, "voice.outbound", views.outbound, apology, own))
+    front.register(Route(ANSWER_PATH, "voice.answer", views.answer, apology, own))
     front.register(Route(STATUS_PATH, "voice.status", views.status, NO_CONTENT))
     return views
 
@@ -108,12 +109,22 @@ class VoiceViews:
             raise BadRequest(400, "CallSid is missing")
         return params
 
-    def fallback(self, reason: str = twiml.APOLOGY) -> Reply:
+    def fallback(self, reason: str = twiml.APOLOGY, language: str | None = None) -> Reply:
         """A spoken ``reason``, then a person (or a goodbye when none is configured)."""
         settings = self.settings
         return twiml_reply(
-            twiml.fallback(settings.fallback_number, settings.fallback_queue, reason)
+            twiml.fallback(settings.fallback_number, settings.fallback_queue, reason, language)
         )
+
+    def apology_for(self, request: WebhookRequest) -> Reply:
+        """The fallback in the words of the called number's flow (``messages: {apology: ...}``,
+        per language), spoken in the flow's language."""
+        flow = self.service.catalog.for_number(request.fields().get("To"))
+        if flow is None:
+            return self.fallback()
+        _voice, language = languages.speaking(flow, {})
+        words = languages.message(flow, "apology", twiml.APOLOGY, language)
+        return self.fallback(words or twiml.APOLOGY, language)
 
 
 def _step(raw: str | None) -> int | None:

@@ -215,6 +215,11 @@
           picked = data[key].trim().slice(0, 200);
         }
       }
+      for (const [key, value] of Object.entries(data.values || {})) {
+        if (!picked && (key === "label" || key.endsWith("_label")) && typeof value === "string") {
+          picked = value.trim().slice(0, 200);
+        }
+      }
       if (!picked) {
         picked = Object.values(data.values || {})
           .filter((v) => ["string", "number"].includes(typeof v)).join(", ").slice(0, 200);
