@@ -259,7 +259,7 @@ def test_a_use_s_problems_point_into_the_flow_file(
             "'check' is both an exit and a node",
         ),
         (("exits: [verified, failed]", "exits: []"), "exits"),
-        (("{{ params.what }}", "{{ params.what"), "syntax error"),
+        (("{{ params.what }}", "{{ params.what"), "cannot be read"),
     ],
 )
 def test_a_block_s_own_problems_point_into_the_block_file(
