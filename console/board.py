@@ -104,6 +104,8 @@ def apply(cards: dict[str, Card], entry: FeedEntry) -> None:
         card.state = ENDED
     elif name in PAGE_EVENTS:
         card.pages.append({"at": event.get("at"), "name": name, "text": page_line(name, data)})
+    elif name == "recording" and (line := recording_line(data)):
+        card.pages.append({"at": event.get("at"), "name": name, "text": line})
     elif name == "agent_note":
         card.notes.append(
             {
@@ -135,6 +137,23 @@ def page_line(name: str, data: dict[str, Any]) -> str:
         return f"The {channel} was not sent: the number opted out of texts"
     error = str(data.get("error") or data.get("status") or "").strip()
     return f"The {channel} could not be sent" + (f": {error}" if error else "")
+
+
+def recording_line(data: dict[str, Any]) -> str:
+    """What a card says of a record node's message: left (how long), none, or its
+    transcription once Twilio sends it; nothing for the other status callbacks."""
+    text = data.get("transcription")
+    if isinstance(text, str) and text.strip() and data.get("transcription_status") != "failed":
+        return f'Voicemail transcribed: "{text.strip()[:300]}"'
+    status = data.get("status")
+    if status == "recorded":
+        seconds = _int(data.get("duration")) or 0
+        return f"The caller left a {seconds}-second voicemail"
+    if status == "empty":
+        return "The caller left no voicemail"
+    if status in ("absent", "failed"):
+        return "The voicemail could not be kept"
+    return ""
 
 
 def _picked(data: dict[str, Any]) -> str:

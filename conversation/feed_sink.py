@@ -30,6 +30,8 @@ FEED_EVENTS = frozenset(
         EventName.MESSAGE_OPTED_OUT,
         EventName.PAGE_OPENED,
         EventName.PAGE_SUBMITTED,
+        # a voicemail left after a transfer nobody took, and what Twilio later says of it
+        EventName.RECORDING,
     }
 )
 

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from flask import Flask
 
+from console import board
 from ivr.session import Session
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
@@ -203,3 +204,26 @@ def test_the_terminal_simulator_leaves_a_message(desk: Flask) -> None:
     lines = result.output.splitlines()
     assert "omnivoice: Thanks, we have your 4 second message. Goodbye." in lines
     assert lines[-1] == "[call ended: hangup]"
+
+
+def test_the_agent_s_card_shows_the_voicemail_and_its_transcription(desk: Flask) -> None:
+    call = at_voicemail(desk).leave_message(duration=37)
+    call.recording_processed("completed", duration=37)
+    call.recording_processed(
+        "completed",
+        duration=37,
+        TranscriptionStatus="completed",
+        TranscriptionText="Please call me back about my refund.",
+    )
+    cards = board.fold(desk.extensions["omnivoice.feed"].after("0-0"))
+    lines = [p["text"] for p in cards[call.call_sid].pages]
+    assert lines == [
+        "The caller left a 37-second voicemail",
+        'Voicemail transcribed: "Please call me back about my refund."',
+    ]
+
+
+def test_a_silent_voicemail_says_so_on_the_card(desk: Flask) -> None:
+    call = at_voicemail(desk).leave_nothing()
+    cards = board.fold(desk.extensions["omnivoice.feed"].after("0-0"))
+    assert [p["text"] for p in cards[call.call_sid].pages] == ["The caller left no voicemail"]

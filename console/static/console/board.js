@@ -236,6 +236,20 @@
     return "The " + channel + " could not be sent" + (error ? ": " + error : "");
   }
 
+  // What a card says of a voicemail (as console/board.py's recording_line); "" for nothing.
+  function recordingLine(data) {
+    const text = typeof data.transcription === "string" ? data.transcription.trim() : "";
+    if (text && data.transcription_status !== "failed") {
+      return 'Voicemail transcribed: "' + text.slice(0, 300) + '"';
+    }
+    if (data.status === "recorded") {
+      return "The caller left a " + (parseInt(data.duration, 10) || 0) + "-second voicemail";
+    }
+    if (data.status === "empty") return "The caller left no voicemail";
+    if (data.status === "absent" || data.status === "failed") return "The voicemail could not be kept";
+    return "";
+  }
+
   function apply(id, event) {
     const data = event.data || {};
     let card = cardOf(event.call_sid);
@@ -273,6 +287,10 @@
     } else if (PAGE_EVENTS.includes(event.name)) {
       const item = el("li", "page-" + event.name);
       item.append(el("time", "", clock(event.at)), " " + pageLine(event.name, data));
+      card.querySelector(".page-results").append(item);
+    } else if (event.name === "recording" && recordingLine(data)) {
+      const item = el("li", "page-recording");
+      item.append(el("time", "", clock(event.at)), " " + recordingLine(data));
       card.querySelector(".page-results").append(item);
     }
     strip();
