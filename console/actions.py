@@ -24,7 +24,7 @@ from console.agents import AgentView
 from context.agent_feed import AgentFeed
 from context.event_stream import EventStream
 from context.sessions import SessionStore
-from ivr.errors import OmnivoiceError
+from ivr.errors import Refused
 from ivr.states import EventName
 from webhooks import twiml
 
@@ -39,13 +39,8 @@ TAKE_CLAIM_SECONDS = 2 * twiml.AGENT_RING_SECONDS + 20
 SCHEMA_VERSION = 1
 
 
-class ActionRefused(OmnivoiceError):
+class ActionRefused(Refused):
     """An agent's action was not done; ``message`` is for the agent, ``status`` for HTTP."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ivr import links, messages
-from ivr.errors import OmnivoiceError
+from ivr.errors import Refused
 from ivr.session import Session
 from ivr.turn import Effect, PageLink, SendMessage
 
@@ -28,13 +28,8 @@ EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}")
 MAX_AGENT = 48  # characters of an agent's name in a node name (ivr.schema.NodeName: 64)
 
 
-class PageRefused(OmnivoiceError):
+class PageRefused(Refused):
     """The page was not sent; ``message`` is for the agent, ``status`` for HTTP."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

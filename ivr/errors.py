@@ -3,6 +3,7 @@
 ::
 
     OmnivoiceError
+    ├── Refused                   an agent's or API client's request was not done (status, why)
     ├── ConfigError               a setting from the environment is missing or unusable
     ├── FlowError                 a flow definition is unusable
     │   └── FlowLoadError         YAML or schema problems, each with file:line:col
@@ -24,6 +25,16 @@ from dataclasses import dataclass
 
 class OmnivoiceError(Exception):
     """Base class of every error Omnivoice raises on purpose."""
+
+
+class Refused(OmnivoiceError):
+    """Something asked of the app (by an agent, an API client) was not done: ``message`` says
+    why, for the person who asked, and ``status`` is its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import phonenumbers
 from pydantic import ValidationError
@@ -105,17 +105,29 @@ def read_blocks(directory: str | Path) -> dict[str, tuple[str, str]]:
     return found
 
 
-def load_block_text(text: str, path: str, name: str) -> Block:
-    """Validate a block file (problems point into it) into a :class:`~ivr.blocks.Block`."""
+_Spec = TypeVar("_Spec", FlowSpec, BlockSpec)
+
+
+def _validated(model: type[_Spec], text: str, path: str, not_a_map: str) -> tuple[_Spec, Positions]:
+    """YAML ``text`` parsed and validated as ``model``, with the positions of its values.
+
+    Raises:
+        FlowLoadError: the YAML does not parse, is not a map, or does not fit ``model``.
+    """
     data, positions = parse(text, path)
     if not isinstance(data, dict):
-        raise FlowLoadError(
-            [Problem(path, 1, 1, "A block file must be a map with exits, start and nodes.")]
-        )
+        raise FlowLoadError([Problem(path, 1, 1, not_a_map)])
     try:
-        spec = BlockSpec.model_validate(data)
+        return model.model_validate(data), positions
     except ValidationError as exc:
         raise FlowLoadError(schema_problems(exc, positions)) from None
+
+
+def load_block_text(text: str, path: str, name: str) -> Block:
+    """Validate a block file (problems point into it) into a :class:`~ivr.blocks.Block`."""
+    spec, positions = _validated(
+        BlockSpec, text, path, "A block file must be a map with exits, start and nodes."
+    )
     problems: list[Problem] = []
     for node_name, node in spec.nodes.items():
         if node.use:
@@ -227,15 +239,9 @@ def load_flow_text(
     """
     packed = blocks.unpack(text)
     flow_text, sources = packed if packed is not None else (text, dict(blocks_from or {}))
-    data, positions = parse(flow_text, path)
-    if not isinstance(data, dict):
-        raise FlowLoadError(
-            [Problem(path, 1, 1, "A flow file must be a map with start and nodes.")]
-        )
-    try:
-        spec = FlowSpec.model_validate(data)
-    except ValidationError as exc:
-        raise FlowLoadError(schema_problems(exc, positions)) from None
+    spec, positions = _validated(
+        FlowSpec, flow_text, path, "A flow file must be a map with start and nodes."
+    )
     problems: list[Problem] = []
     numbers = _normalised_numbers(spec, positions, problems)
     compiled_templates, compiled_expressions = _compile(spec, positions, problems)
