@@ -28,7 +28,7 @@ from ivr.keywords import Keyword, keyword
 from ivr.turn import Gather, Pause, Play, Say
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
-from tests.support_twilio import post
+from tests.support_twilio import post, twiml
 from tests.test_history import postgres_url  # noqa: F401  (a fixture: a schema of its own)
 from webhooks.sms import parse_text
 from webhooks.sms_text import SmsRenderer, text_of
@@ -126,12 +126,7 @@ def text(
         "ApiVersion": "2010-04-01",
         **extra,
     }
-    response = post(app.test_client(), "/sms", params)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == "text/xml"
-    root = ET.fromstring(response.get_data())
-    assert root.tag == "Response"
-    return root
+    return twiml(post(app.test_client(), "/sms", params))
 
 
 def said(root: ET.Element) -> list[str]:
