@@ -57,7 +57,13 @@ class QueueTarget:
     @property
     def masked(self) -> str:
         """Where the queue is, fit for a log line."""
-        return masked_url(self.url) if self.url else f"({self.kind}, the sessions' own)"
+        return (
+            masked_url(self.url)
+            if self.url
+            else "the sessions' Redis"
+            if self.kind == "redis"
+            else "this process"
+        )
 
 
 def check_queue_url(raw: str | None) -> QueueTarget | None:

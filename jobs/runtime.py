@@ -80,6 +80,21 @@ class JobsRuntime:
             reclaim_after=self.reclaim_after,
         )
 
+    @property
+    def running(self) -> bool:
+        """Whether this process runs a worker for the queue already."""
+        return self._worker is not None
+
+    def finish_queue(self, timeout: float = 60.0) -> None:
+        """Send what the queue holds now, then stop (``worker --once``)."""
+        worker = Worker(self.broker, queues={QUEUE}, worker_threads=1)
+        worker.start()
+        try:
+            self.broker.join(QUEUE, timeout=int(timeout * 1000))
+            worker.join()
+        finally:
+            worker.stop()
+
     def start(self, worker_threads: int = WORKER_THREADS, relay: bool = True) -> JobsRuntime:
         """Run a Dramatiq worker and (with ``relay``) the outbox relay, in threads."""
         self._worker = Worker(self.broker, queues={QUEUE}, worker_threads=worker_threads)
@@ -119,11 +134,15 @@ def build(
         ConfigError: a setting cannot be used.
     """
     check_settings(config)
-    target = brokers.target_of(config, sessions_redis)
-    if target is None:
-        log.error(brokers.NO_QUEUE)
-        return None
-    broker = config.get("QUEUE_BROKER") or brokers.build_broker(target, sessions_redis, keys.prefix)
+    broker: Broker | None = config.get("QUEUE_BROKER")  # a test's, built by the test
+    where = "a broker given in the configuration"
+    if broker is None:
+        target = brokers.target_of(config, sessions_redis)
+        if target is None:
+            log.error(brokers.NO_QUEUE)
+            return None
+        broker = brokers.build_broker(target, sessions_redis, keys.prefix)
+        where = f"{target.masked} ({target.kind})"
     outcomes = Outcomes(service)
     sms = None
     if config.get("TWILIO_ACCOUNT_SID") or config.get("TWILIO_CLIENT"):
@@ -153,7 +172,7 @@ def build(
         consent=consent_of(history_db) if history_db is not None else None,
         **dict(config.get("JOBS_RETRY") or {}),
     )
-    log.info("job queue on %s (%s)", target.masked, target.kind)
+    log.info("job queue on %s", where)
     return JobsRuntime(
         broker,
         jobs,
