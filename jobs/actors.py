@@ -19,6 +19,7 @@ broker in clear), and its id is the message's idempotency key. Sending one:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,13 +42,27 @@ from jobs.sms import SmsSender
 log = logging.getLogger(__name__)
 
 ACTOR = "omnivoice_send_message"
-QUEUE = "omnivoice-messages"
+QUEUE = "omnivoice.messages"  # the default; each key prefix gets its own (queue_for)
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 5_000
 MAX_BACKOFF_MS = 15 * 60_000
 TIME_LIMIT_MS = 120_000
 
+
+def queue_for(prefix: str) -> str:
+    """The queue of the deployment whose Redis keys start with ``prefix`` (several deployments,
+    or test runs, can share one RabbitMQ)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", prefix) + ".messages"
+
+
 Consent = Callable[[str], bool]  # may this number be texted (no STOP on record)?
+
+
+def same_text(template: str) -> Callable[[str], bool]:
+    """Whether a text is ``template`` with its link marks filled in (by any URLs)."""
+    parts = re.split(r"\[\[link:LK[0-9a-z]{20}\]\]", template)
+    pattern = re.compile(r"\S+".join(re.escape(part) for part in parts), re.DOTALL)
+    return lambda text: pattern.fullmatch(text) is not None
 
 
 class OptedOut(SendFailed):
@@ -72,6 +87,7 @@ class MessageJobs:
         max_retries: int = MAX_RETRIES,
         min_backoff_ms: int = MIN_BACKOFF_MS,
         max_backoff_ms: int = MAX_BACKOFF_MS,
+        queue_name: str = QUEUE,
     ) -> None:
         self.broker = broker
         self.sealer = sealer
@@ -83,10 +99,11 @@ class MessageJobs:
         self.consent = consent
         self.clock = clock
         self.max_retries = max_retries
+        self.queue_name = queue_name
         declare = dramatiq.actor(
             broker=broker,
             actor_name=ACTOR,
-            queue_name=QUEUE,
+            queue_name=queue_name,
             max_retries=max_retries,
             min_backoff=min_backoff_ms,
             max_backoff=max_backoff_ms,
@@ -191,9 +208,10 @@ class MessageJobs:
                 raise Transient(f"consent cannot be checked: {type(exc).__name__}") from exc
             if not allowed:
                 raise OptedOut("the number opted out of texts")
-        body = self._filled(job, str(job.get("body") or ""))
+        template = str(job.get("body") or "")
+        body = self._filled(job, template)
         if not claim.first:  # an earlier attempt may have reached Twilio
-            sid = self.sms.already_sent(to, body, claim.at)
+            sid = self.sms.already_sent(to, same_text(template), claim.at)
             if sid is not None:
                 return Sent(sid, found=True)
         caller = str(job.get("caller") or "")

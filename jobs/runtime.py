@@ -26,7 +26,7 @@ from context.keys import Keys
 from context.links import LinkStore
 from context.sealing import Sealer
 from jobs import broker as brokers
-from jobs.actors import QUEUE, Consent, MessageJobs
+from jobs.actors import Consent, MessageJobs, queue_for
 from jobs.claims import Claims
 from jobs.email import EmailSender, check_from, parse_smtp_url
 from jobs.outcomes import Outcomes
@@ -81,23 +81,29 @@ class JobsRuntime:
         )
 
     @property
+    def queues(self) -> set[str]:
+        """The queues a worker consumes: the messages' and their retries' delay queue."""
+        name = self.jobs.queue_name
+        return {name, f"{name}.DQ"}
+
+    @property
     def running(self) -> bool:
         """Whether this process runs a worker for the queue already."""
         return self._worker is not None
 
     def finish_queue(self, timeout: float = 60.0) -> None:
         """Send what the queue holds now, then stop (``worker --once``)."""
-        worker = Worker(self.broker, queues={QUEUE}, worker_threads=1)
+        worker = Worker(self.broker, queues=self.queues, worker_threads=1)
         worker.start()
         try:
-            self.broker.join(QUEUE, timeout=int(timeout * 1000))
+            self.broker.join(self.jobs.queue_name, timeout=int(timeout * 1000))
             worker.join()
         finally:
             worker.stop()
 
     def start(self, worker_threads: int = WORKER_THREADS, relay: bool = True) -> JobsRuntime:
         """Run a Dramatiq worker and (with ``relay``) the outbox relay, in threads."""
-        self._worker = Worker(self.broker, queues={QUEUE}, worker_threads=worker_threads)
+        self._worker = Worker(self.broker, queues=self.queues, worker_threads=worker_threads)
         self._worker.start()
         if relay:
             outbox = self.relay()
@@ -116,6 +122,7 @@ class JobsRuntime:
         if self._worker is not None:
             self._worker.stop(timeout=int(timeout * 1000))
             self._worker = None
+        self.broker.close()  # its connections (RabbitMQ's are per thread)
 
 
 def build(
@@ -141,7 +148,9 @@ def build(
         if target is None:
             log.error(brokers.NO_QUEUE)
             return None
-        broker = brokers.build_broker(target, sessions_redis, keys.prefix)
+        broker = brokers.build_broker(
+            target, sessions_redis, keys.prefix, **dict(config.get("QUEUE_BROKER_OPTIONS") or {})
+        )
         where = f"{target.masked} ({target.kind})"
     outcomes = Outcomes(service)
     sms = None
@@ -170,6 +179,7 @@ def build(
         email=email,
         links=link_store,
         consent=consent_of(history_db) if history_db is not None else None,
+        queue_name=queue_for(keys.prefix),
         **dict(config.get("JOBS_RETRY") or {}),
     )
     log.info("job queue on %s", where)

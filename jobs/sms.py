@@ -4,7 +4,7 @@
 (``TWILIO_MESSAGING_SERVICE_SID``, preferred when both are set) and a StatusCallback of
 ``{PUBLIC_BASE_URL}/sms/status?k=KEY&c=CALLER&s=CALL`` so Twilio's later word on the text (delivered,
 undelivered) reaches the session. ``already_sent`` looks through the latest texts to a number
-for one with the same body created since a claim: how a job whose worker died mid-send finds
+for one with the same body (its links aside) created since a claim: how a job whose worker died mid-send finds
 out whether Twilio took it before sending it again.
 
 Errors (``TwilioServiceException`` is not a ``TwilioRestException``: both are caught as
@@ -89,8 +89,10 @@ class SmsSender:
             ) from exc
         return Sent(str(message.sid))
 
-    def already_sent(self, to: str, body: str, since: float) -> str | None:
-        """The SID of a text with ``body`` to ``to`` created since ``since``, if Twilio has one.
+    def already_sent(self, to: str, body: Callable[[str], bool], since: float) -> str | None:
+        """The SID of a text to ``to`` created since ``since`` whose body ``body`` recognises,
+        if Twilio has one (a link's URL is signed anew by each attempt, so bodies are matched
+        with their links left open).
 
         Raises:
             Transient: Twilio cannot be asked now.
@@ -103,7 +105,7 @@ class SmsSender:
             raise Transient(f"Twilio did not answer: {type(exc).__name__}") from exc
         for message in recent:
             created = message.date_created
-            if message.body != body or not isinstance(created, datetime):
+            if not isinstance(created, datetime) or not body(str(message.body or "")):
                 continue
             if created.timestamp() >= since - CLOCK_SKEW:
                 return str(message.sid)

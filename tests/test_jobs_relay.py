@@ -16,7 +16,6 @@ from flask import Flask
 from context.sealing import Sealer
 from conversation.message_jobs import queued_event_data
 from ivr.states import EventName
-from jobs.actors import QUEUE
 from jobs.relay import GROUP, OutboxRelay
 from tests.support_jobs import (
     CALLER,
@@ -45,7 +44,7 @@ def test_a_queued_message_goes_on_the_queue_under_its_key(app: Flask) -> None:
     message = queue_message(app, live_session(app))
     assert _relay(app).drain() >= 1
     broker: StubBroker = runtime(app).broker  # type: ignore[assignment]
-    [queued] = list(broker.queues[QUEUE].queue)
+    [queued] = list(broker.queues[runtime(app).jobs.queue_name].queue)
     assert orjson.loads(queued)["message_id"] == message.key
     assert message.body.split(":")[0] not in queued.decode()  # the body stays sealed
     assert _relay(app).drain() == 0  # acknowledged: not relayed twice
