@@ -1,5 +1,8 @@
 """The flows a server can run: every ``*.yaml`` in a directory, reloaded when files change.
 
+Reusable blocks live in its ``blocks/`` folder (see :mod:`ivr.blocks`); a change to any block
+reloads every flow, and a block file's own problems are reported with the flows'.
+
 :meth:`Catalog.refresh` does the reading and is called off the request path (at start-up, then
 by :mod:`ivr.watcher`'s thread); lookups take no lock and never wait for it, because a refresh
 builds new maps and then swaps them in, never editing the ones requests read. A file over the
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.errors import FlowLoadError, Problem
-from ivr.flow import MAX_FLOW_BYTES, Flow, load_flow_file
+from ivr.flow import MAX_FLOW_BYTES, Flow, load_block_text, load_flow_file, read_blocks
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class Catalog:
         self._refused: dict[Path, Problem] = {}
         self._lock = threading.Lock()  # one refresh at a time; lookups take no lock
         self._reindex = False
+        self._blocks: dict[str, tuple[str, str]] = {}  # blocks/*.yaml: name -> (path, text)
+        self._block_problems: list[Problem] = []
 
     # ---- loading --------------------------------------------------------------------------
     def refresh(self) -> list[Problem]:
@@ -60,10 +65,15 @@ class Catalog:
         with self._lock:
             files = self._files()
             changed = False
+            blocks = read_blocks(self.directory)
+            blocks_changed = blocks != self._blocks
+            if blocks_changed:  # every flow may use a changed block: load them all again
+                self._blocks = blocks
+                self._block_problems = self._check_blocks(blocks)
             for path in files:
                 stamp = _stamp(path)
                 entry = self._entries.get(path)
-                if entry is not None and entry.stamp == stamp:
+                if entry is not None and entry.stamp == stamp and not blocks_changed:
                     continue
                 changed = True
                 self._load(path, stamp, entry)
@@ -77,7 +87,20 @@ class Catalog:
             self._refused = {
                 path: e.problems[0] for path, e in sorted(self._entries.items()) if e.problems
             }
-            return [p for e in self._entries.values() for p in e.problems]
+            found = [p for e in self._entries.values() for p in e.problems]
+            return [*self._block_problems, *(p for p in found if p not in self._block_problems)]
+
+    def _check_blocks(self, blocks: dict[str, tuple[str, str]]) -> list[Problem]:
+        """Every block file's own problems (a block no flow uses yet is checked too)."""
+        problems: list[Problem] = []
+        for name, (path, text) in sorted(blocks.items()):
+            try:
+                load_block_text(text, path, name)
+            except FlowLoadError as exc:
+                problems.extend(exc.problems)
+                for problem in exc.problems:
+                    log.error("%s", problem)
+        return problems
 
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -86,7 +109,7 @@ class Catalog:
 
     def _load(self, path: Path, stamp: tuple[int, int, int], previous: _Entry | None) -> None:
         try:
-            flow = load_flow_file(path, self.max_bytes)
+            flow = load_flow_file(path, self.max_bytes, blocks_from=self._blocks)
         except FlowLoadError as exc:
             kept = previous.flow if previous else None
             for problem in exc.problems:

@@ -17,7 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ivr import answers, attempts, handoff, history, hours, languages, sensitive, templates
+from ivr import (
+    answers,
+    attempts,
+    blocks,
+    handoff,
+    history,
+    hours,
+    languages,
+    messages,
+    outgoing,
+    sensitive,
+    templates,
+)
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow
 from ivr.schema import (
@@ -28,7 +40,10 @@ from ivr.schema import (
     Prompt,
     RetrySpec,
     SayPart,
+    SendEmailSpec,
+    SendSmsSpec,
     TransferSpec,
+    WaitForSpec,
 )
 from ivr.session import Session, Visit
 from ivr.states import EventName, Status, TransferResult, Waiting
@@ -49,6 +64,7 @@ from ivr.turn import (
     Recorded,
     RequestCallback,
     Say,
+    SendMessage,
     Speech,
     Transfer,
     Turn,
@@ -59,6 +75,9 @@ KEYPAD = set("0123456789*#")
 NO_INPUT_TEXT = "Sorry, I didn't hear anything."
 NO_MATCH_TEXT = "Sorry, I didn't understand that."
 GIVE_UP_TEXT = "Sorry, we could not continue. Goodbye."
+PAGE_WAIT_TEXT = (
+    "I'm still here. Take your time with the page I sent you, or press any key to go on."
+)
 NOBODY_TEXT = "Sorry, nobody can take your call right now. Please call again later. Goodbye."
 HANDOFFS_KEPT = 5  # handoff ids a session remembers (the bundle lists earlier ones)
 _ENDS_TRANSFER = {
@@ -130,6 +149,8 @@ def step(flow: Flow, session: Session, event: Event, env: Mapping[str, Any] | No
     runner = _Runner(flow, session, env or {})
     if isinstance(event, Answer) and session.waiting == Waiting.INPUT:
         return runner.answer(event)
+    if isinstance(event, Answer) and session.waiting == Waiting.PAGE:
+        return runner.poll(event)
     if isinstance(event, FetchResult) and session.waiting == Waiting.FETCH:
         return runner.fetched(event)
     raise EngineError(f"Node {session.node!r} is waiting for {session.waiting}, not {event!r}.")
@@ -295,6 +316,10 @@ class _Runner:
                 no_match_count=0,
                 checkpoint=name if node.checkpoint else session.checkpoint,
             )
+            if node.use:  # a block: its parameters for its nodes, then its start
+                self.enter_block(name, node)
+                name = node.goto or ""
+                continue
             if node.set:
                 self.assign(node.set)
             if node.verified and "verified" not in self.session.identified:
@@ -318,6 +343,10 @@ class _Runner:
         """Speak the node's parts, then end the turn (a Turn) or name the next node."""
         if node.topic:  # what the conversation is about, for the history and the next call
             self.note(EventName.TOPIC, node=name, topic=self.text(node.topic)[:200])
+        if node.send_sms:
+            self.send_sms(name, node.send_sms)
+        if node.send_email:
+            self.send_email(name, node.send_email)
         self.speak(node.say)
         if node.play:
             self.actions.append(Play(self.text(node.play), 1, _personal(node.play)))
@@ -329,6 +358,8 @@ class _Runner:
             return self.turn()
         if node.record:
             return self.record(name, node)
+        if node.wait_for:
+            return self.wait(name, node.wait_for)
         if node.callback:
             self.request_callback(node)
         if node.transfer:
@@ -389,6 +420,92 @@ class _Runner:
                 round(spec.timeout), spec.transcribe,
             )
         )  # fmt: skip
+        return self.turn()
+
+    def enter_block(self, name: str, node: Node) -> None:
+        """Evaluate a block's parameters for the nodes of this use of it (``params.x``)."""
+        scope = self.variables()
+        values = {key: self.value(raw, scope) for key, raw in (node.with_ or {}).items()}
+        variables = self.session.variables
+        entered = variables.get(blocks.PARAMS_VARIABLE)
+        entered = dict(entered) if isinstance(entered, dict) else {}
+        entered[name] = values
+        self.session = self.session.evolve(variables={**variables, blocks.PARAMS_VARIABLE: entered})
+
+    def send_sms(self, name: str, spec: SendSmsSpec) -> None:
+        scope = self.variables()
+        self.send(outgoing.sms(self.flow, self.session, name, spec, scope, self.template_failed))
+
+    def send_email(self, name: str, spec: SendEmailSpec) -> None:
+        scope = self.variables()
+        self.send(outgoing.email(self.flow, self.session, name, spec, scope, self.template_failed))
+
+    def send(self, made: SendMessage | outgoing.Unsent) -> None:
+        """Queue a message (the shell sends it), or record at once why it cannot be sent."""
+        at = self.session.updated_at
+        if isinstance(made, SendMessage):
+            self.session = messages.queued(self.session, made, at)
+            self.effects.append(made)
+            return
+        self.session, note = messages.unsent(self.session, made.key, made.channel, made.reason, at)
+        self.effects.append(note)
+
+    def wait(self, name: str, spec: WaitForSpec) -> Turn | str:
+        """Hold the caller until the page is submitted; a submission already made goes on."""
+        state = self.session.pages.get(spec.page)
+        if isinstance(state, dict) and state.get("status") == "submitted" and not state.get("used"):
+            return self.use_submission(spec)
+        since = self.session.updated_at
+        pages = {
+            **self.session.pages,
+            spec.page: {**(state or {}), "waiting": {"node": name, "since": since}},
+        }
+        self.session = self.session.evolve(waiting=Waiting.PAGE, checkpoint=name, pages=pages)
+        self.actions.append(self.hold_for_page(spec, first=True))
+        return self.turn()
+
+    def hold_for_page(self, spec: WaitForSpec, first: bool = False) -> Gather:
+        """One round of the hold loop: the hold prompt (after the first round's silence), then
+        silence; any key ends the wait."""
+        hold = () if first else self.parts(spec.hold)
+        if not first and not hold:
+            hold = (Say(self.message("page_wait", PAGE_WAIT_TEXT), *self.voice()),)
+        silence = Pause(max(1, round(spec.every)))
+        return Gather(prompt=(*hold, silence), num_digits=1, timeout=1, language=self.voice()[1])
+
+    def use_submission(self, spec: WaitForSpec) -> str:
+        """Go on to ``on_submit``; the submission is used (a later wait needs a new one)."""
+        state = dict(self.session.pages.get(spec.page) or {})
+        state.pop("waiting", None)
+        state["used"] = True
+        pages = {**self.session.pages, spec.page: state}
+        self.session = self.session.evolve(waiting=None, pages=pages)
+        return spec.on_submit
+
+    def poll(self, event: Answer) -> Turn:
+        """A round of a wait for a page ended: submitted, a key pressed, timed out, or not yet."""
+        name = self.session.node or ""
+        spec = self.flow.node(name).wait_for
+        if spec is None:
+            raise EngineError(f"Node {name!r} does not wait for a page.")
+        state = self.session.pages.get(spec.page)
+        state = state if isinstance(state, dict) else {}
+        if state.get("status") == "submitted" and not state.get("used"):
+            return self.run(self.use_submission(spec))
+        waited = self.session.updated_at - float((state.get("waiting") or {}).get("since", 0.0))
+        unreachable = messages.page_unreachable(self.session, spec.page)
+        if event.digits or waited >= spec.timeout or unreachable:
+            by = "keypad" if event.digits else "message_failed" if unreachable else "timeout"
+            self.note(
+                EventName.PAGE_NOT_SUBMITTED, node=name, page=spec.page, by=by,
+                waited=round(waited),
+            )  # fmt: skip
+            cleared = {k: v for k, v in state.items() if k != "waiting"}
+            self.session = self.session.evolve(
+                waiting=None, pages={**self.session.pages, spec.page: cleared}
+            )
+            return self.run(spec.on_timeout)
+        self.actions.append(self.hold_for_page(spec))
         return self.turn()
 
     def label(self, name: str) -> str:
@@ -554,8 +671,24 @@ class _Runner:
 
     # ---- helpers --------------------------------------------------------------------------
     def variables(self) -> dict[str, Any]:
+        session = self.session
+        sent = messages.scope(session) if session.messages else messages.NOTHING_SENT
+        if session.node and "." in session.node:  # a block's node: its parameters too
+            return {**self.base_variables(sent), "params": self.params()}
+        return self.base_variables(sent)
+
+    def params(self) -> Any:
+        """The parameters of the block use the current node belongs to."""
+        entered = self.session.variables.get(blocks.PARAMS_VARIABLE)
+        use = blocks.instance(self.session.node or "")
+        return entered.get(use, {}) if isinstance(entered, dict) and use else {}
+
+    def base_variables(self, sent: dict[str, Any]) -> dict[str, Any]:
+        session = self.session
         return {
-            **self.session.variables,
+            **sent,  # sms, email: a flow's own variable of that name comes first
+            "pages": session.pages,
+            **session.variables,
             **self.known,
             **self.clock,
             "caller": self.session.caller,
@@ -650,14 +783,11 @@ class _Runner:
     def assign(self, values: dict[str, Any]) -> None:
         variables = dict(self.session.variables)
         for key, value in values.items():
-            scope = {
-                **variables, **self.known, **self.clock,
-                "caller": self.session.caller, "env": self.env,
-            }  # fmt: skip
-            scope["attempts"] = attempts.Tries(self.flow.spec.nodes, self.session.attempts)
-            found = self.value(value, scope)
+            # Each value sees the ones set before it (and every built-in variable).
+            self.session = self.session.evolve(variables=variables)
+            found = self.value(value, self.variables())
             # A moment (now) is kept as its ISO text: sessions hold plain JSON values.
-            variables[key] = str(found) if isinstance(found, hours.Moment) else found
+            variables = {**variables, key: str(found) if isinstance(found, hours.Moment) else found}
         self.session = self.session.evolve(variables=variables)
 
     def value(self, value: Any, scope: dict[str, Any]) -> Any:

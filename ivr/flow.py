@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,13 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
-from ivr import dip_urls, flow_checks, hours, languages, templates
+from ivr import blocks, dip_urls, flow_checks, hours, languages, templates
+from ivr.blocks import BLOCKS_DIRECTORY, Block, BlockSpec
 from ivr.errors import FlowLoadError, Problem
 from ivr.schema import (
     FlowSpec,
     Node,
+    PageSpec,
     PausePart,
     PlayPart,
     SayPart,
@@ -64,6 +66,10 @@ class Flow:
         found = self.compiled_urls.get(text)
         return found if found is not None else templates.compile_url(text)
 
+    def html_template(self, text: str) -> Template:
+        """The compiled template of an email's HTML body (its values are HTML-escaped)."""
+        return templates.compile_html(text)
+
     def expression(self, text: str) -> templates.Expression:
         """The compiled expression for ``text``."""
         found = self.compiled_expressions.get(text)
@@ -78,7 +84,105 @@ def content_version(source: str) -> str:
 MAX_FLOW_BYTES = 1024 * 1024  # the default FLOW_MAX_BYTES; the 5,000-node benchmark flow is 0.7 MiB
 
 
-def load_flow_file(path: str | Path, max_bytes: int = MAX_FLOW_BYTES) -> Flow:
+BlockSources = Mapping[str, tuple[str, str]]
+"""The block files a flow may use: name -> (path, text)."""
+
+
+def read_blocks(directory: str | Path) -> dict[str, tuple[str, str]]:
+    """The block files in ``directory/blocks`` (``*.yaml``), by name; unreadable ones are left
+    out (a flow using one is refused: there is no such block)."""
+    folder = Path(directory) / BLOCKS_DIRECTORY
+    if not folder.is_dir():
+        return {}
+    found: dict[str, tuple[str, str]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        try:
+            found[path.stem] = (str(path), path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
+def load_block_text(text: str, path: str, name: str) -> Block:
+    """Validate a block file (problems point into it) into a :class:`~ivr.blocks.Block`."""
+    data, positions = parse(text, path)
+    if not isinstance(data, dict):
+        raise FlowLoadError(
+            [Problem(path, 1, 1, "A block file must be a map with exits, start and nodes.")]
+        )
+    try:
+        spec = BlockSpec.model_validate(data)
+    except ValidationError as exc:
+        raise FlowLoadError(schema_problems(exc, positions)) from None
+    problems: list[Problem] = []
+    for node_name, node in spec.nodes.items():
+        if node.use:
+            problems.append(
+                positions.problem(
+                    ("nodes", node_name, "use"),
+                    "A block cannot use another block; put the nodes in this block, or use "
+                    "both blocks from the flow.",
+                )
+            )
+    for i, exit_name in enumerate(spec.exits):
+        if exit_name in spec.nodes:
+            problems.append(
+                positions.problem(
+                    ("exits", i), f"{exit_name!r} is both an exit and a node; rename one."
+                )
+            )
+    if not problems:  # checked as a flow whose exits end it
+        ends = {exit_name: Node(hangup=True) for exit_name in spec.exits}
+        as_flow = FlowSpec(start=spec.start, nodes={**spec.nodes, **ends})
+        _compile(as_flow, positions, problems)
+        _compile_urls(as_flow, positions, problems)
+        problems.extend(_reference_problems(as_flow, positions))
+        problems.extend(_page_problems(as_flow, positions))
+        if not problems:
+            problems.extend(flow_checks.errors(as_flow, positions))
+    if problems:
+        raise FlowLoadError(problems)
+    return Block(name, path, text, spec)
+
+
+def _blocks_of(
+    spec: FlowSpec, sources: BlockSources, positions: Positions, problems: list[Problem]
+) -> dict[str, Block]:
+    """The blocks ``spec`` uses, loaded from ``sources``; their problems, and the flow's
+    problems with its uses of them, go to ``problems``."""
+    loaded: dict[str, Block] = {}
+    broken: set[str] = set()
+    for name in blocks.used(spec.nodes):
+        if name not in sources:
+            continue
+        block_path, block_text = sources[name]
+        try:
+            loaded[name] = load_block_text(block_text, block_path, name)
+        except FlowLoadError as exc:
+            broken.add(name)
+            problems.extend(exc.problems)
+    for name, node in spec.nodes.items():
+        if node.use in broken:
+            problems.append(
+                positions.problem(
+                    ("nodes", name, "use"),
+                    f"The block {node.use!r} has problems (listed with its file); this flow "
+                    "waits until it loads.",
+                )
+            )
+    usable = {n: b for n, b in loaded.items()}
+    unknown = {
+        n: node for n, node in spec.nodes.items() if node.use is None or node.use not in broken
+    }
+    problems.extend(blocks.use_problems(unknown, usable, positions, sources))
+    return loaded
+
+
+def load_flow_file(
+    path: str | Path, max_bytes: int = MAX_FLOW_BYTES, blocks_from: BlockSources | None = None
+) -> Flow:
     """Read and load one flow file of at most ``max_bytes`` bytes.
 
     A larger file is refused before it is read (and a file that grows past the limit while it
@@ -99,7 +203,8 @@ def load_flow_file(path: str | Path, max_bytes: int = MAX_FLOW_BYTES) -> Flow:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FlowLoadError([Problem(str(path), 1, 1, "The file is not UTF-8 text.")]) from None
-    return load_flow_text(text, str(path), default_id=path.stem)
+    found = read_blocks(path.parent) if blocks_from is None else blocks_from
+    return load_flow_text(text, str(path), default_id=path.stem, blocks_from=found)
 
 
 def _too_big(path: Path, size: int, max_bytes: int) -> Problem:
@@ -112,9 +217,17 @@ def _too_big(path: Path, size: int, max_bytes: int) -> Problem:
     )
 
 
-def load_flow_text(text: str, path: str, default_id: str) -> Flow:
-    """Validate YAML ``text`` (named ``path`` in messages) into a :class:`Flow`."""
-    data, positions = parse(text, path)
+def load_flow_text(
+    text: str, path: str, default_id: str, blocks_from: BlockSources | None = None
+) -> Flow:
+    """Validate YAML ``text`` (named ``path`` in messages) into a :class:`Flow`.
+
+    ``blocks_from`` are the block files the flow may use; a source made by
+    :func:`ivr.blocks.pack` (a stored version) carries its own.
+    """
+    packed = blocks.unpack(text)
+    flow_text, sources = packed if packed is not None else (text, dict(blocks_from or {}))
+    data, positions = parse(flow_text, path)
     if not isinstance(data, dict):
         raise FlowLoadError(
             [Problem(path, 1, 1, "A flow file must be a map with start and nodes.")]
@@ -127,6 +240,7 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
     numbers = _normalised_numbers(spec, positions, problems)
     compiled_templates, compiled_expressions = _compile(spec, positions, problems)
     compiled_urls = _compile_urls(spec, positions, problems)
+    used_blocks = _blocks_of(spec, sources, positions, problems)
     problems.extend(_reference_problems(spec, positions))
     problems.extend(_clock_problems(spec, positions))
     problems.extend(_language_problems(spec, positions))
@@ -134,23 +248,31 @@ def load_flow_text(text: str, path: str, default_id: str) -> Flow:
         problems.extend(flow_checks.errors(spec, positions))
     if problems:
         raise FlowLoadError(problems)
+    warnings = (
+        *_graph_warnings(spec, positions),
+        *dip_urls.warnings(spec, positions),
+        *flow_checks.warnings(spec, positions),
+    )
+    uses_clock = _uses_clock(spec)
+    if used_blocks:  # the blocks' nodes join the flow's; their texts compile with them
+        spec = spec.model_copy(update={"nodes": blocks.expand(spec.nodes, used_blocks)})
+        compiled_templates, compiled_expressions = _compile(spec, positions, [])
+        compiled_urls = _compile_urls(spec, positions, [])
+        uses_clock = _uses_clock(spec)
+    source = blocks.pack(flow_text, used_blocks)
     return Flow(
         id=spec.id or default_id,
-        version=content_version(text),
+        version=content_version(source),
         path=path,
-        source=text,
+        source=source,
         spec=spec,
         numbers=numbers,
         compiled_templates=compiled_templates,
         compiled_expressions=compiled_expressions,
-        warnings=(
-            *_graph_warnings(spec, positions),
-            *dip_urls.warnings(spec, positions),
-            *flow_checks.warnings(spec, positions),
-        ),
+        warnings=warnings,
         number_positions=tuple(positions.locate(("numbers", i)) for i in range(len(numbers))),
         compiled_urls=compiled_urls,
-        uses_clock=_uses_clock(spec),
+        uses_clock=uses_clock,
     )
 
 
@@ -225,6 +347,32 @@ def _texts(node: Node) -> Iterator[tuple[tuple[str | int, ...], str]]:
         yield from prompt(node.transfer.hold, ("transfer", "hold"))
     if node.callback and node.callback.reason:
         yield ("callback", "reason"), node.callback.reason
+    if node.send_sms:
+        if node.send_sms.to:
+            yield ("send_sms", "to"), node.send_sms.to
+        yield ("send_sms", "body"), node.send_sms.body
+    if node.send_email:  # its html is a template of its own kind: see _compile_html
+        for key in ("to", "subject", "text"):
+            yield ("send_email", key), getattr(node.send_email, key)
+    if node.wait_for:
+        yield from prompt(node.wait_for.hold, ("wait_for", "hold"))
+    if node.with_:
+        yield from _json_strings(node.with_, ("with",))
+
+
+def _page_texts(page: PageSpec) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every template string of a page, with its path inside the page."""
+    for key in ("title", "content", "done"):
+        if text := getattr(page, key):
+            yield (key,), text
+    if page.choices:
+        for key in ("value", "label", "empty"):
+            if text := getattr(page.choices, key):
+                yield ("choices", key), text
+    for name, item in page.fields.items():
+        for key in ("label", "hint", "error"):
+            if text := getattr(item, key):
+                yield ("fields", name, key), text
 
 
 def _json_strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[Any, str]]:
@@ -252,8 +400,22 @@ def _compile(
             sources.append(((key,), setting))
     if spec.messages is not None:
         sources.extend((("messages", *path), text) for path, text in spec.messages.texts())
+    for name, page in spec.pages.items():
+        sources.extend((("pages", name, *path), text) for path, text in _page_texts(page))
+    if spec.sms is not None:
+        for key in ("otherwise", "unknown", "help"):
+            if text := getattr(spec.sms, key):
+                sources.append((("sms", key), text))
     for name, node in spec.nodes.items():
         sources.extend((("nodes", name, *path), text) for path, text in _texts(node))
+        if node.send_email and node.send_email.html:
+            html = node.send_email.html
+            try:
+                templates.compile_html(html)
+            except ValueError as exc:
+                problems.append(
+                    positions.problem(("nodes", name, "send_email", "html"), _capital(exc))
+                )
         for i, case in enumerate(node.branch or []):
             loc: tuple[str | int, ...] = ("nodes", name, "branch", i, "if")
             try:
@@ -329,6 +491,9 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     problems.extend(_reserved_variable_problems(spec, positions))
+    for text, target in spec.sms.replies.items() if spec.sms else ():
+        check(("sms", "replies", text), target)
+    problems.extend(_page_problems(spec, positions))
     for name, node in names.items():
         for path, target in node.targets():
             check(("nodes", name, *path), target)
@@ -341,6 +506,48 @@ def _reference_problems(spec: FlowSpec, positions: Positions) -> list[Problem]:
                 )
             )
     return problems
+
+
+_LINK_CALL = re.compile(r"\blink\(\s*(?:'([^']*)'|\"([^\"]*)\")\s*\)")
+_ANY_LINK = re.compile(r"\blink\s*\(")
+
+
+def _page_problems(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
+    """Pages named by ``wait_for`` and ``link('...')`` exist; links sit only in messages."""
+    pages = spec.pages
+
+    def unknown(loc: tuple[str | int, ...], page: str) -> Problem:
+        hint = difflib.get_close_matches(page, list(pages), n=1)
+        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+        known = f" (the flow's pages: {', '.join(sorted(pages))})" if pages else ""
+        return positions.problem(
+            loc, f"There is no page named {page!r} under pages:{known}.{suggestion}"
+        )
+
+    for name, node in spec.nodes.items():
+        if node.wait_for and node.wait_for.page not in pages:
+            yield unknown(("nodes", name, "wait_for", "page"), node.wait_for.page)
+        bodies: list[tuple[tuple[str | int, ...], str]] = []
+        if node.send_sms:
+            bodies.append((("send_sms", "body"), node.send_sms.body))
+        if node.send_email:
+            bodies.append((("send_email", "text"), node.send_email.text))
+            if node.send_email.html:
+                bodies.append((("send_email", "html"), node.send_email.html))
+        for path, text in bodies:
+            for match in _LINK_CALL.finditer(text):
+                page = match.group(1) if match.group(1) is not None else match.group(2)
+                if page not in pages:
+                    yield unknown(("nodes", name, *path), page)
+        for path, text in _texts(node):
+            if path[0] in ("send_sms", "send_email") and path[-1] in ("body", "text"):
+                continue
+            if _ANY_LINK.search(text) and "{{" in text:
+                yield positions.problem(
+                    ("nodes", name, *path),
+                    "link('...') makes a link for a text or an email: put it in send_sms.body "
+                    "or send_email.text/html.",
+                )
 
 
 _TEMPLATE_CODE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
@@ -458,7 +665,14 @@ def _graph_warnings(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
             yield positions.problem(
                 ("nodes", name), f"Node {name!r} can never be reached from start.", "warning"
             )
-        if node.gather or node.transfer or node.hangup or node.following:
+        if (
+            node.gather
+            or node.transfer
+            or node.hangup
+            or node.wait_for
+            or node.use
+            or node.following
+        ):
             continue
         if node.verified and name in verifying:  # a resumed caller goes back where they were
             if name in others:

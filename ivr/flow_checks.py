@@ -38,8 +38,11 @@ def warnings(spec: FlowSpec, positions: Positions) -> list[Problem]:
 
 # ---- loops that ask nothing -----------------------------------------------------------------
 def _waits(node: Node) -> bool:
-    """The node ends the engine's walk: it asks, hands over or hangs up."""
-    return bool(node.gather or node.transfer or node.hangup)
+    """The node ends the engine's walk: it asks, records, waits for a page, hands over or
+    hangs up."""
+    return bool(
+        node.gather or node.transfer or node.hangup or node.record or node.wait_for or node.use
+    )
 
 
 def _steps(spec: FlowSpec) -> dict[str, list[str]]:

@@ -41,6 +41,7 @@ MessageName = Literal[
     "no_match",
     "give_up",
     "nobody_available",
+    "page_wait",
 ]
 LANGUAGE_TAG = r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$"
 _LANGUAGE_TAG = re.compile(LANGUAGE_TAG)
@@ -66,6 +67,7 @@ class Messages(BaseModel):
     no_match: str | None = _Text
     give_up: str | None = _Text
     nobody_available: str | None = _Text
+    page_wait: str | None = _Text
 
 
 def _schema_by_language(schema: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from ivr.turn import Note, SendMessage
 
 KEPT = 20  # messages a session remembers (the oldest go first)
 QUEUED = "queued"
+FAILED = "failed"
 
 
 def message_key(call_sid: str, step: int, node: str, channel: str) -> str:
@@ -30,11 +31,53 @@ def queued(session: Session, message: SendMessage, at: float) -> Session:
     """The session with ``message`` known as queued (a retried turn changes nothing)."""
     if message.key in session.messages:
         return session
-    entry = {"channel": message.channel, "status": QUEUED, "node": message.node, "at": at}
+    entry: dict[str, Any] = {
+        "channel": message.channel, "status": QUEUED, "node": message.node, "at": at,
+    }  # fmt: skip
+    if message.links:
+        entry["pages"] = sorted({link.page for link in message.links})
     kept = {**session.messages, message.key: entry}
     if len(kept) > KEPT:
         kept = dict(list(kept.items())[-KEPT:])
     return session.evolve(messages=kept)
+
+
+def unsent(
+    session: Session, key: str, channel: str, reason: str, at: float
+) -> tuple[Session, Note]:
+    """The session with a message that could not even be queued known as failed, and the
+    ``message_failed`` event that says why."""
+    entry = {"channel": channel, "status": FAILED, "node": session.node, "at": at, "error": reason}
+    kept = dict(list({**session.messages, key: entry}.items())[-KEPT:])
+    note = Note(
+        EventName.MESSAGE_FAILED,
+        {"key": key, "channel": channel, "node": session.node, "status": FAILED, "error": reason},
+    )
+    return session.evolve(messages=kept), note
+
+
+UNDELIVERED = frozenset({"failed", "undelivered", "opted_out"})
+
+
+def page_unreachable(session: Session, page: str) -> bool:
+    """True when every message that carried a link to ``page`` failed to reach the caller (and
+    there was at least one): waiting for the page is pointless."""
+    carried = [
+        entry.get("status")
+        for entry in session.messages.values()
+        if isinstance(entry, dict) and page in (entry.get("pages") or ())
+    ]
+    return bool(carried) and all(status in UNDELIVERED for status in carried)
+
+
+def scope(session: Session) -> dict[str, Any]:
+    """What a flow reads of its messages: ``sms`` and ``email`` (the latest of each, or
+    empty) and ``messages`` (both, by channel)."""
+    sms, email = latest(session, "sms") or {}, latest(session, "email") or {}
+    return {"sms": sms, "email": email, "messages": {"sms": sms, "email": email}}
+
+
+NOTHING_SENT: dict[str, Any] = {"sms": {}, "email": {}, "messages": {"sms": {}, "email": {}}}
 
 
 def latest(session: Session, channel: str) -> dict[str, Any] | None:

@@ -368,6 +368,7 @@ class CallbackSpec(Model):
     reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 
+BlockName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
 PageName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
 EmailAddress = Annotated[str, Field(min_length=3, max_length=320)]
 
@@ -511,12 +512,30 @@ class Node(Model):
     send_sms: SendSmsSpec | None = None
     send_email: SendEmailSpec | None = None
     wait_for: WaitForSpec | None = None
+    use: BlockName | None = None  # a reusable block (FLOWS_DIR/blocks/<name>.yaml)
+    with_: dict[VarName, Any] | None = Field(default=None, alias="with")
+    exits: dict[NodeName, NodeName] | None = None
     hangup: bool | None = None
     goto: NodeName | None = None
     next: NodeName | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Node:
+        if self.use is not None:
+            others = [
+                k
+                for k in type(self).model_fields
+                if k not in ("use", "with_", "exits", "description", "topic")
+                and getattr(self, k) not in (None, False)
+            ]
+            if others:
+                raise ValueError(
+                    f"a node that uses a block does only that (with its with and exits), not "
+                    f"{others}; put the rest in a node before or after it."
+                )
+            return self
+        if self.with_ is not None or self.exits is not None:
+            raise ValueError("with and exits belong to a node that uses a block (use: ...).")
         kinds = ("gather", "transfer", "hangup", "record", "wait_for")
         endings = [k for k in kinds if getattr(self, k)]
         if len(endings) > 1:
@@ -570,6 +589,8 @@ class Node(Model):
         if self.wait_for:
             found.append((("wait_for", "on_submit"), self.wait_for.on_submit))
             found.append((("wait_for", "on_timeout"), self.wait_for.on_timeout))
+        for exit_name, target in (self.exits or {}).items():
+            found.append((("exits", exit_name), target))
         return found
 
 
@@ -637,6 +658,17 @@ def flow_json_schema() -> dict[str, Any]:
     _close_pattern_maps(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Omnivoice flow"
+    return schema
+
+
+def block_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a block file (``blocks/*.yaml``, see :mod:`ivr.blocks`)."""
+    from ivr.blocks import BlockSpec  # the block models build on these
+
+    schema = BlockSpec.model_json_schema(by_alias=True)
+    _close_pattern_maps(schema)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Omnivoice block"
     return schema
 
 

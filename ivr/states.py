@@ -120,6 +120,7 @@ class EventName(StrEnum):
     PAGE_OPENED = "page_opened"
     PAGE_REJECTED = "page_rejected"  # a submission failed the page's checks (fields named)
     PAGE_SUBMITTED = "page_submitted"
+    PAGE_NOT_SUBMITTED = "page_not_submitted"  # a wait_for gave up: a key pressed, or timed out
     CALL_REDIRECTED = "call_redirected"  # a live call was moved on by a page's submission
     SMS_RECEIVED = "sms_received"  # an inbound text
     SMS_OPTED_OUT = "sms_opted_out"  # STOP and its synonyms

@@ -34,5 +34,6 @@ def advance(
 
 
 def answerable(session: Session) -> bool:
-    """True when the session waits for the caller's answer to something it asked."""
-    return session.waiting in (Waiting.INPUT, Waiting.RESUME_OFFER)
+    """True when the session waits for the caller's answer to something it asked (a wait for a
+    page is polled through the same answer URL)."""
+    return session.waiting in (Waiting.INPUT, Waiting.RESUME_OFFER, Waiting.PAGE)

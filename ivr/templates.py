@@ -241,6 +241,21 @@ def compile_template(text: str) -> Template:
         raise ValueError(f"the template {text!r} has a syntax error: {exc.message}") from None
 
 
+_HTML_ENV = ImmutableSandboxedEnvironment(
+    undefined=ChainableUndefined, autoescape=True, finalize=_spoken
+)
+
+
+@functools.lru_cache(maxsize=512)
+def compile_html(text: str) -> Template:
+    """Compile an email's HTML body: every value is HTML-escaped (a caller's name cannot add
+    markup); raises ``ValueError`` with a readable reason."""
+    try:
+        return _HTML_ENV.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"the HTML {text[:60]!r} has a syntax error: {exc.message}") from None
+
+
 @functools.lru_cache(maxsize=2048)
 def compile_url(text: str) -> Template:
     """Compile a data dip's URL template (values encoded, see the module docstring); raises

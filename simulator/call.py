@@ -171,6 +171,15 @@ class Call:
         self._fetch(action, {field_name: result, "QueueTime": "12", "DialCallDuration": "0"})
         return self
 
+    def redirected(self, url: str) -> Call:
+        """Twilio moves the live call to ``url`` (a REST ``calls(sid).update(url=...)``, as a
+        submitted page does): what was playing stops, and the call follows the new TwiML."""
+        self.gather = None
+        self.ended = None
+        self._pending = []
+        self._fetch(urljoin(self.base_url, url), {})
+        return self
+
     # ---- recordings ------------------------------------------------------------------------
     def leave_message(self, duration: int = 12, digits: str = "#") -> Call:
         """Speak a message into the waiting ``<Record>`` and end it with ``digits`` (``hangup``

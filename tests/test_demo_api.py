@@ -81,6 +81,12 @@ def test_a_good_rebooking_moves_the_booking(demo: Any) -> None:
         }
 
 
+def test_a_rebooking_can_name_the_flight_picked_on_a_page(demo: Any) -> None:
+    reply = demo.post(REBOOK, json={"flight": "OV 109"})
+    assert reply.status_code == 200
+    assert reply.get_json()["flight"] == "OV 109" and reply.get_json()["departs"] == "5:45 PM"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
@@ -93,6 +99,9 @@ def test_a_good_rebooking_moves_the_booking(demo: Any) -> None:
         (b'{"option": [1]}', "application/json"),
         (b'{"option": {"1": 1}}', "application/json"),
         (b'{"option": 3}', "application/json"),
+        (b'{"flight": "OV 999"}', "application/json"),
+        (b'{"flight": ["OV 105"]}', "application/json"),
+        (b'{"flight": null}', "application/json"),
         (b"{", "application/json"),
         (b"\xff\xfe", "application/json"),
         (b'{"option": 1}', "text/plain"),

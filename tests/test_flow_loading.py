@@ -103,7 +103,7 @@ def test_demo_flow_loads_without_warnings() -> None:
     assert confirmation.gather is not None
     assert confirmation.gather.timeout == 8.0
     assert flow.spec.resume.within == 1800.0
-    assert flow.number_positions == ((6, 11),)
+    assert flow.number_positions == ((7, 11),)
 
 
 def test_loaded_flow_is_immutable() -> None:

@@ -22,7 +22,7 @@ from flask.cli import AppGroup
 from ivr.catalog import Catalog
 from ivr.errors import FlowLoadError, Problem
 from ivr.flow import Flow, load_flow_file
-from ivr.schema import flow_json_schema
+from ivr.schema import block_json_schema, flow_json_schema
 
 # Options of the flask command itself that take a value, before the command's name.
 _FLASK_VALUE_OPTIONS = frozenset({"--app", "-A", "--env-file", "-e"})
@@ -100,6 +100,8 @@ def _catalog_logs_off() -> Iterator[None]:
 
 
 @flows.command("schema")
-def schema() -> None:
-    """Print the JSON Schema of flow files."""
-    click.echo(json.dumps(flow_json_schema(), indent=2, sort_keys=True))
+@click.option("--block", is_flag=True, help="The schema of block files (blocks/*.yaml) instead.")
+def schema(block: bool) -> None:
+    """Print the JSON Schema of flow files (or of block files)."""
+    found = block_json_schema() if block else flow_json_schema()
+    click.echo(json.dumps(found, indent=2, sort_keys=True))

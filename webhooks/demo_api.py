@@ -107,11 +107,18 @@ def options(code: str) -> Response:
 
 @bp.post("/bookings/<code>/rebook")
 def rebook(code: str) -> Response:
-    """Move a booking to option 1 or 2 of :func:`options` (body ``{"option": 1}``)."""
+    """Move a booking to option 1 or 2 of :func:`options` (body ``{"option": 1}``), or to one
+    of them by flight number (``{"flight": "OV 105"}``)."""
     current = _booking(code)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Refused(400, 'The body must be a JSON object such as {"option": 1}.')
+    if "flight" in body:  # a flight picked by number (the demo's page of flights)
+        flights = [option["flight"] for option in ALTERNATIVES]
+        if body["flight"] not in flights:
+            raise Refused(400, f"flight must be one of {', '.join(flights)}.")
+        picked = ALTERNATIVES[flights.index(body["flight"])]
+        return jsonify({"code": current["code"], "rebooked": True, **picked})
     choice = body.get("option")
     # A JSON true is equal to 1 in Python and 1.0 hashes like it: only exact ints and strings.
     index = CHOICES.get(choice) if type(choice) in (int, str) else None

@@ -284,6 +284,9 @@ class _Batch:
         if interaction.customer_id is not None and name in _CARD_EVENTS:
             self.touched.add(interaction.customer_id)
         data = event.get("data")
+        if isinstance(data, dict) and "job" in data:
+            # A queued message's sealed job is for the sender; the history keeps what it says.
+            data = {key: value for key, value in data.items() if key != "job"}
         return {
             "stream_id": stream_id,
             "interaction_id": interaction.id,
