@@ -92,18 +92,17 @@ def latest(session: Session, channel: str) -> dict[str, Any] | None:
 # ---- what happened to a message --------------------------------------------------------------
 SENT = "sent"
 DELIVERED = "delivered"
-FAILED = "failed"
-UNDELIVERED = "undelivered"
+NOT_DELIVERED = "undelivered"  # Twilio gave up on it (UNDELIVERED above: every unhappy end)
 OPTED_OUT = "opted_out"
-STATUSES = (QUEUED, SENT, DELIVERED, FAILED, UNDELIVERED, OPTED_OUT)
+STATUSES = (QUEUED, SENT, DELIVERED, FAILED, NOT_DELIVERED, OPTED_OUT)
 # How far along each status is: a status never gives way to one less far along (Twilio's
 # callbacks can arrive out of order, and the worker's "sent" after Twilio's "delivered").
-_RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, FAILED: 2, UNDELIVERED: 2, OPTED_OUT: 2}
+_RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, FAILED: 2, NOT_DELIVERED: 2, OPTED_OUT: 2}
 EVENTS = {
     SENT: EventName.MESSAGE_SENT,
     DELIVERED: EventName.MESSAGE_DELIVERED,
     FAILED: EventName.MESSAGE_FAILED,
-    UNDELIVERED: EventName.MESSAGE_FAILED,
+    NOT_DELIVERED: EventName.MESSAGE_FAILED,
     OPTED_OUT: EventName.MESSAGE_OPTED_OUT,
 }
 MAX_ERROR = 200  # characters of an error sentence kept

@@ -40,7 +40,7 @@ TWILIO_STATUSES: dict[str, str | None] = {
     "sent": messages.SENT,
     "delivered": messages.DELIVERED,
     "read": messages.DELIVERED,
-    "undelivered": messages.UNDELIVERED,
+    "undelivered": messages.NOT_DELIVERED,
     "failed": messages.FAILED,
     "canceled": messages.FAILED,
 }
