@@ -35,6 +35,7 @@ SHORT = {
     "slow_clients": ["--seconds", "4", "--rounds", "2"],
     "history": ["--seconds", "4", "--rounds", "2", "--warmup", "2"],
     "screen_pop": ["--seconds", "5", "--rounds", "2"],
+    "messages": ["--seconds", "5", "--rounds", "3", "--warmup", "1"],
     "profile": ["--seconds", "5"],
 }
 FULL: dict[str, list[str]] = {name: [] for name in SHORT}
@@ -161,6 +162,14 @@ def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
              f"{audit['duplicate_rows']})", targets["every_event_once"]["target"],
              targets["every_event_once"]["result"]],
         ]  # fmt: skip
+    if (m := results.get("messages")) is not None:
+        target = m["targets"]["webhook_p99_with_send_sms"]
+        median = m["p99_median_of_rounds_ms"]
+        out.append([
+            "messages", "webhook p99 with send_sms / without (Twilio 2 s)",
+            f"{m['p99_texting_over_plain']} ({median['texting']} / {median['plain']} ms)",
+            target["target"], target["result"],
+        ])  # fmt: skip
     if (p := results.get("profile")) is not None:
         hot = [r for r in p["inclusive"] if any(f"({pkg}/" in r["frame"] for pkg in APP_PACKAGES)]
         top = ", ".join(f"{r['frame'].split(' ')[0]} {r['pct']}%" for r in hot[:3])
