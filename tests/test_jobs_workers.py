@@ -190,3 +190,35 @@ def test_a_worker_killed_mid_send_leaves_exactly_one_text_at_twilio(
                 if process.stdout is not None:
                     process.stdout.close()
         api.stop()
+
+
+def test_a_sentinel_queue_url_sends_through_the_master_the_sentinels_name(
+    make_app: Callable[..., Flask], tmp_path: Path, redis_sentinel_url: str
+) -> None:
+    from redis.sentinel import SentinelConnectionPool
+
+    app = sending_app(make_app, tmp_path, QUEUE_BROKER=None, QUEUE_URL=redis_sentinel_url)
+    broker = runtime(app).broker
+    assert isinstance(broker.client.connection_pool, SentinelConnectionPool)  # type: ignore[attr-defined]
+    call = live_session(app)
+    try:
+        with responses.RequestsMock() as rsps:
+            mock_created(rsps)
+            runtime(app).start(worker_threads=1)
+            message = queue_message(app, call)
+            _wait_for(lambda: _status(app, message.key) == "sent")
+            assert len(rsps.calls) == 1
+    finally:
+        runtime(app).close()
+        delete_prefix_on(redis_sentinel_url, app.config["REDIS_KEY_PREFIX"])
+
+
+def delete_prefix_on(url: str, prefix: str) -> None:
+    """Delete the queue's keys the run left on the Redis behind ``url``."""
+    from tests.conftest import client_for, delete_under
+
+    connection = client_for(url)
+    try:
+        delete_under(connection, prefix)
+    finally:
+        connection.close()
