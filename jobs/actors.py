@@ -4,7 +4,9 @@ A queue message carries the job sealed, as the outbox event had it (the body nev
 broker in clear), and its id is the message's idempotency key. Sending one:
 
 1. Open the job; claim its key (:mod:`jobs.claims`). A key already finished with is not sent
-   again: its recorded outcome is put on the session again (harmless) and that is all.
+   again: its recorded outcome is put on the session again (harmless) and that is all. A key
+   another attempt claimed moments ago (a duplicate delivered at the same time) is tried again
+   later.
 2. For a text: the number's consent (:func:`context.history.consents.decide`, channel ``sms``,
    purpose ``service``): an opted-out number is never texted (status ``opted_out``).
 3. Issue the message's page links (:meth:`context.links.LinkStore.issue`) and put their URLs in
@@ -35,7 +37,7 @@ from ivr import links, messages
 from ivr.errors import StoreUnavailable
 from jobs.claims import Claim, Claims
 from jobs.email import EmailSender
-from jobs.outcome import Permanent, SendFailed, Sent, Transient
+from jobs.outcome import Busy, Permanent, SendFailed, Sent, Transient
 from jobs.outcomes import Outcomes
 from jobs.sms import SmsSender
 
@@ -142,6 +144,11 @@ class MessageJobs:
         key = str(job["key"])
         now = self.clock()
         claim = self.claims.take(key, now)
+        if claim.busy:
+            if final:  # the other attempt records the outcome
+                log.warning("message %s: out of retries while another attempt sends it", key)
+                return "busy"
+            raise Busy(f"message {key} is being sent by another attempt; will look again")
         if claim.done:
             log.info("message %s was already sent: not sent again", key)
             status = claim.status or messages.SENT

@@ -5,9 +5,12 @@ the sender first claims the key in Redis (``Keys.message_claim``):
 
 - no claim: it becomes ``sending`` (``SET NX``), and the send goes ahead;
 - ``sent`` (or another final state): the message went already; a redelivery stops here;
-- ``sending``: an earlier attempt started and never finished (its worker died, or a timeout
-  left it unknown whether the provider took it). The sender asks the provider when it can
-  (Twilio: the texts sent to that number since the claim) before sending again.
+- ``sending``, taken less than ``busy_for`` seconds ago: another attempt may be sending it right
+  now (the queue delivered a duplicate); this one is told ``busy`` and tries again later,
+  leaving the claim as it is;
+- ``sending``, older: an earlier attempt started and never finished (its worker died, or a
+  timeout left it unknown whether the provider took it). The sender asks the provider when it
+  can (Twilio: the texts sent to that number since the claim) before sending again.
 
 Every claim expires (``ttl``), well after any redelivery could come.
 """
@@ -23,7 +26,9 @@ from context.keys import Keys
 
 SENDING = "sending"
 DONE = "done"
+BUSY = "busy"
 CLAIM_TTL = 7 * 86400
+BUSY_FOR = 30.0  # seconds a fresh claim is taken to mean "being sent right now"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ class Claim:
         return self.state is None
 
     @property
+    def busy(self) -> bool:
+        """Whether another attempt took the claim moments ago (it may be sending now)."""
+        return self.state == BUSY
+
+    @property
     def done(self) -> bool:
         """Whether an earlier attempt finished (sent, or recorded as failed for good)."""
         return self.state == DONE
@@ -51,10 +61,13 @@ class Claim:
 class Claims:
     """Message claims in Redis."""
 
-    def __init__(self, client: Any, keys: Keys, ttl: int = CLAIM_TTL) -> None:
+    def __init__(
+        self, client: Any, keys: Keys, ttl: int = CLAIM_TTL, busy_for: float = BUSY_FOR
+    ) -> None:
         self.redis = client
         self.keys = keys
         self.ttl = ttl
+        self.busy_for = busy_for
 
     def take(self, key: str, now: float) -> Claim:
         """Claim ``key`` for sending now; what an earlier claim said, if there was one."""
@@ -67,6 +80,9 @@ class Claims:
             self.redis.set(name, mine, ex=self.ttl)
             return Claim(None, now)
         earlier = orjson.loads(raw)
+        last = float(earlier.get("retaken") or earlier.get("at") or 0)
+        if earlier.get("state") == SENDING and now - last < self.busy_for:
+            return Claim(BUSY, float(earlier.get("at") or 0))
         if earlier.get("state") != DONE:  # ours now; the earlier attempt's time is kept
             self.redis.set(
                 name, orjson.dumps({**earlier, "state": SENDING, "retaken": now}), ex=self.ttl

@@ -32,5 +32,9 @@ class Transient(SendFailed):
     """A failure that may pass: a rate limit, a server error, a timeout, no connection."""
 
 
+class Busy(Transient):
+    """Another attempt is sending this message right now: try again later, record nothing."""
+
+
 class Permanent(SendFailed):
     """A failure that will not pass: an invalid number, an unsubscribed recipient, a 5xx SMTP reply."""

@@ -173,7 +173,7 @@ def build(
     jobs = MessageJobs(
         broker,
         sealer,
-        Claims(sessions_redis, keys),
+        Claims(sessions_redis, keys, busy_for=float(config.get("JOBS_CLAIM_BUSY_SECONDS") or 30.0)),
         outcomes,
         sms=sms,
         email=email,

@@ -206,7 +206,7 @@ def test_a_send_left_unfinished_is_found_at_twilio_and_not_sent_again(app: Flask
     message = queue_message(app, live_session(app))
     [job] = queued_jobs(app)
     jobs = runtime(app).jobs
-    jobs.claims.take(message.key, jobs.clock())  # an attempt whose worker died mid-send
+    jobs.claims.take(message.key, jobs.clock() - 60)  # an attempt whose worker died mid-send
     with responses.RequestsMock() as rsps:  # no POST mocked: a second send would fail
         body = _body_sent(app, job, rsps)
         listing = {
@@ -224,13 +224,28 @@ def test_a_send_left_unfinished_that_twilio_never_got_is_sent(app: Flask) -> Non
     message = queue_message(app, live_session(app))
     [job] = queued_jobs(app)
     jobs = runtime(app).jobs
-    jobs.claims.take(message.key, jobs.clock())
+    jobs.claims.take(message.key, jobs.clock() - 60)
     with responses.RequestsMock() as rsps:
         old = twilio_message("SM" + "8" * 32, CALLER, "Another text", None)
         rsps.add(responses.GET, MESSAGES_URL, json={"messages": [old], "next_page_uri": None})
         mock_created(rsps)
         assert jobs.deliver(job) == "sent"
         assert [c.request.method for c in rsps.calls] == ["GET", "POST"]
+
+
+def test_a_duplicate_delivered_while_another_sends_waits_for_it(app: Flask) -> None:
+    from jobs.outcome import Busy
+
+    message = queue_message(app, live_session(app))
+    [job] = queued_jobs(app)
+    jobs = runtime(app).jobs
+    jobs.claims.take(message.key, jobs.clock())  # another worker is sending it right now
+    with responses.RequestsMock() as rsps:  # nothing may reach Twilio
+        with pytest.raises(Busy):
+            jobs.deliver(job, final=False)
+        assert jobs.deliver(job, final=True) == "busy"  # the other attempt records the outcome
+        assert not rsps.calls
+    assert message_entry(app, message.key)["status"] == "queued"
 
 
 def _body_sent(app: Flask, job: dict[str, Any], rsps: responses.RequestsMock) -> str:

@@ -163,6 +163,9 @@ def test_a_worker_killed_mid_send_leaves_exactly_one_text_at_twilio(
         "HISTORY_IN_PROCESS": False,
         "JOBS_IN_PROCESS": False,
         "CONFIGURE_LOGGING": False,
+        # A redelivery this soon after the claim waits for the claim to go stale, then asks.
+        "JOBS_CLAIM_BUSY_SECONDS": 1.0,
+        "JOBS_RETRY": {"max_retries": 6, "min_backoff_ms": 300, "max_backoff_ms": 1000},
     }
     first = second = None
     try:
