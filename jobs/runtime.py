@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import redis
 from dramatiq import Broker, Worker
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
@@ -148,9 +149,16 @@ def build(
         if target is None:
             log.error(brokers.NO_QUEUE)
             return None
-        broker = brokers.build_broker(
-            target, sessions_redis, keys.prefix, **dict(config.get("QUEUE_BROKER_OPTIONS") or {})
-        )
+        try:
+            broker = brokers.build_broker(
+                target,
+                sessions_redis,
+                keys.prefix,
+                **dict(config.get("QUEUE_BROKER_OPTIONS") or {}),
+            )
+        except redis.RedisError as exc:  # a client that talks at once, to a Redis in trouble
+            log.error("no job queue: its Redis refused at start-up (%s); texts stay queued", exc)
+            return None
         where = f"{target.masked} ({target.kind})"
     outcomes = Outcomes(service)
     sms = None
