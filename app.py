@@ -55,6 +55,7 @@ from ivr import watcher
 from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from ivr.flow import MAX_FLOW_BYTES
+from jobs import runtime as jobs_runtime
 from simulator.cli import call as simulated_call
 from webhooks import (
     demo_api,
@@ -66,6 +67,7 @@ from webhooks import (
     outbound_cli,
     recording_webhooks,
     sms,
+    sms_status,
     sms_text,
     transfer_webhooks,
     twiml,
@@ -137,11 +139,17 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "DEMO_API": _flag(environ, "DEMO_API", "") if "DEMO_API" in environ else None,
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": environ.get("LOG_FORMAT", "json"),
+        # The job queue and its senders: checked when the app is built (see jobs.runtime).
+        "QUEUE_URL": environ.get("QUEUE_URL") or None,
+        "SMTP_URL": environ.get("SMTP_URL") or None,
+        "SMTP_FROM": environ.get("SMTP_FROM") or None,
+        "TWILIO_MESSAGING_SERVICE_SID": environ.get("TWILIO_MESSAGING_SERVICE_SID") or None,
     }
     # The embedded demo records history in its own process unless told otherwise.
     default = "1" if settings["DEV_MODE"] else "0"
     settings["HISTORY_IN_PROCESS"] = _flag(environ, "HISTORY_IN_PROCESS", default)
     settings["HANDOFF_WEBHOOK_IN_PROCESS"] = _flag(environ, "HANDOFF_WEBHOOK_IN_PROCESS", default)
+    settings["JOBS_IN_PROCESS"] = _flag(environ, "JOBS_IN_PROCESS", default)
     return settings
 
 
@@ -371,6 +379,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     sms.register(edge, texts, app.config["DEFAULT_REGION"])
     app.extensions["omnivoice.texts"] = texts
+    sms_status.register(edge, service)
     app.extensions["omnivoice.front"] = edge
     app.extensions["omnivoice.outbound"] = OutboundService(
         catalog,
@@ -418,6 +427,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     webhooks = webhook_runner.build(app.config, events, "thread")
     if webhooks is not None and app.config["HANDOFF_WEBHOOK_IN_PROCESS"]:
         app.extensions["omnivoice.webhooks"] = webhook_runner.WebhookThread(webhooks).start()
+    jobs = jobs_runtime.build(
+        app.config, connection, keys, events, sealer, service, history_db, twilio
+    )
+    if jobs is not None:
+        app.extensions["omnivoice.jobs"] = jobs
+        if app.config["JOBS_IN_PROCESS"]:  # the demo's queue: a worker thread and the relay
+            jobs.start(worker_threads=1)
     app.cli.add_command(keys_cli.keys)
     return app
 

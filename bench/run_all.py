@@ -35,6 +35,7 @@ SHORT = {
     "slow_clients": ["--seconds", "4", "--rounds", "2"],
     "history": ["--seconds", "4", "--rounds", "2", "--warmup", "2"],
     "screen_pop": ["--seconds", "5", "--rounds", "2"],
+    "messages": ["--seconds", "5", "--rounds", "3", "--warmup", "1"],
     "profile": ["--seconds", "5"],
     "page_submit": ["--samples", "200"],
 }
@@ -167,6 +168,14 @@ def rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
         out.append(["page_submit", f"page submit -> redirect issued, p99 ({g['samples']} samples)",
                     f"{round(g['redirect_ms']['p99'], 1)} ms", f"< {target['target']:g} ms",
                     report.verdict(target["passed"])])  # fmt: skip
+    if (m := results.get("messages")) is not None:
+        target = m["targets"]["webhook_p99_with_send_sms"]
+        median = m["p99_median_of_rounds_ms"]
+        out.append([
+            "messages", "webhook p99 with send_sms / without (Twilio 2 s)",
+            f"{m['p99_texting_over_plain']} ({median['texting']} / {median['plain']} ms)",
+            target["target"], target["result"],
+        ])  # fmt: skip
     if (p := results.get("profile")) is not None:
         hot = [r for r in p["inclusive"] if any(f"({pkg}/" in r["frame"] for pkg in APP_PACKAGES)]
         top = ", ".join(f"{r['frame'].split(' ')[0]} {r['pct']}%" for r in hot[:3])

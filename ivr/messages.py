@@ -87,3 +87,67 @@ def latest(session: Session, channel: str) -> dict[str, Any] | None:
         if isinstance(entry, dict) and entry.get("channel") == channel:
             found = entry
     return found
+
+
+# ---- what happened to a message --------------------------------------------------------------
+SENT = "sent"
+DELIVERED = "delivered"
+NOT_DELIVERED = "undelivered"  # Twilio gave up on it (UNDELIVERED above: every unhappy end)
+OPTED_OUT = "opted_out"
+STATUSES = (QUEUED, SENT, DELIVERED, FAILED, NOT_DELIVERED, OPTED_OUT)
+# How far along each status is: a status never gives way to one less far along (Twilio's
+# callbacks can arrive out of order, and the worker's "sent" after Twilio's "delivered").
+_RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, FAILED: 2, NOT_DELIVERED: 2, OPTED_OUT: 2}
+EVENTS = {
+    SENT: EventName.MESSAGE_SENT,
+    DELIVERED: EventName.MESSAGE_DELIVERED,
+    FAILED: EventName.MESSAGE_FAILED,
+    NOT_DELIVERED: EventName.MESSAGE_FAILED,
+    OPTED_OUT: EventName.MESSAGE_OPTED_OUT,
+}
+MAX_ERROR = 200  # characters of an error sentence kept
+
+
+def update(
+    session: Session,
+    key: str,
+    status: str,
+    at: float,
+    *,
+    sid: str | None = None,
+    error_code: str | int | None = None,
+    error: str | None = None,
+) -> tuple[Session, Note] | None:
+    """The session with message ``key`` moved to ``status``, and the event that records it.
+
+    ``None`` when nothing changes: the session does not know the message, the status is not
+    one of :data:`STATUSES`, or it is not further along than the one known (a late
+    ``sent`` after ``delivered``, a ``queued`` after ``sent``).
+    """
+    entry = session.messages.get(key)
+    if not isinstance(entry, dict) or status not in _RANK or status == QUEUED:
+        return None
+    known = entry.get("status")
+    if _RANK.get(known, 0) >= _RANK[status]:  # type: ignore[arg-type]
+        return None
+    changed = {**entry, "status": status, "at": at}
+    if sid:
+        changed["sid"] = sid
+    if error_code is not None and error_code != "":
+        changed["error_code"] = str(error_code)
+    if error:
+        changed["error"] = error[:MAX_ERROR]
+    session = session.evolve(messages={**session.messages, key: changed})
+    note = Note(
+        EVENTS[status],
+        {
+            "key": key,
+            "channel": changed.get("channel"),
+            "node": changed.get("node"),
+            "status": status,
+            "sid": changed.get("sid"),
+            "error_code": changed.get("error_code"),
+            "error": changed.get("error"),
+        },
+    )
+    return session, note

@@ -2,9 +2,10 @@
 
 ``db upgrade [REVISION]`` migrates ``DATABASE_URL`` to the newest (or the given) revision,
 ``db downgrade REVISION`` back (``base``: empty), ``db current`` prints where it is. ``worker``
-runs the history writer, and beside it in a thread the handoff webhook when
-``HANDOFF_WEBHOOK_URL`` is set, until SIGTERM or Ctrl-C (``--once``: until the stream is caught
-up).
+runs the history writer, and beside it in threads the handoff webhook when
+``HANDOFF_WEBHOOK_URL`` is set and the job queue (the outbox relay and a Dramatiq worker sending
+texts and emails, see :mod:`jobs.runtime`), until SIGTERM or Ctrl-C (``--once``: until the
+stream is caught up and the queue is empty).
 ``customers export SUBJECT`` prints everything held about a customer as JSON and ``customers
 erase SUBJECT`` deletes it (see :mod:`context.history.rights`).
 """
@@ -68,10 +69,14 @@ def worker(once: bool) -> None:
     except database.SchemaBehind as exc:
         raise click.ClickException(str(exc)) from None
     webhooks = webhook_runner.build(current_app.config, stream, "worker")
+    jobs = current_app.extensions.get("omnivoice.jobs")
     if once:
         click.echo(f"recorded {writer.drain()} event(s)")
         if webhooks is not None:
             click.echo(f"handled {webhooks.drain()} event(s) for the handoff webhook")
+        if jobs is not None:
+            click.echo(f"queued {jobs.relay().drain()} event(s)' messages")
+            jobs.finish_queue()
         return
     stop = threading.Event()
 
@@ -84,10 +89,15 @@ def worker(once: bool) -> None:
     if webhooks is not None:  # one signal stops both
         beside = webhook_runner.WebhookThread(webhooks, stop).start()
         click.echo(f"handoff webhooks to {webhooks.target.host} running")
+    if jobs is not None and not jobs.running:
+        jobs.start()
+        click.echo("job queue (outbox relay and message worker) running")
     click.echo(f"history writer {writer.consumer} running")
     writer.run(stop)
     if beside is not None:
         beside.close()
+    if jobs is not None:
+        jobs.close()
     engine.dispose()
 
 
