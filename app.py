@@ -55,7 +55,9 @@ from ivr import watcher
 from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from ivr.flow import MAX_FLOW_BYTES
+from jobs import dev_outbox
 from jobs import runtime as jobs_runtime
+from jobs.dev_outbox import DevOutbox
 from simulator.cli import call as simulated_call
 from webhooks import (
     demo_api,
@@ -427,8 +429,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     webhooks = webhook_runner.build(app.config, events, "thread")
     if webhooks is not None and app.config["HANDOFF_WEBHOOK_IN_PROCESS"]:
         app.extensions["omnivoice.webhooks"] = webhook_runner.WebhookThread(webhooks).start()
+    outbox = None
+    if app.config["DEV_MODE"]:  # the demo: texts and emails with nowhere to go are kept
+        outbox = app.config.get("DEV_OUTBOX") or DevOutbox(clock)
+        dev_outbox.register(app, outbox)
     jobs = jobs_runtime.build(
-        app.config, connection, keys, events, sealer, service, history_db, twilio
+        app.config, connection, keys, events, sealer, service, history_db, twilio, outbox
     )
     if jobs is not None:
         app.extensions["omnivoice.jobs"] = jobs

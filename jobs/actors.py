@@ -36,10 +36,8 @@ from conversation.message_jobs import open_job
 from ivr import links, messages
 from ivr.errors import StoreUnavailable
 from jobs.claims import Claim, Claims
-from jobs.email import EmailSender
-from jobs.outcome import Busy, Permanent, SendFailed, Sent, Transient
+from jobs.outcome import Busy, EmailSending, Permanent, SendFailed, Sent, TextSending, Transient
 from jobs.outcomes import Outcomes
-from jobs.sms import SmsSender
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +79,8 @@ class MessageJobs:
         claims: Claims,
         outcomes: Outcomes,
         *,
-        sms: SmsSender | None,
-        email: EmailSender | None,
+        sms: TextSending | None,
+        email: EmailSending | None,
         links: LinkStore | None,
         consent: Consent | None = None,
         clock: Callable[[], float] = time.time,

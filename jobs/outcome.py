@@ -6,7 +6,9 @@ later, with backoff) or :class:`Permanent` (record it now: trying again will not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ivr.errors import OmnivoiceError
 
@@ -38,3 +40,19 @@ class Busy(Transient):
 
 class Permanent(SendFailed):
     """A failure that will not pass: an invalid number, an unsubscribed recipient, a 5xx SMTP reply."""
+
+
+class TextSending(Protocol):
+    """What sends texts: Twilio (:class:`jobs.sms.SmsSender`), or the demo's outbox."""
+
+    def send(
+        self, to: str, body: str, key: str, caller: str = "", call_sid: str | None = None
+    ) -> Sent: ...
+
+    def already_sent(self, to: str, body: Callable[[str], bool], since: float) -> str | None: ...
+
+
+class EmailSending(Protocol):
+    """What sends emails: an SMTP server (:class:`jobs.email.EmailSender`), or the outbox."""
+
+    def send(self, to: str, subject: str, text: str, html: str | None, key: str) -> Sent: ...

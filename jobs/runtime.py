@@ -29,7 +29,9 @@ from context.sealing import Sealer
 from jobs import broker as brokers
 from jobs.actors import Consent, MessageJobs, queue_for
 from jobs.claims import Claims
+from jobs.dev_outbox import DEV_BASE_URL, DevEmails, DevOutbox, DevTexts
 from jobs.email import EmailSender, check_from, parse_smtp_url
+from jobs.outcome import EmailSending, TextSending
 from jobs.outcomes import Outcomes
 from jobs.relay import OutboxRelay
 from jobs.sms import SmsSender
@@ -135,8 +137,12 @@ def build(
     service: ConversationService,
     history_db: Callable[[], sessionmaker[DbSession]] | None,
     twilio: Callable[[], Any],
+    outbox: DevOutbox | None = None,
 ) -> JobsRuntime | None:
     """The job queue under ``config``; ``None`` when there is none to have (said in the log).
+
+    ``outbox`` (the embedded demo's) keeps the texts and emails that have nowhere to go: no
+    Twilio account, no ``SMTP_URL``; links then point at the demo's own address.
 
     Raises:
         ConfigError: a setting cannot be used.
@@ -161,7 +167,7 @@ def build(
             return None
         where = f"{target.masked} ({target.kind})"
     outcomes = Outcomes(service)
-    sms = None
+    sms: TextSending | None = None
     if config.get("TWILIO_ACCOUNT_SID") or config.get("TWILIO_CLIENT"):
         sms = SmsSender(
             twilio,
@@ -169,15 +175,18 @@ def build(
             config.get("TWILIO_MESSAGING_SERVICE_SID"),
             config.get("PUBLIC_BASE_URL"),
         )
-    email = None
+    email: EmailSending | None = None
     if config.get("SMTP_URL"):
         smtp = parse_smtp_url(str(config["SMTP_URL"]))
         email = EmailSender(smtp, str(check_from(config.get("SMTP_FROM"), config["SMTP_URL"])))
+    public = config.get("PUBLIC_BASE_URL")
+    if outbox is not None:  # the demo: what cannot be sent is kept at /dev/outbox
+        sms = sms or DevTexts(outbox)
+        email = email or DevEmails(outbox)
+        public = public or DEV_BASE_URL
     link_store = None
-    if config.get("PUBLIC_BASE_URL"):
-        link_store = LinkStore(
-            sessions_redis, keys, str(config["SECRET_KEY"]), str(config["PUBLIC_BASE_URL"])
-        )
+    if public:
+        link_store = LinkStore(sessions_redis, keys, str(config["SECRET_KEY"]), str(public))
     jobs = MessageJobs(
         broker,
         sealer,

@@ -38,7 +38,7 @@ def register(app: Flask) -> None:
         app.config.get("TWILIO_CLIENT")
         or (app.config.get("TWILIO_ACCOUNT_SID") and app.config.get("TWILIO_AUTH_TOKEN"))
     )
-    redirector = CallRedirector(_redirect_client(app), ready)
+    redirector = CallRedirector(_redirect_client(app), ready, demo=bool(app.config["DEV_MODE"]))
     app.extensions["omnivoice.pages"] = PageService(app.extensions["omnivoice.calls"], redirector)
     app.register_blueprint(bp)
 

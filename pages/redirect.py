@@ -38,12 +38,20 @@ class Redirected:
 class CallRedirector:
     """Redirects live calls through Twilio's REST API (``twilio`` makes the client lazily)."""
 
-    def __init__(self, twilio: Callable[[], Any], ready: bool) -> None:
+    def __init__(self, twilio: Callable[[], Any], ready: bool, demo: bool = False) -> None:
         self.twilio = twilio
         self.ready = ready  # credentials (or a test's client) are configured
+        self.demo = demo  # the embedded demo: no Twilio, the hold loop's next round is enough
 
     def redirect(self, call_sid: str, root: str, step: int) -> Redirected:
         """Point call ``call_sid`` at the answer URL of ``step`` under ``root``."""
+        if not self.ready and self.demo:
+            log.warning(
+                "DEV MODE: call %s is not redirected (no Twilio); its hold loop's next round "
+                "hears the submission",
+                call_sid,
+            )
+            return Redirected("redirected", "demo mode: picked up at the next hold round", 0)
         if not self.ready:
             log.warning("page submitted for live call %s, but Twilio is not configured", call_sid)
             return Redirected("failed", "Twilio credentials are not configured", 0)

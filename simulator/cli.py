@@ -20,9 +20,12 @@ import logging
 import re
 import time
 from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import click
+import requests
 from flask import current_app
 from flask.cli import with_appcontext
 
@@ -95,21 +98,21 @@ def _call(
             transport, token, caller=caller, called=called, base_url=url or "http://localhost",
             extra=extra,
         )  # fmt: skip
-        _converse(simulated, answers)
+        _converse(simulated, answers, Outbox(app, url))
 
 
-def _converse(simulated: Call, answers: list[str] | None) -> None:
+def _converse(simulated: Call, answers: list[str] | None, outbox: Outbox | None = None) -> None:
     """One call, until it ends, the caller hangs up, or the script runs out."""
     try:
         simulated.dial()
-        _show(simulated)
+        _show(simulated, outbox)
         while simulated.gather is not None or simulated.record is not None:
             line = answers.pop(0) if answers else (None if answers is not None else _ask())
             if line is None or line == "/hangup":
                 break
             click.echo(f"  you: {line or '(silence)'}")
             _answer(simulated, line)
-            _show(simulated)
+            _show(simulated, outbox)
     except CallError as exc:
         raise click.ClickException(str(exc)) from None
     simulated.hang_up()
@@ -170,6 +173,58 @@ def _answer(simulated: Call, line: str) -> None:
         simulated.say(line)
 
 
-def _show(simulated: Call) -> None:
+def _show(simulated: Call, outbox: Outbox | None = None) -> None:
     if simulated.last_heard:
         click.echo(f"omnivoice: {simulated.last_heard}")
+    if outbox is not None:
+        for line in outbox.new(simulated.caller):
+            click.echo(line)
+
+
+class Outbox:
+    """The demo server's outbox (``/dev/outbox.json``): the texts and emails the call made,
+    printed in the transcript as they would reach the caller's phone. A server that is not in
+    dev mode has none (404), and the transcript goes on without."""
+
+    WAIT = 3.0  # seconds to wait for a message the call queued to come out of the job queue
+
+    def __init__(self, app: Any, url: str | None) -> None:
+        self.client = None if url else app.test_client()
+        self.url = url.rstrip("/") if url else None
+        self.seen = 0
+        self.available = True
+
+    def new(self, caller: str) -> list[str]:
+        """The lines to print for messages kept since the last look."""
+        deadline = time.monotonic() + self.WAIT
+        while self.available:
+            found = self._fetch(caller)
+            if found is None:
+                self.available = False
+                break
+            shown = [self._line(m) for m in found["messages"]]
+            if found["messages"]:
+                self.seen = max(int(m["n"]) for m in found["messages"])
+            if shown or not found.get("queued") or time.monotonic() > deadline:
+                return shown
+            time.sleep(0.1)
+        return []
+
+    def _fetch(self, caller: str) -> dict[str, Any] | None:
+        path = f"/dev/outbox.json?{urlencode({'caller': caller, 'after': self.seen})}"
+        try:
+            if self.client is not None:
+                response = self.client.get(path)
+                code, data = response.status_code, response.get_json(silent=True)
+            else:
+                reply = requests.get(f"{self.url}{path}", timeout=2.0)
+                code, data = reply.status_code, (reply.json() if reply.ok else None)
+        except (requests.RequestException, ValueError):
+            return None
+        return data if code == 200 and isinstance(data, dict) else None
+
+    @staticmethod
+    def _line(message: dict[str, Any]) -> str:
+        what = "text" if message.get("channel") == "sms" else "email"
+        subject = f' "{message["subject"]}"' if message.get("subject") else ""
+        return f"[{what} to {message.get('to')}{subject}: {message.get('body')}]"
