@@ -25,6 +25,7 @@ from ivr.turn import PageLink, SendMessage
 
 EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}$")
 MAX_SMS = 1600  # characters Twilio accepts in one message body
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ def sms(
 ) -> SendMessage | Unsent:
     """The text ``node`` sends."""
     key = messages.message_key(session.call_sid, session.step, node, "sms")
-    to = _render(flow, spec.to, scope, on_error) if spec.to else session.caller
-    number = _e164(to)
+    if spec.to:
+        number = _e164(_render(flow, spec.to, scope, on_error))
+    else:  # the caller's key is their number in E.164 already (or not a number at all)
+        number = session.caller if _E164.match(session.caller) else None
     if number is None:
         reason = (
             "the caller's number is withheld"
