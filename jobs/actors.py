@@ -220,7 +220,9 @@ class MessageJobs:
             if sid is not None:
                 return Sent(sid, found=True)
         caller = str(job.get("caller") or "")
-        return self.sms.send(to, body, str(job["key"]), caller, job.get("call_sid") or None)
+        return self.sms.send(
+            to, body, str(job["key"]), caller, job.get("call_sid") or None, job.get("flow") or None
+        )
 
     def _email(self, job: dict[str, Any]) -> Sent:
         if self.email is None:

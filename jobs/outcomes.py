@@ -73,7 +73,13 @@ class Outcomes:
             return session, (Note(_EVENTS[status], data),)
 
         channel = str(job.get("channel") or "sms")
-        saved = self.service.amend(caller, change, job.get("call_sid") or None, channel=channel)
+        saved = self.service.amend(
+            caller,
+            change,
+            job.get("call_sid") or None,
+            channel=channel,
+            flow=job.get("flow") or None,  # the session of the message's flow, even kept aside
+        )
         if saved is None:
             log.info("message %s: %s not recorded (no such session, or nothing new)", key, status)
             return False

@@ -70,7 +70,7 @@ def test_a_text_goes_out_with_its_signed_link_and_status_callback(app: Flask) ->
     callback = urlsplit(fields["StatusCallback"])
     assert f"{callback.scheme}://{callback.netloc}{callback.path}" == f"{BASE}/sms/status"
     query = parse_qs(callback.query)
-    assert query["k"] == [message.key] and query["c"] == [CALLER]
+    assert query["k"] == [message.key] and query["c"] == [CALLER] and query["f"] == ["airline"]
     entry = message_entry(app, message.key)
     assert (entry["status"], entry["sid"]) == ("sent", "SM" + "2" * 32)
     [sent] = stream_events(app, "message_sent")

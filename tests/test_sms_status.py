@@ -124,3 +124,22 @@ def test_a_status_twilio_sends_before_sent_changes_nothing(app: Flask) -> None:
     message = _sent(app)
     assert _status(app, message.key, "sending") == 204
     assert message_entry(app, message.key)["status"] == "sent"
+
+
+def test_a_status_for_a_flow_the_caller_has_left_lands_in_that_flow_s_session(
+    app: Flask,
+) -> None:
+    message = _sent(app)
+    store = app.extensions["omnivoice.store"]
+    loaded = store.load(CALLER)
+    first = loaded.session
+    assert first is not None
+    other = first.evolve(flow_id="menu", messages={}, call_sid="CA" + "9" * 32)
+    assert store.save(other, loaded.seq, park=first.flow_id) is not None  # rang another number
+    path = "/sms/status?" + urlencode({"k": message.key, "c": CALLER, "f": first.flow_id})
+    params = {"MessageSid": SID, "MessageStatus": "delivered", "AccountSid": "AC" + "a" * 32}
+    assert post(app.test_client(), path, params, signed_url=BASE + path).status_code == 204
+    parked = store.load_parked(CALLER, first.flow_id).session
+    assert parked is not None and parked.messages[message.key]["status"] == "delivered"
+    main = store.load(CALLER).session
+    assert main is not None and main.flow_id == "menu" and main.messages == {}

@@ -78,7 +78,10 @@ class SmsStatusViews:
         sid = (fields.get("MessageSid") or fields.get("SmsSid") or "")[:64] or None
         code = (fields.get("ErrorCode") or "").strip()[:16] or None
         error = f"Twilio reports the text {raw} (error {code})" if code else None
-        job = {"key": key, "caller": caller, "call_sid": request.arg("s"), "channel": "sms"}
+        job = {
+            "key": key, "caller": caller, "call_sid": request.arg("s"), "channel": "sms",
+            "flow": request.arg("f"),
+        }  # fmt: skip
         try:
             changed = self.outcomes.record(job, status, sid=sid, error_code=code, error=error)
         except StoreUnavailable as exc:
