@@ -153,7 +153,7 @@ def build(
     if broker is None:
         target = brokers.target_of(config, sessions_redis)
         if target is None:
-            log.error(brokers.NO_QUEUE)
+            log.warning(brokers.NO_QUEUE)
             return None
         try:
             broker = brokers.build_broker(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
 
+from context.history import database
 from jobs.dev_outbox import DEV_BASE_URL, DevOutbox
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN, on_topologies
@@ -20,8 +22,14 @@ pytestmark = on_topologies("single")  # the demo's in-process queue is not for a
 
 
 @pytest.fixture
-def demo(make_app: Callable[..., Flask]) -> Iterator[Flask]:
-    app = make_app(DEV_MODE=True, JOBS_IN_PROCESS=True, DEV_OUTBOX=DevOutbox())
+def demo(make_app: Callable[..., Flask], tmp_path: Path) -> Iterator[Flask]:
+    history = f"sqlite:///{tmp_path / 'history.db'}"  # the sender asks it about consent
+    engine = database.open_engine(history)
+    database.upgrade(engine)
+    engine.dispose()
+    app = make_app(
+        DEV_MODE=True, JOBS_IN_PROCESS=True, DEV_OUTBOX=DevOutbox(), DATABASE_URL=history
+    )
     yield app
     app.extensions["omnivoice.jobs"].close()
 
