@@ -327,3 +327,19 @@ def test_an_oversized_form_is_refused_and_changes_nothing(
     assert response.status_code == 413
     assert "too much to send" in response.get_data(as_text=True)
     assert "flights" not in session_of(page_app).pages and sink.events == []
+
+
+def test_a_sensitive_value_is_never_shown_back_on_the_page(
+    page_app: Flask, twilio: responses.RequestsMock
+) -> None:
+    saved(page_app)
+    path = link(page_app, page="details")
+    client = page_app.test_client()
+    answer = client.post(path, data={"email": "ana@example.com", "card": "4321"})
+    assert answer.status_code == 200
+    reopened = client.get(path)
+    assert reopened.status_code == 200
+    for html in (answer.get_data(as_text=True), reopened.get_data(as_text=True)):
+        assert 'value="ana@example.com"' in html  # what is not sensitive fills the form
+        assert "4321" not in html
+    assert session_of(page_app).variables["details"]["card"] == "4321"  # the flow still has it
