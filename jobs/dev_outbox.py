@@ -82,7 +82,13 @@ class DevTexts:
         self.outbox = outbox
 
     def send(
-        self, to: str, body: str, key: str, caller: str = "", call_sid: str | None = None
+        self,
+        to: str,
+        body: str,
+        key: str,
+        caller: str = "",
+        call_sid: str | None = None,
+        flow: str | None = None,
     ) -> Sent:
         return Sent(f"DEV{self.outbox.keep('sms', to, body, caller).n}")
 

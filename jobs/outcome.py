@@ -46,7 +46,13 @@ class TextSending(Protocol):
     """What sends texts: Twilio (:class:`jobs.sms.SmsSender`), or the demo's outbox."""
 
     def send(
-        self, to: str, body: str, key: str, caller: str = "", call_sid: str | None = None
+        self,
+        to: str,
+        body: str,
+        key: str,
+        caller: str = "",
+        call_sid: str | None = None,
+        flow: str | None = None,
     ) -> Sent: ...
 
     def already_sent(self, to: str, body: Callable[[str], bool], since: float) -> str | None: ...

@@ -48,16 +48,27 @@ class SmsSender:
         self.messaging_service_sid = messaging_service_sid
         self.base = (public_base_url or "").rstrip("/")
 
-    def status_callback(self, key: str, caller: str, call_sid: str | None) -> str | None:
-        """Where Twilio reports on message ``key`` of session ``caller`` (none without
-        ``PUBLIC_BASE_URL``)."""
+    def status_callback(
+        self, key: str, caller: str, call_sid: str | None, flow: str | None = None
+    ) -> str | None:
+        """Where Twilio reports on message ``key`` of session ``caller`` in ``flow`` (none
+        without ``PUBLIC_BASE_URL``)."""
         if not self.base:
             return None
-        query = {"k": key, "c": caller, **({"s": call_sid} if call_sid else {})}
+        query = {
+            "k": key, "c": caller,
+            **({"s": call_sid} if call_sid else {}), **({"f": flow} if flow else {}),
+        }  # fmt: skip
         return f"{self.base}{STATUS_PATH}?{urlencode(query)}"
 
     def send(
-        self, to: str, body: str, key: str, caller: str = "", call_sid: str | None = None
+        self,
+        to: str,
+        body: str,
+        key: str,
+        caller: str = "",
+        call_sid: str | None = None,
+        flow: str | None = None,
     ) -> Sent:
         """Send ``body`` to ``to`` once.
 
@@ -75,7 +86,7 @@ class SmsSender:
                 "neither TWILIO_PHONE_NUMBER nor TWILIO_MESSAGING_SERVICE_SID is set: no number "
                 "to text from"
             )
-        callback = self.status_callback(key, caller, call_sid) if caller else None
+        callback = self.status_callback(key, caller, call_sid, flow) if caller else None
         if callback:
             sender["status_callback"] = callback
         try:

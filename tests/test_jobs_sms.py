@@ -71,6 +71,7 @@ def test_a_text_goes_out_with_its_signed_link_and_status_callback(app: Flask) ->
     assert f"{callback.scheme}://{callback.netloc}{callback.path}" == f"{BASE}/sms/status"
     query = parse_qs(callback.query)
     assert query["k"] == [message.key] and query["c"] == [CALLER]
+    assert query["f"] == [app.extensions["omnivoice.store"].load(CALLER).session.flow_id]
     entry = message_entry(app, message.key)
     assert (entry["status"], entry["sid"]) == ("sent", "SM" + "2" * 32)
     [sent] = stream_events(app, "message_sent")

@@ -1,8 +1,9 @@
 """``POST /sms/status?k=KEY&c=CALLER``: Twilio's word on a text the job queue sent.
 
 Each text's StatusCallback names its message (``k``, the idempotency key), the session it
-belongs to (``c``, the session's key; ``s``, the call, when it had one); the query is covered by
-Twilio's signature, so none of it can be changed without the auth token. MessageStatus moves the
+belongs to (``c``, the session's key; ``s``, the call, when it had one; ``f``, its flow, whose
+session is the one changed also when kept aside for a call to another number); the query is
+covered by Twilio's signature, so none of it can be changed without the auth token. MessageStatus moves the
 session's entry on (:func:`ivr.messages.update`: ``sent``, ``delivered``, ``undelivered``,
 ``failed``; never backwards, so callbacks arriving out of order do no harm) with MessageSid and
 ErrorCode kept, recorded as ``message_delivered`` / ``message_failed``.
@@ -78,7 +79,10 @@ class SmsStatusViews:
         sid = (fields.get("MessageSid") or fields.get("SmsSid") or "")[:64] or None
         code = (fields.get("ErrorCode") or "").strip()[:16] or None
         error = f"Twilio reports the text {raw} (error {code})" if code else None
-        job = {"key": key, "caller": caller, "call_sid": request.arg("s"), "channel": "sms"}
+        job = {
+            "key": key, "caller": caller, "call_sid": request.arg("s"), "channel": "sms",
+            "flow": request.arg("f"),
+        }  # fmt: skip
         try:
             changed = self.outcomes.record(job, status, sid=sid, error_code=code, error=error)
         except StoreUnavailable as exc:
