@@ -119,6 +119,22 @@ def test_an_invalid_number_is_recorded_at_once(app: Flask) -> None:
         assert runtime(app).jobs.deliver(job) == "failed"
 
 
+def test_the_number_in_twilio_s_refusal_is_masked_wherever_it_is_kept(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = queue_message(app, live_session(app))
+    [job] = queued_jobs(app)
+    with responses.RequestsMock() as rsps:  # Twilio's own sentence names the number
+        _error(rsps, 400, 21211, f"The 'To' number {CALLER} is not a valid phone number.")
+        assert runtime(app).jobs.deliver(job, final=False) == "failed"
+    entry = message_entry(app, message.key)
+    assert "not a valid phone number" in entry["error"] and CALLER[-4:] in entry["error"]
+    [failed] = stream_events(app, "message_failed")
+    kept = [entry["error"], repr(failed["data"]), caplog.text]
+    for text in kept:
+        assert CALLER not in text and CALLER[1:] not in text, text
+
+
 def test_an_unsubscribed_recipient_is_recorded_at_once(app: Flask) -> None:
     message = queue_message(app, live_session(app))
     [job] = queued_jobs(app)
