@@ -227,6 +227,14 @@ def offered(
     return tuple(found)
 
 
+def title(flow: Flow, session: Session, page_id: str, env: Mapping[str, Any] | None = None) -> str:
+    """The title of ``page_id`` on one line, rendered with the session's variables, for a text
+    or an email subject that carries its link (the page's own title, if it fails to render)."""
+    spec = flow.spec.pages[page_id]
+    rendered = _text(flow, spec.title, _scope(session, env), []) or spec.title
+    return " ".join(rendered.split())
+
+
 # ---- opening and submitting ---------------------------------------------------------------
 def opened(
     flow: Flow, session: Session, page_id: str, link_id: str, at: float
@@ -389,7 +397,13 @@ Renewal = Literal["sms", "callback"]
 
 
 def renewal(
-    flow: Flow, session: Session, page_id: str, old_link: str, kind: Renewal, at: float
+    flow: Flow,
+    session: Session,
+    page_id: str,
+    old_link: str,
+    kind: Renewal,
+    at: float,
+    env: Mapping[str, Any] | None = None,
 ) -> tuple[Session, tuple[Effect, ...]] | None:
     """The session and effects for an expired link's "text me a new link" (a text with a new
     link, to the caller's number) or "call me back" (a call-back request); ``None`` when this
@@ -414,7 +428,7 @@ def renewal(
         key=messages.message_key(session.call_sid, session.step, node, "sms"),
         channel="sms",
         to=number,
-        body=RENEW_BODY.format(title=spec.title, link=links.mark(new_link)),
+        body=RENEW_BODY.format(title=title(flow, session, page_id, env), link=links.mark(new_link)),
         node=node,
         links=(PageLink(new_link, page_id, int(spec.expires)),),
     )

@@ -140,7 +140,7 @@ class PageService:
             flow = self._check(record, session, found)
             if flow is None:
                 return None
-            return pages.renewal(flow, session, record.page, record.id, kind, now)
+            return pages.renewal(flow, session, record.page, record.id, kind, now, self.calls.env)
 
         saved = self.calls.amend(
             record.caller, change, record.call_sid, channel="web", flow=record.flow
