@@ -128,7 +128,9 @@ class PageService:
             return Shown(view, 422)
         if isinstance(result, pages.AlreadyUsed):
             return Shown(pages.view(flow, session, record.page, env=env), 409)
-        if pages.should_redirect(flow, session, record.page, TERMINAL_CALL_STATUSES):
+        if saved is not None and pages.should_redirect(
+            flow, session, record.page, TERMINAL_CALL_STATUSES
+        ):  # only the request that saved the submission tells the call (not a double tap)
             session = self._redirect(record, session, root) or session
         return Shown(pages.view(flow, session, record.page, env=env, fresh=True))
 
