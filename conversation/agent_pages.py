@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ivr import links, messages
+from ivr import links, messages, pages
 from ivr.errors import Refused
 from ivr.session import Session
 from ivr.turn import Effect, PageLink, SendMessage
@@ -96,18 +96,19 @@ def _message(service: ConversationService, session: Session, push: PagePush) -> 
         expires=int(spec.expires),
     )
     url = links.mark(link.id)
+    title = pages.title(flow, session, push.page, service.env)
     key = messages.message_key(session.call_sid, step, f"{node}/{push.page}", push.channel)
     if push.channel == "sms":
         if not session.caller.startswith("+"):
             raise PageRefused(409, "This caller has no phone number to text; send an email.")
-        body = f"{spec.title}: {url}"
+        body = f"{title}: {url}"
         return SendMessage(key, "sms", session.caller, body, node, links=(link,))
     address = (push.email or _known_email(session) or "").strip()
     if not EMAIL.fullmatch(address):
         why = "is not an email address" if address else "is missing"
         raise PageRefused(400, f"The email address {why}: type the caller's address.")
-    body = f"{spec.title}\n\n{url}\n"
-    return SendMessage(key, "email", address, body, node, subject=spec.title, links=(link,))
+    body = f"{title}\n\n{url}\n"
+    return SendMessage(key, "email", address, body, node, subject=title, links=(link,))
 
 
 def _known_email(session: Session) -> str | None:

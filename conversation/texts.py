@@ -119,7 +119,7 @@ class InboundTexts:
             raise
         if not claim.first:
             log.info("text %s again: answered as before", sid)
-            return claim.reply
+            return claim.reply or None  # "" kept: the first one sent no reply either
         try:
             reply = self._answer(text, word)
         except Exception:

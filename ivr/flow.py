@@ -673,6 +673,16 @@ def _reserved_variable_problems(spec: FlowSpec, positions: Positions) -> Iterato
                     f"({variable}.<node>.no_match); save this variable under another name.",
                     at_key=at_key,
                 )
+    for page_id, page in spec.pages.items():  # a page saves its answer too
+        variable = page.save_as or page_id
+        if variable in RESERVED_VARIABLES:
+            yield positions.problem(
+                ("pages", page_id, "save_as") if page.save_as else ("pages", page_id),
+                f"{variable!r} is the call's count of failed tries per node "
+                f"({variable}.<node>.no_match); save this page's answer under another name "
+                "(save_as).",
+                at_key=page.save_as is None,
+            )
 
 
 def _saved_variables(spec: FlowSpec) -> set[str]:

@@ -8,7 +8,10 @@ Each check reads a validated :class:`~ivr.schema.FlowSpec` and says, at ``file:l
 * a gather whose retries can run out with no ``then`` and no flow ``fallback``, so the caller
   hears the built-in goodbye (a warning);
 * a ``say`` (or ``play``) written below a node's ``branch``: it is spoken to every caller before
-  the branch is taken, though it reads as what callers no case catches hear (a warning).
+  the branch is taken, though it reads as what callers no case catches hear (a warning);
+* a ``wait_for`` whose ``on_timeout`` leads back to it without asking the caller anything: each
+  return starts the wait afresh, so it never times out and a caller whose text failed holds
+  until they hang up (a warning).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def warnings(spec: FlowSpec, positions: Positions) -> list[Problem]:
         *(p for p in _loops(spec, positions) if p.severity == "warning"),
         *_retries_without_exit(spec, positions),
         *_said_before_branch(spec, positions),
+        *_endless_waits(spec, positions),
     ]
 
 
@@ -193,3 +197,28 @@ def _said_before_branch(spec: FlowSpec, positions: Positions) -> Iterator[Proble
                     "warning",
                     at_key=True,
                 )
+
+
+# ---- waits that never end -------------------------------------------------------------------
+def _endless_waits(spec: FlowSpec, positions: Positions) -> Iterator[Problem]:
+    steps = _steps(spec)
+    for name, node in spec.nodes.items():
+        if node.wait_for is None:
+            continue
+        seen: set[str] = set()
+        todo = [node.wait_for.on_timeout]
+        while todo:
+            target = todo.pop()
+            if target == name:
+                yield positions.problem(
+                    ("nodes", name, "wait_for", "on_timeout"),
+                    f"The wait at {name!r} never times out: its on_timeout comes back to it "
+                    "without asking the caller anything, and each return waits afresh. Ask "
+                    "first (a gather), or go on elsewhere.",
+                    "warning",
+                )
+                break
+            if target in seen or target not in steps:  # asked, hung up, or not a node
+                continue
+            seen.add(target)
+            todo.extend(steps[target])

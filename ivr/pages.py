@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -146,7 +146,11 @@ def view(
     taken = used(session, page_id) and not waits_for(flow, session, page_id)
     if entry.get("status") == SUBMITTED:
         state = "used" if taken and not fresh else "submitted"
-    shown = dict(values) if values is not None else _saved_values(session, spec, page_id)
+    shown = (
+        dict(values)
+        if values is not None
+        else _saved_values(session, spec, page_id, flow.spec.sensitive)
+    )
     title = _text(flow, spec.title, scope, problems) or spec.title
     paragraphs: tuple[str, ...] = ()
     if spec.content:
@@ -221,6 +225,14 @@ def offered(
             seen.add(value)
             found.append((value, label))
     return tuple(found)
+
+
+def title(flow: Flow, session: Session, page_id: str, env: Mapping[str, Any] | None = None) -> str:
+    """The title of ``page_id`` on one line, rendered with the session's variables, for a text
+    or an email subject that carries its link (the page's own title, if it fails to render)."""
+    spec = flow.spec.pages[page_id]
+    rendered = _text(flow, spec.title, _scope(session, env), []) or spec.title
+    return " ".join(rendered.split())
 
 
 # ---- opening and submitting ---------------------------------------------------------------
@@ -385,7 +397,13 @@ Renewal = Literal["sms", "callback"]
 
 
 def renewal(
-    flow: Flow, session: Session, page_id: str, old_link: str, kind: Renewal, at: float
+    flow: Flow,
+    session: Session,
+    page_id: str,
+    old_link: str,
+    kind: Renewal,
+    at: float,
+    env: Mapping[str, Any] | None = None,
 ) -> tuple[Session, tuple[Effect, ...]] | None:
     """The session and effects for an expired link's "text me a new link" (a text with a new
     link, to the caller's number) or "call me back" (a call-back request); ``None`` when this
@@ -410,7 +428,7 @@ def renewal(
         key=messages.message_key(session.call_sid, session.step, node, "sms"),
         channel="sms",
         to=number,
-        body=RENEW_BODY.format(title=spec.title, link=links.mark(new_link)),
+        body=RENEW_BODY.format(title=title(flow, session, page_id, env), link=links.mark(new_link)),
         node=node,
         links=(PageLink(new_link, page_id, int(spec.expires)),),
     )
@@ -492,12 +510,20 @@ def _label_key(spec: PageSpec) -> str:
     return f"{choice}_label" if "label" in spec.fields else "label"
 
 
-def _saved_values(session: Session, spec: PageSpec, page_id: str) -> dict[str, str]:
-    """The values of the last submission, to fill the form with (what the flow holds)."""
-    saved = session.variables.get(spec.save_as or page_id)
+def _saved_values(
+    session: Session, spec: PageSpec, page_id: str, secret: Sequence[str] = ()
+) -> dict[str, str]:
+    """The values of the last submission, to fill the form with (what the flow holds), but
+    those the flow calls sensitive: a page is shown to whoever holds its link."""
+    target = spec.save_as or page_id
+    saved = session.variables.get(target)
     if not isinstance(saved, Mapping):
         return {}
-    return {str(k): v for k, v in saved.items() if isinstance(v, str)}
+    return {
+        str(k): v
+        for k, v in saved.items()
+        if isinstance(v, str) and not sensitive.covers(secret, f"{target}.{k}")
+    }
 
 
 def _scope(session: Session, env: Mapping[str, Any] | None) -> dict[str, Any]:

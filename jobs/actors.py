@@ -220,9 +220,8 @@ class MessageJobs:
             if sid is not None:
                 return Sent(sid, found=True)
         caller = str(job.get("caller") or "")
-        return self.sms.send(
-            to, body, str(job["key"]), caller, job.get("call_sid") or None, job.get("flow") or None
-        )
+        call_sid, flow = job.get("call_sid") or None, str(job.get("flow") or "") or None
+        return self.sms.send(to, body, str(job["key"]), caller, call_sid, flow)
 
     def _email(self, job: dict[str, Any]) -> Sent:
         if self.email is None:

@@ -73,12 +73,9 @@ class Outcomes:
             return session, (Note(_EVENTS[status], data),)
 
         channel = str(job.get("channel") or "sms")
+        flow = str(job.get("flow") or "") or None  # its flow's session, also when kept aside
         saved = self.service.amend(
-            caller,
-            change,
-            job.get("call_sid") or None,
-            channel=channel,
-            flow=job.get("flow") or None,  # the session of the message's flow, even kept aside
+            caller, change, job.get("call_sid") or None, channel=channel, flow=flow
         )
         if saved is None:
             log.info("message %s: %s not recorded (no such session, or nothing new)", key, status)

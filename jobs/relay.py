@@ -132,6 +132,7 @@ class OutboxRelay:
                 "key": key,
                 "caller": event.get("caller"),
                 "call_sid": event.get("call_sid"),
+                "flow": event.get("flow"),  # its flow's session, also when kept aside
                 "channel": data.get("channel"),
                 "node": data.get("node"),
             }

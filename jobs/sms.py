@@ -16,6 +16,7 @@ is :class:`Permanent`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from urllib.parse import urlencode
 import requests
 from twilio.base.exceptions import TwilioException
 
+from context.callers import masked
 from jobs.outcome import Permanent, Sent, Transient
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 STATUS_PATH = "/sms/status"
 RECENT = 20  # texts to a number looked through when reconciling
 CLOCK_SKEW = 120.0  # seconds: Twilio's clock and ours may differ this much
+_NUMBER = re.compile(r"\+?[0-9][0-9 ().\-]{5,}[0-9]")  # a phone number in an error sentence
 
 
 class SmsSender:
@@ -56,8 +59,8 @@ class SmsSender:
         if not self.base:
             return None
         query = {
-            "k": key, "c": caller, **({"s": call_sid} if call_sid else {}),
-            **({"f": flow} if flow else {}),
+            "k": key, "c": caller,
+            **({"s": call_sid} if call_sid else {}), **({"f": flow} if flow else {}),
         }  # fmt: skip
         return f"{self.base}{STATUS_PATH}?{urlencode(query)}"
 
@@ -139,4 +142,5 @@ def _describe(exc: TwilioException) -> str:
     code = getattr(exc, "code", None)
     text = getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", "")
     text = str(text).splitlines()[0] if text else type(exc).__name__
+    text = _NUMBER.sub(lambda found: masked(found.group(0)), text)  # Twilio names the To number
     return f"HTTP {status}, error {code}: {text}"[:200]

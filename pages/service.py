@@ -128,7 +128,9 @@ class PageService:
             return Shown(view, 422)
         if isinstance(result, pages.AlreadyUsed):
             return Shown(pages.view(flow, session, record.page, env=env), 409)
-        if pages.should_redirect(flow, session, record.page, TERMINAL_CALL_STATUSES):
+        if saved is not None and pages.should_redirect(
+            flow, session, record.page, TERMINAL_CALL_STATUSES
+        ):  # only the request that saved the submission tells the call (not a double tap)
             session = self._redirect(record, session, root) or session
         return Shown(pages.view(flow, session, record.page, env=env, fresh=True))
 
@@ -140,7 +142,7 @@ class PageService:
             flow = self._check(record, session, found)
             if flow is None:
                 return None
-            return pages.renewal(flow, session, record.page, record.id, kind, now)
+            return pages.renewal(flow, session, record.page, record.id, kind, now, self.calls.env)
 
         saved = self.calls.amend(
             record.caller, change, record.call_sid, channel="web", flow=record.flow

@@ -225,3 +225,27 @@ def test_the_card_says_what_became_of_a_page_in_words(
     assert board.page_line(name, data) == line
     event = ConversationEvent(EventName(name), 1.0, CALLER, "CA" + "1" * 32, data=data)
     assert for_agents(event)
+
+
+def test_a_page_title_that_is_a_template_is_rendered_in_the_text_and_the_subject(
+    make_app: Callable[..., Flask], flows_dir: Path, tmp_path: Path
+) -> None:
+    config = console_config(flows_dir, tmp_path)
+    page = '  card:\n    title: "About {{ about }}:\\nwhat happens next"\n    content: Read on.\n'
+    (flows_dir / "bank.yaml").write_text(BANK_FLOW + "pages:\n" + page)
+    app = make_app(**config)
+    add_agent(app)
+    try:
+        call = hand_over(app, about="a lost card")
+        client, token = logged_in(app)
+        url = f"/agent/calls/{call.call_sid}/page"
+        assert fetch(client, url, token, page="card", channel="sms").status_code == 200
+        email = fetch(client, url, token, page="card", channel="email", email="kim@example.com")
+        assert email.status_code == 200
+        sealer = app.extensions["omnivoice.store"].codec.sealer
+        text, mail = (open_job(e["data"], sealer) for e in queued(app))
+        assert text["body"].startswith("About a lost card: what happens next: ")
+        assert mail["subject"] == "About a lost card: what happens next"
+        assert "{{" not in text["body"] + mail["body"]
+    finally:
+        close_history(app)

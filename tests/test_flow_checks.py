@@ -267,3 +267,35 @@ def test_validate_prints_the_new_findings_with_file_line_col(tmp_path: Path) -> 
     assert (finding["path"], finding["line"], finding["col"]) == (str(path), "4", "5")
     assert finding["severity"] == "warning"
     assert re.search(r"built-in goodbye", finding["msg"])
+
+
+# ---- waits that never end -------------------------------------------------------------------
+WAITING = """\
+start: wait
+nodes:
+  wait:
+    wait_for: {page: seat, timeout: 2m, on_submit: bye, on_timeout: %s}
+  again:
+    say: Still waiting for your answer.
+    next: wait
+  ask:
+    gather: {prompt: Press 1 to keep waiting.}
+    on: {"1": wait}
+    next: bye
+  bye:
+    say: Goodbye.
+    hangup: true
+pages:
+  seat: {title: Your seat}
+"""
+
+
+@pytest.mark.parametrize("target", ["wait", "again"])
+def test_a_wait_whose_timeout_comes_straight_back_to_it_is_a_warning(target: str) -> None:
+    found = [w for w in warnings_of(WAITING % target) if "never times out" in w.message]
+    assert len(found) == 1
+    assert "'wait'" in found[0].message and found[0].line == 4
+
+
+def test_a_wait_whose_timeout_asks_the_caller_first_is_fine() -> None:
+    assert not [w for w in warnings_of(WAITING % "ask") if "never times out" in w.message]

@@ -123,3 +123,29 @@ def test_other_events_are_acknowledged_without_queueing(app: Flask) -> None:
     taken: list[str] = []
     assert _relay(app, lambda key, _s: taken.append(key)).drain() >= 1
     assert taken == [] and runtime(app).stream.pending(GROUP) == []
+
+
+def test_a_job_that_cannot_be_opened_fails_in_its_flow_s_session_kept_aside(app: Flask) -> None:
+    call = live_session(app)
+    message = queue_message(app, call)
+    _relay(app, lambda _k, _s: None).drain()  # the genuine one, out of the way
+    store = app.extensions["omnivoice.store"]
+    loaded = store.load(CALLER)
+    airline = loaded.session
+    pin = app.extensions["omnivoice.calls"].versions.pin
+    flow = app.extensions["omnivoice.catalog"].get(airline.flow_id)
+    assert store.save(airline, 0, flow=pin(flow), parked=True)  # kept aside, as a call to
+    other = airline.evolve(flow_id="menu", call_sid="CA" + "9" * 32, messages={})  # another
+    assert store.save(other, loaded.seq, flow=pin(flow))  # flow's number leaves it
+    data = queued_event_data(message, airline, Sealer.ephemeral())  # another key's seal
+    event = {
+        "name": EventName.MESSAGE_QUEUED.value,
+        "caller": CALLER,
+        "call_sid": call.call_sid,
+        "flow": airline.flow_id,
+        "data": data,
+    }
+    runtime(app).stream.append(CALLER, [orjson.dumps(event)])
+    _relay(app, lambda _k, _s: None).drain()
+    kept = store.load_parked(CALLER, airline.flow_id).session
+    assert kept is not None and kept.messages[message.key]["status"] == "failed"

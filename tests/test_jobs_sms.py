@@ -70,7 +70,8 @@ def test_a_text_goes_out_with_its_signed_link_and_status_callback(app: Flask) ->
     callback = urlsplit(fields["StatusCallback"])
     assert f"{callback.scheme}://{callback.netloc}{callback.path}" == f"{BASE}/sms/status"
     query = parse_qs(callback.query)
-    assert query["k"] == [message.key] and query["c"] == [CALLER] and query["f"] == ["airline"]
+    assert query["k"] == [message.key] and query["c"] == [CALLER]
+    assert query["f"] == [app.extensions["omnivoice.store"].load(CALLER).session.flow_id]
     entry = message_entry(app, message.key)
     assert (entry["status"], entry["sid"]) == ("sent", "SM" + "2" * 32)
     [sent] = stream_events(app, "message_sent")
@@ -116,6 +117,22 @@ def test_an_invalid_number_is_recorded_at_once(app: Flask) -> None:
     assert failed["data"]["error_code"] == "21211"
     with responses.RequestsMock():  # finished with: a redelivery asks Twilio nothing
         assert runtime(app).jobs.deliver(job) == "failed"
+
+
+def test_the_number_in_twilio_s_refusal_is_masked_wherever_it_is_kept(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = queue_message(app, live_session(app))
+    [job] = queued_jobs(app)
+    with responses.RequestsMock() as rsps:  # Twilio's own sentence names the number
+        _error(rsps, 400, 21211, f"The 'To' number {CALLER} is not a valid phone number.")
+        assert runtime(app).jobs.deliver(job, final=False) == "failed"
+    entry = message_entry(app, message.key)
+    assert "not a valid phone number" in entry["error"] and CALLER[-4:] in entry["error"]
+    [failed] = stream_events(app, "message_failed")
+    kept = [entry["error"], repr(failed["data"]), caplog.text]
+    for text in kept:
+        assert CALLER not in text and CALLER[1:] not in text, text
 
 
 def test_an_unsubscribed_recipient_is_recorded_at_once(app: Flask) -> None:

@@ -184,6 +184,7 @@ def test_an_expired_link_renews_by_text_once_and_asks_for_a_callback_once() -> N
     assert isinstance(message, SendMessage) and message.channel == "sms" and message.to == CALLER
     [link] = message.links
     assert marks(message.body) == [link.id] and link.page == "flights" and link.expires == 3600
+    assert message.body.startswith("Here is a new link for Pick a new flight, Ana: ")
     assert after.messages[message.key]["status"] == "queued"
     assert pages.renewal(flow, after, "flights", LINK, "sms", 2001.0) is None
     called = pages.renewal(flow, after, "flights", LINK, "callback", 2002.0)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 import pytest
 import redis
 import requests
@@ -327,3 +328,42 @@ def test_an_oversized_form_is_refused_and_changes_nothing(
     assert response.status_code == 413
     assert "too much to send" in response.get_data(as_text=True)
     assert "flights" not in session_of(page_app).pages and sink.events == []
+
+
+def test_a_sensitive_value_is_never_shown_back_on_the_page(
+    page_app: Flask, twilio: responses.RequestsMock
+) -> None:
+    saved(page_app)
+    path = link(page_app, page="details")
+    client = page_app.test_client()
+    answer = client.post(path, data={"email": "ana@example.com", "card": "4321"})
+    assert answer.status_code == 200
+    reopened = client.get(path)
+    assert reopened.status_code == 200
+    for html in (answer.get_data(as_text=True), reopened.get_data(as_text=True)):
+        assert 'value="ana@example.com"' in html  # what is not sensitive fills the form
+        assert "4321" not in html
+    assert session_of(page_app).variables["details"]["card"] == "4321"  # the flow still has it
+
+
+def test_a_double_tap_redirects_the_call_once(
+    page_app: Flask, twilio: responses.RequestsMock, sink: MemorySink
+) -> None:
+    saved(page_app)
+    path = link(page_app)
+    client = page_app.test_client()
+    second: list[Any] = []
+    taps = [0]
+
+    def redirected(_request: Any) -> tuple[int, dict[str, str], str]:
+        taps[0] += 1
+        if taps[0] == 1:  # the same form again, while the first is still telling the call
+            second.append(client.post(path, data={"choice": "OV 123"}))
+        return 200, {}, orjson.dumps({"sid": CALL_SID}).decode()
+
+    twilio.add_callback(responses.POST, CALL_URL, callback=redirected)
+    first = client.post(path, data={"choice": "OV 123"})
+    assert first.status_code == second[0].status_code == 200
+    assert len([c for c in twilio.calls if c.request.url == CALL_URL]) == 1
+    assert names(sink) == ["page_submitted", "call_redirected"]
+    assert session_of(page_app).pages["flights"]["call"] == "redirected"

@@ -7,14 +7,18 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
 
+from ivr import messages
 from ivr.session import Session
+from ivr.turn import SendMessage
+from jobs.outcomes import Outcomes
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
-from tests.support_twilio import CALLER
+from tests.support_twilio import CALLER, post
 
 PAYMENTS_LINE, MENU_LINE = "+14155550101", "+14155550102"
 PAYMENTS = f"""\
@@ -142,3 +146,29 @@ def test_a_change_for_a_flow_the_caller_has_left_lands_in_that_flow_s_session(
     back = call(lines, PAYMENTS_LINE)
     assert back.last_heard == "150 a month. Which day of the month?"
     assert service.amend(CALLER, change, flow="nosuchflow") is None
+
+
+def test_a_text_s_outcome_lands_in_its_flow_s_session_after_a_call_to_another_number(
+    lines: Flask,
+) -> None:
+    first = call(lines, PAYMENTS_LINE).press("120")
+    first.hang_up()
+    service = lines.extensions["omnivoice.calls"]
+    text = SendMessage("MK" + "a" * 30, "sms", CALLER, "Your plan", "day")
+
+    def queue(session: Session, now: float) -> tuple[Session, list[object]]:
+        return messages.queued(session, text, now), []
+
+    assert service.amend(CALLER, queue) is not None  # as the payments flow queued it
+    call(lines, MENU_LINE).hang_up()  # the payments session is kept aside now
+    job = {"key": text.key, "caller": CALLER, "call_sid": first.call_sid, "channel": "sms"}
+    outcomes = Outcomes(service)
+    assert outcomes.record({**job, "flow": "payments"}, messages.SENT, sid="SM" + "1" * 32)
+    parked = lines.extensions["omnivoice.store"].load_parked(CALLER, "payments").session
+    assert parked is not None and parked.messages[text.key]["status"] == messages.SENT
+    assert session_of(lines).flow_id == "menu" and text.key not in session_of(lines).messages
+    path = "/sms/status?" + urlencode({"k": text.key, "c": CALLER, "f": "payments"})
+    status = {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered"}
+    assert post(lines.test_client(), path, status).status_code == 204  # Twilio's word, later
+    parked = lines.extensions["omnivoice.store"].load_parked(CALLER, "payments").session
+    assert parked is not None and parked.messages[text.key]["status"] == messages.DELIVERED

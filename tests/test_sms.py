@@ -302,6 +302,13 @@ def test_a_retried_text_gets_the_same_reply_and_records_nothing_twice(sms_app: F
     assert [e["name"] for e in stream_events(sms_app)] == ["sms_opted_out"]
 
 
+def test_a_retried_text_that_got_no_reply_gets_no_reply_again(sms_app: Flask) -> None:
+    first = text(sms_app, "arret", sid(41), OptOutType="STOP")  # Twilio confirmed it itself
+    again = text(sms_app, "arret", sid(41), OptOutType="STOP")  # a valid, empty <Response/>
+    assert said(first) == said(again) == [] and again.tag == "Response"
+    assert [e["name"] for e in stream_events(sms_app)] == ["sms_opted_out"]
+
+
 # ---- known callers ---------------------------------------------------------------------------
 def test_a_flow_reply_runs_the_node_and_answers_in_text(sms_app: Flask) -> None:
     call = a_call(sms_app)

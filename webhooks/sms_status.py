@@ -1,8 +1,9 @@
 """``POST /sms/status?k=KEY&c=CALLER``: Twilio's word on a text the job queue sent.
 
 Each text's StatusCallback names its message (``k``, the idempotency key), the session it
-belongs to (``c``, the session's key; ``s``, the call, when it had one); the query is covered by
-Twilio's signature, so none of it can be changed without the auth token. MessageStatus moves the
+belongs to (``c``, the session's key; ``s``, the call, when it had one; ``f``, its flow, whose
+session is the one changed also when kept aside for a call to another number); the query is
+covered by Twilio's signature, so none of it can be changed without the auth token. MessageStatus moves the
 session's entry on (:func:`ivr.messages.update`: ``sent``, ``delivered``, ``undelivered``,
 ``failed``; never backwards, so callbacks arriving out of order do no harm) with MessageSid and
 ErrorCode kept, recorded as ``message_delivered`` / ``message_failed``.
