@@ -11,12 +11,11 @@ one of the flow's ``pages:``; consent (an opted-out number) is the console's to 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ivr import links, messages, pages
+from ivr import links, messages, outgoing, pages
 from ivr.errors import Refused
 from ivr.session import Session
 from ivr.turn import Effect, PageLink, SendMessage
@@ -24,7 +23,7 @@ from ivr.turn import Effect, PageLink, SendMessage
 if TYPE_CHECKING:
     from conversation.service import ConversationService
 
-EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}")
+MAX_ADDRESS = 320  # characters of an email address (RFC 5321's limits together)
 MAX_AGENT = 48  # characters of an agent's name in a node name (ivr.schema.NodeName: 64)
 
 
@@ -104,7 +103,7 @@ def _message(service: ConversationService, session: Session, push: PagePush) -> 
         body = f"{title}: {url}"
         return SendMessage(key, "sms", session.caller, body, node, links=(link,))
     address = (push.email or _known_email(session) or "").strip()
-    if not EMAIL.fullmatch(address):
+    if len(address) > MAX_ADDRESS or not outgoing.EMAIL.fullmatch(address):
         why = "is not an email address" if address else "is missing"
         raise PageRefused(400, f"The email address {why}: type the caller's address.")
     body = f"{title}\n\n{url}\n"

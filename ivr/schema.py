@@ -475,7 +475,8 @@ class SmsSpec(Model):
     """What the flow answers to texts sent to its number (``POST /sms``).
 
     ``replies`` maps what a caller may text (matched without case or surrounding spaces, e.g.
-    ``"1"``, ``"yes"``) to the node it takes them to; ``otherwise`` answers a known caller's
+    ``"1"``, ``"confirm"``; not STOP, START or HELP words, which are always theirs) to the node
+    it takes them to; ``otherwise`` answers a known caller's
     text that matches none; ``unknown`` answers a sender with no conversation in this flow;
     ``help`` answers HELP.
     """

@@ -123,6 +123,9 @@ def test_sending_a_page_by_email_needs_an_address(app: Flask) -> None:
     )
     wrong = fetch(client, url, token, page="address", channel="email", email="not-an-address")
     assert wrong.status_code == 400 and "is not an email address" in wrong.get_json()["message"]
+    for two in ("kim@example.com,eve@example.com", "Kim <kim@example.com>"):  # one address only
+        refused = fetch(client, url, token, page="address", channel="email", email=two)
+        assert refused.status_code == 400, two
     sent = fetch(client, url, token, page="address", channel="email", email="kim@example.com")
     assert sent.status_code == 200
     (event,) = queued(app)
