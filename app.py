@@ -22,6 +22,7 @@ from flask import Flask, Response
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.wrappers import Request
 from sqlalchemy.orm import Session, sessionmaker
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client as TwilioClient
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -79,6 +80,7 @@ from webhooks.cli import flows, quiet_start
 
 log = logging.getLogger("omnivoice")
 
+TWILIO_TIMEOUT = 10.0  # seconds a REST request to Twilio may take (connect and read)
 FEED_READ_TIMEOUT = 20.0  # seconds: the agents' feed reader's socket timeout (blocks ~10 s)
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"", "0", "false", "no", "off"}
@@ -267,11 +269,18 @@ def _history_database(app: Flask) -> Callable[[], sessionmaker[Session]]:
 
 
 def _twilio_client(app: Flask) -> Callable[[], TwilioClient]:
-    """Twilio's REST client (``TWILIO_CLIENT`` in tests), made on first use."""
+    """Twilio's REST client (``TWILIO_CLIENT`` in tests), made on first use, with a timeout:
+    a text the job queue sends, an outbound call or an agent's Take call never hangs on a
+    Twilio that does not answer (a send that timed out is asked about before it is sent again,
+    see :mod:`jobs.sms`)."""
     return functools.cache(
         lambda: (
             app.config.get("TWILIO_CLIENT")
-            or TwilioClient(app.config["TWILIO_ACCOUNT_SID"], app.config["TWILIO_AUTH_TOKEN"])
+            or TwilioClient(
+                app.config["TWILIO_ACCOUNT_SID"],
+                app.config["TWILIO_AUTH_TOKEN"],
+                http_client=TwilioHttpClient(timeout=TWILIO_TIMEOUT),
+            )
         )
     )
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from flask import Flask
 
+from app import TWILIO_TIMEOUT, _twilio_client
+
 
 def test_without_redis_url_a_production_server_reports_itself_unfit(
     make_app: Callable[..., Flask],
@@ -67,3 +69,9 @@ def test_logging_set_up_leaves_other_formats_working() -> None:
     )
     assert handler.format(record).endswith("Worker exiting")
     assert isinstance(record.process, int) and isinstance(record.thread, int)
+
+
+def test_twilio_s_rest_client_gives_up_after_a_timeout(make_app: Callable[..., Flask]) -> None:
+    app = make_app(TWILIO_ACCOUNT_SID="AC" + "0" * 32)
+    client = _twilio_client(app)()
+    assert client.http_client.timeout == TWILIO_TIMEOUT == 10.0
