@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import requests
 from standardwebhooks import Webhook
 
 from context.event_stream import Entry, EventStream, Pending
+from context.stream_loop import StreamLoop
 from ivr.errors import ConfigError
 from ivr.states import EventName
 
@@ -143,8 +143,11 @@ def is_transient(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
 
-class HandoffWebhooks:
+class HandoffWebhooks(StreamLoop):
     """One consumer of the ``handoff-webhooks`` group: reads, posts, retries, acknowledges."""
+
+    what = "handoff webhooks"
+    idle = 0.5
 
     def __init__(
         self,
@@ -193,32 +196,6 @@ class HandoffWebhooks:
             if "NOGROUP" in str(exc):  # a shard expired and took the group with it
                 self._group_ready = False
             raise
-
-    def drain(self, limit: int = 10_000) -> int:
-        """Handle entries until a pass finds nothing to do; the number acknowledged."""
-        total = 0
-        while total < limit:
-            done = self.run_once()
-            if not done:
-                return total
-            total += done
-        return total
-
-    def run(self, stop: threading.Event, idle: float = 0.5) -> None:
-        """Deliver until ``stop`` is set, pausing ``idle`` when caught up and backing off (up to
-        10 s) while Redis is down."""
-        pause = idle
-        while not stop.is_set():
-            try:
-                done = self.run_once()
-            except Exception as exc:  # Redis down, or anything else: never die, try again
-                log.error("handoff webhooks cannot read the event stream, will retry: %s", exc)
-                pause = min(pause * 2, 10.0)
-                stop.wait(pause)
-                continue
-            pause = idle
-            if not done:
-                stop.wait(idle)
 
     # ---- deciding ---------------------------------------------------------------------------
     def pause_after(self, deliveries: int) -> float:

@@ -16,7 +16,6 @@ entries pending; they are tried again after ``reclaim_after``.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ import redis
 
 from context.event_stream import Entry, EventStream
 from context.sealing import Sealer
+from context.stream_loop import StreamLoop
 from conversation.message_jobs import open_job
 from ivr import messages
 from ivr.states import EventName
@@ -38,8 +38,11 @@ BATCH = 100
 Enqueue = Callable[[str, str], None]  # (key, sealed job)
 
 
-class OutboxRelay:
+class OutboxRelay(StreamLoop):
     """One consumer of the ``message-jobs`` group."""
+
+    what = "the outbox relay"
+    idle = 0.2
 
     def __init__(
         self,
@@ -81,32 +84,6 @@ class OutboxRelay:
             if "NOGROUP" in str(exc):  # a shard expired and took the group with it
                 self._group_ready = False
             raise
-
-    def drain(self, limit: int = 10_000) -> int:
-        """Relay until a pass finds nothing new; the number acknowledged."""
-        total = 0
-        while total < limit:
-            done = self.run_once()
-            if not done:
-                break
-            total += done
-        return total
-
-    def run(self, stop: threading.Event, idle: float = 0.2) -> None:
-        """Relay until ``stop`` is set, pausing ``idle`` when caught up and backing off (up to
-        10 s) while Redis is down."""
-        pause = idle
-        while not stop.is_set():
-            try:
-                done = self.run_once()
-            except Exception as exc:  # Redis down, or anything else: never die, try again
-                log.error("the outbox relay cannot read the event stream, will retry: %s", exc)
-                pause = min(pause * 2, 10.0)
-                stop.wait(pause)
-                continue
-            pause = idle
-            if not done:
-                stop.wait(idle)
 
     def _handle(self, entries: Sequence[Entry]) -> int:
         done = [entry for entry in entries if self._relayed(entry)]

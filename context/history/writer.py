@@ -21,7 +21,6 @@ webhook also writes at once when the database answers.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -47,6 +46,7 @@ from context.history.models import (
     Interaction,
     Outcome,
 )
+from context.stream_loop import StreamLoop
 from ivr.states import EventName, Status
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,13 @@ SWEEP_EVERY = 60.0
 NO_ANSWER = {"busy", "no-answer", "failed", "canceled"}
 
 
-class HistoryWriter:
+class HistoryWriter(StreamLoop):
     """Reads the event stream as one consumer of the ``history`` group and records it."""
+
+    what = "history writer"
+    trouble = "cannot write"
+    recovered = "is writing again"
+    idle = 0.2
 
     def __init__(
         self,
@@ -119,37 +124,8 @@ class HistoryWriter:
         self._sweep()
         return len(entries)
 
-    def drain(self, limit: int = 10_000) -> int:
-        """Record until nothing is left (tests, ``worker --once``); entries recorded."""
-        total = 0
-        while total < limit:
-            done = self.run_once()
-            if not done:
-                return total
-            total += done
-        return total
-
-    def run(self, stop: threading.Event, idle: float = 0.2) -> None:
-        """Record until ``stop`` is set, pausing ``idle`` when caught up and backing off (up to
-        10 s) while the database or the stream is down."""
-        pause = idle
-        failing = False
-        while not stop.is_set():
-            try:
-                done = self.run_once()
-            except Exception as exc:  # SQL or Redis down, or anything else: never die, retry
-                if not failing:
-                    log.error("history writer cannot write, will retry: %s", _reason(exc))
-                failing = True
-                pause = min(pause * 2, 10.0)
-                stop.wait(pause)
-                continue
-            if failing:
-                log.info("history writer is writing again")
-                failing = False
-            pause = idle
-            if not done:
-                stop.wait(idle)
+    def failure(self, exc: Exception) -> str:
+        return _reason(exc)
 
     # ---- writing ----------------------------------------------------------------------------
     def _write(self, entries: Sequence[Entry]) -> None:
