@@ -35,6 +35,7 @@ from context.agent_feed import AgentFeed
 from context.event_stream import EventStream
 from context.handoffs import HandoffStore
 from context.history import database
+from context.history import writer as history_writer
 from context.history.runtime import InProcessWriter
 from context.keys import Keys
 from context.outbound_tokens import OutboundTokens
@@ -57,6 +58,7 @@ from ivr.catalog import Catalog
 from ivr.errors import ConfigError
 from ivr.flow import MAX_FLOW_BYTES
 from jobs import dev_outbox
+from jobs import relay as jobs_relay
 from jobs import runtime as jobs_runtime
 from jobs.dev_outbox import DevOutbox
 from simulator.cli import call as simulated_call
@@ -80,6 +82,12 @@ from webhooks.cli import flows, quiet_start
 
 log = logging.getLogger("omnivoice")
 
+# The event stream's consumers /healthz reports on (group -> what it is).
+CONSUMERS = {
+    history_writer.GROUP: "history writer",
+    handoff_webhooks.GROUP: "handoff webhook",
+    jobs_relay.GROUP: "outbox relay (texts and emails)",
+}
 TWILIO_TIMEOUT = 10.0  # seconds a REST request to Twilio may take (connect and read)
 FEED_READ_TIMEOUT = 20.0  # seconds: the agents' feed reader's socket timeout (blocks ~10 s)
 TRUE = {"1", "true", "yes", "on"}
@@ -419,7 +427,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz() -> Response:
-        checked = health.report(connection, store.keys, catalog, unshared=unfit)
+        checked = health.report(
+            connection, store.keys, catalog, unshared=unfit, stream=events, consumers=CONSUMERS
+        )
         return Response(checked.text, checked.status, mimetype="text/plain")
 
     metrics.install(app)

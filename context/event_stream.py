@@ -21,6 +21,7 @@ trip wide; a cluster node that fails in it loses them too, and the loss is logge
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 
 from context.keys import Keys
 from context.redis_errors import STORE_UNAVAILABLE, describe
@@ -123,6 +125,55 @@ class EventStream:
         return True
 
     # ---- consumers ------------------------------------------------------------------------
+    def behind(self, groups: Sequence[str], now: float | None = None) -> dict[str, float]:
+        """How far each of ``groups`` is behind: the age in seconds of the oldest entry it has
+        not been given yet, on any shard (0 when it is caught up), by the stream's ids against
+        ``now`` (this box's clock). A group that exists on no shard (its consumer never ran) is
+        left out. Two round trips on one Redis; on a Cluster, one command per shard and group.
+
+        Raises:
+            redis.RedisError: Redis did not answer.
+        """
+        now_ms = int((time.time() if now is None else now) * 1000)
+        wanted = set(groups)
+        keys = [self.keys.events(shard) for shard in range(self.shards)]
+        found = self._each([("xinfo_groups", (key,), {}) for key in keys])
+        given: list[tuple[str, str, str]] = []  # key, group, the last id it was given
+        for key, infos in zip(keys, found, strict=True):
+            if isinstance(infos, Exception):
+                continue  # a shard that does not exist yet: nothing on it to be behind on
+            for info in infos:
+                name = _text(info.get("name"))
+                if name in wanted:
+                    given.append((key, name, _text(info.get("last-delivered-id")) or "0-0"))
+        ages = dict.fromkeys(sorted({name for _, name, _ in given}), 0.0)
+        nexts = self._each(
+            [("xrange", (key,), {"min": f"({last}", "count": 1}) for key, _, last in given]
+        )
+        for (_, name, _), entries in zip(given, nexts, strict=True):
+            if entries and not isinstance(entries, Exception):
+                created_ms = int(_text(entries[0][0]).split("-", 1)[0])
+                ages[name] = max(ages[name], max(0, now_ms - created_ms) / 1000)
+        return ages
+
+    def _each(self, commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+        """Run ``commands`` (name, args, kwargs); a command's error is its result. One round
+        trip on one Redis; one per command on a Cluster (its keys sit on several nodes)."""
+        if not commands:
+            return []
+        if isinstance(self.redis, RedisCluster):
+            results: list[Any] = []
+            for name, args, kwargs in commands:
+                try:
+                    results.append(getattr(self.redis, name)(*args, **kwargs))
+                except redis.ResponseError as exc:
+                    results.append(exc)
+            return results
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name, args, kwargs in commands:
+                getattr(pipe, name)(*args, **kwargs)
+            return list(pipe.execute(raise_on_error=False))
+
     def ensure_group(self, group: str, start: str = "0") -> None:
         """Create consumer group ``group`` on every shard (and the shard), if missing."""
         for shard in range(self.shards):

@@ -7,24 +7,29 @@ PING and accept a write; on a Cluster every master must be reachable, report
 Sentinels name must answer, say ``role:master`` and accept a write. A write refused (OOM,
 READONLY) is a failure. The writes are a short-TTL key under the configured prefix. Flows: at
 least one must serve; each refused file gets a ``degraded:`` line with its path, its first
-problem and, when it had loaded before, the version that still serves in its place. The
-answer is 503 when a check fails, else 200 (with the ``degraded:`` lines, if any).
+problem and, when it had loaded before, the version that still serves in its place. A consumer
+of the event stream (the history writer, the handoff webhook, the outbox relay of texts and
+emails) more than a minute behind gets a ``degraded:`` line too. The answer is 503 when a check
+fails, else 200 (with the ``degraded:`` lines, if any).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
+from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_client import Topology, cluster_of, topology_of
 from context.redis_errors import is_store_unavailable
 from ivr.catalog import Catalog
 
 HEALTH_TTL_MS = 10_000
+CONSUMER_LAG = 60.0  # seconds a consumer of the event stream may be behind before it is said
 MESSAGE_LIMIT = 200
 _SLOT_SEARCH = 100_000  # tags tried to find a key in a master's slots (a few hundred suffice)
 
@@ -58,8 +63,16 @@ class Report:
         return "".join(f"{c}\n" for c in self.checks)
 
 
-def report(connection: Any, keys: Keys, catalog: Catalog, unshared: bool = False) -> Report:
-    """Run every check. ``unshared``: the store is the in-process stand-in, unfit to serve."""
+def report(
+    connection: Any,
+    keys: Keys,
+    catalog: Catalog,
+    unshared: bool = False,
+    stream: EventStream | None = None,
+    consumers: Mapping[str, str] | None = None,
+) -> Report:
+    """Run every check. ``unshared``: the store is the in-process stand-in, unfit to serve;
+    ``consumers`` (group → what it is) are the event stream's consumers to report on."""
     if unshared:
         store = [
             Check(
@@ -70,7 +83,29 @@ def report(connection: Any, keys: Keys, catalog: Catalog, unshared: bool = False
         ]
     else:
         store = check_store(connection, keys)
-    return Report([*store, *check_flows(catalog)])
+    behind = check_consumers(stream, consumers) if stream is not None and consumers else []
+    return Report([*store, *check_flows(catalog), *behind])
+
+
+def check_consumers(stream: EventStream, consumers: Mapping[str, str]) -> list[Check]:
+    """A ``degraded:`` line for each consumer of the event stream that is more than
+    :data:`CONSUMER_LAG` seconds behind (its worker stopped, or what it writes to is down).
+    Webhooks do not wait on consumers, so this never fails the check; nor does Redis being
+    down, which the store's line says already."""
+    try:
+        ages = stream.behind(list(consumers))
+    except Exception:  # the store's check reports Redis; this line has nothing to add
+        return []
+    return [
+        Check(
+            "degraded",
+            True,
+            f"the {consumers[group]} is {age:.0f} s behind on the event stream (is "
+            "`flask --app app worker` running, and what it writes to answering?)",
+        )
+        for group, age in ages.items()
+        if age > CONSUMER_LAG
+    ]
 
 
 def check_store(connection: Any, keys: Keys) -> list[Check]:

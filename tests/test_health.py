@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -211,3 +212,26 @@ def test_sentinel_naming_a_replica_is_a_failure(
     assert lines[0] == (
         f"redis: FAIL: sentinel master {SERVICE!r} at {HOST}:{port} says role:slave, not role:master"
     )
+
+
+def test_a_consumer_of_the_event_stream_that_fell_behind_degrades_but_serves(app: Flask) -> None:
+    stream = app.extensions["omnivoice.events"]
+    key = stream.keys.events(0)
+    stream.ensure_group("history")  # a history writer ran once, then stopped
+    minutes_ago = int((time.time() - 150) * 1000)
+    stream.redis.xadd(key, {"e": b"{}"}, id=f"{minutes_ago}-0")
+    status, lines = health(app)
+    assert status == 200
+    [line] = [line for line in lines if line.startswith("degraded: the history writer")]
+    assert " s behind on the event stream" in line and "flask --app app worker" in line
+    seconds = int(line.split(" is ")[1].split(" s ")[0])
+    assert 140 <= seconds <= 400
+    stream.redis.xreadgroup("history", "w1", {key: ">"}, count=10)  # caught up again
+    assert not [line for line in health(app)[1] if "behind" in line]
+
+
+def test_a_consumer_that_never_ran_is_not_reported(app: Flask) -> None:
+    stream = app.extensions["omnivoice.events"]
+    minutes_ago = int((time.time() - 150) * 1000)
+    stream.redis.xadd(stream.keys.events(0), {"e": b"{}"}, id=f"{minutes_ago}-0")
+    assert not [line for line in health(app)[1] if "behind" in line]
