@@ -170,15 +170,9 @@ class ConversationService:
                     return self._begin(params, loaded, notes)
                 notes.append(Note(EventName.SUPERSEDED_CALL_FENCED, {"step": step}))
                 return self._fenced(params, notes)
-            if loaded.reply:
-                notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
-                return Outcome(reply=loaded.reply)
-            if session.status != Status.ACTIVE:
-                return self._say_goodbye(params)
-            flow = self.versions.for_session(session)
-            if flow is None:
-                notes.append(Note(EventName.FLOW_VERSION_GONE, {"version": session.flow_version}))
-                return self._restart(params, session)
+            flow = self._standing(params, loaded, session, notes, step)
+            if isinstance(flow, Outcome):
+                return flow
             if session.waiting == Waiting.RESUME_CODE:
                 return self._code_answer(flow, session, params, notes)
             if session.step != step or not steps.answerable(session):
@@ -282,15 +276,9 @@ class ConversationService:
             session = loaded.session
             if session is None or not _owned(session, params):
                 return Outcome(reply=self.renderer.render((), params.url_root, INCOMING_STEP))
-            if loaded.reply:
-                notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
-                return Outcome(reply=loaded.reply)
-            if session.status != Status.ACTIVE:
-                return self._say_goodbye(params)
-            flow = self.versions.for_session(session)
-            if flow is None:
-                notes.append(Note(EventName.FLOW_VERSION_GONE, {"version": session.flow_version}))
-                return self._restart(params, session)
+            flow = self._standing(params, loaded, session, notes, step)
+            if isinstance(flow, Outcome):
+                return flow
             if session.step != step or session.waiting != Waiting.RECORDING:
                 # Not the recording this session waits for: nothing moves.
                 return Outcome(reply=self.renderer.render((), params.url_root, INCOMING_STEP))
@@ -503,6 +491,23 @@ class ConversationService:
             self.versions.store_failed()  # it may come back empty: publish versions again
             raise
         raise SessionContention(params.contact_id)
+
+    def _standing(
+        self, params: Inbound, loaded: Loaded, session: Session, notes: list[Note], step: int
+    ) -> Outcome | Flow:
+        """What a webhook of the session's own call meets before its flow steps: the reply
+        already sent (a retried request), a goodbye (the session ended), a fresh start (its flow
+        version is gone); else the session's flow."""
+        if loaded.reply:
+            notes.append(Note(EventName.DUPLICATE_WEBHOOK, {"step": step}))
+            return Outcome(reply=loaded.reply)
+        if session.status != Status.ACTIVE:
+            return self._say_goodbye(params)
+        flow = self.versions.for_session(session)
+        if flow is None:
+            notes.append(Note(EventName.FLOW_VERSION_GONE, {"version": session.flow_version}))
+            return self._restart(params, session)
+        return flow
 
     def _begin(self, params: Inbound, loaded: Loaded, notes: list[Note]) -> Outcome:
         """The first turn of a call: fresh, or resumed by :func:`ivr.resume.plan`.
