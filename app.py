@@ -141,6 +141,10 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "EVENT_STREAM_SHARDS": _number(
             environ, "EVENT_STREAM_SHARDS", "8", int, above=0, below=1025
         ),
+        # The worker's history writer gives way to webhooks on a shared box (see the worker).
+        "HISTORY_WRITER_NICE": _number(
+            environ, "HISTORY_WRITER_NICE", "10", int, above=-1, below=20
+        ),
         "HANDOFF_TTL": _number(environ, "HANDOFF_TTL", str(7 * 86400), int, above=0),
         # Checked (with the secret) when the app is built: see conversation.handoff_webhooks.
         "HANDOFF_WEBHOOK_URL": environ.get("HANDOFF_WEBHOOK_URL") or None,

@@ -5,7 +5,8 @@ A consumer says what one pass does (:meth:`StreamLoop.run_once`: read, handle, a
 number of entries finished). :meth:`StreamLoop.drain` runs passes until one finds nothing (tests,
 ``flask --app app worker --once``); :meth:`StreamLoop.run` runs them until told to stop, pausing
 when caught up, and never dies: a failure (Redis or SQL down, anything else) is logged once, the
-loop backs off (doubling, up to 10 s) and says so when it works again.
+loop backs off (doubling, up to 10 s) and says so when it works again. A consumer may ask for a
+pause after a pass that did something (:meth:`StreamLoop.linger`), to let its next batch fill.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ class StreamLoop:
     def run_once(self) -> int:
         """One pass; the number of entries finished with."""
         raise NotImplementedError
+
+    def linger(self, done: int) -> float:
+        """Seconds to wait after a pass that finished ``done`` entries (at least one) before the
+        next: none, so a consumer keeps up entry by entry; a consumer whose passes cost more
+        than their entries (the history writer) waits for a fuller batch."""
+        return 0.0
 
     def failure(self, exc: Exception) -> str:
         """What the log says of a failed pass."""
@@ -65,3 +72,5 @@ class StreamLoop:
             pause = rest
             if not done:
                 stop.wait(rest)
+            elif (wait := self.linger(done)) > 0:
+                stop.wait(wait)

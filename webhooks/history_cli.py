@@ -13,6 +13,7 @@ erase SUBJECT`` deletes it (see :mod:`context.history.rights`).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -92,7 +93,11 @@ def worker(once: bool) -> None:
     if jobs is not None and not jobs.running:
         jobs.start()
         click.echo("job queue (outbox relay and message worker) running")
-    click.echo(f"history writer {writer.consumer} running")
+    nice = int(current_app.config.get("HISTORY_WRITER_NICE", 0))
+    if nice:
+        # Linux keeps a nice value per thread: only this one (the writer, started last) yields.
+        os.nice(nice)
+    click.echo(f"history writer {writer.consumer} running (nice {nice})")
     writer.run(stop)
     if beside is not None:
         beside.close()

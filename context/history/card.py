@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import BindParameter, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from context.history.models import (
@@ -35,34 +35,19 @@ NOTES = 5  # the latest agents' notes a card carries (the next handoff shows the
 CARD_TTL = 30 * 86400
 
 
-def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str], dict[str, Any]]]:
-    """The cards of ``customer_ids``, each with the caller keys it is kept under.
+# The five queries, built once: each card rebuild only binds the customers' ids.
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
 
-    Five queries whatever the number of customers: the customers, their identities, their
-    latest contacts (a window over each customer's interactions), the conversations those
-    contacts belong to or that are still open, and the latest notes agents wrote.
-    """
-    ids = sorted(set(customer_ids))
-    if not ids:
-        return []
-    people = {
-        row.id: row
-        for row in db.execute(
-            select(Customer.id, Customer.display_name, Customer.language, Customer.time_zone).where(
-                Customer.id.in_(ids), Customer.merged_into_id.is_(None)
-            )
-        )
-    }
-    callers: dict[int, list[str]] = defaultdict(list)
-    shared: dict[int, list[str]] = defaultdict(list)
-    for row in db.execute(
-        select(Identity.customer_id, Identity.value, Identity.shared).where(
-            Identity.customer_id.in_(list(people)), Identity.kind != IdentityKind.EMAIL.value
-        )
-    ):
-        callers[row.customer_id].append(row.value)
-        if row.shared:
-            shared[row.customer_id].append(row.value)
+_PEOPLE = select(Customer.id, Customer.display_name, Customer.language, Customer.time_zone).where(
+    Customer.id.in_(_IDS), Customer.merged_into_id.is_(None)
+)
+
+_CALLERS = select(Identity.customer_id, Identity.value, Identity.shared).where(
+    Identity.customer_id.in_(_IDS), Identity.kind != IdentityKind.EMAIL.value
+)
+
+
+def _latest_contacts() -> Select[Any]:
     rank = (
         func.row_number()
         .over(
@@ -86,31 +71,74 @@ def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str],
             Interaction.last_node,
             rank,
         )
-        .where(Interaction.customer_id.in_(list(people)))
+        .where(Interaction.customer_id.in_(_IDS))
         .subquery()
     )
+    return select(ranked).where(ranked.c.rank <= CONTACTS).order_by(ranked.c.rank)
+
+
+_CONTACTS = _latest_contacts()
+
+_CONVERSATIONS = select(
+    Conversation.id,
+    Conversation.ref,
+    Conversation.customer_id,
+    Conversation.topic,
+    Conversation.status,
+    Conversation.opened_at,
+    Conversation.last_activity_at,
+).where(
+    Conversation.customer_id.in_(_IDS),
+    or_(
+        Conversation.status != ConversationStatus.CLOSED.value,
+        Conversation.id.in_(bindparam("referenced", expanding=True)),
+    ),
+)
+
+
+def _latest_notes() -> Select[Any]:
+    rank = (
+        func.row_number()
+        .over(partition_by=Interaction.customer_id, order_by=(Event.at.desc(), Event.id.desc()))
+        .label("rank")
+    )
+    ranked = (
+        select(Interaction.customer_id, Interaction.contact_sid, Event.at, Event.data, rank)
+        .join(Interaction, Interaction.id == Event.interaction_id)
+        .where(Interaction.customer_id.in_(_IDS), Event.kind == EventName.AGENT_NOTE.value)
+        .subquery()
+    )
+    return select(ranked).where(ranked.c.rank <= NOTES).order_by(ranked.c.rank)
+
+
+_NOTES = _latest_notes()
+
+
+def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str], dict[str, Any]]]:
+    """The cards of ``customer_ids``, each with the caller keys it is kept under.
+
+    Five queries whatever the number of customers: the customers, their identities, their
+    latest contacts (a window over each customer's interactions), the conversations those
+    contacts belong to or that are still open, and the latest notes agents wrote.
+    """
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return []
+    people = {row.id: row for row in db.execute(_PEOPLE, {"ids": ids})}
+    callers: dict[int, list[str]] = defaultdict(list)
+    shared: dict[int, list[str]] = defaultdict(list)
+    for row in db.execute(_CALLERS, {"ids": list(people)}):
+        callers[row.customer_id].append(row.value)
+        if row.shared:
+            shared[row.customer_id].append(row.value)
     contacts: dict[int, list[Any]] = defaultdict(list)
-    for row in db.execute(select(ranked).where(ranked.c.rank <= CONTACTS).order_by(ranked.c.rank)):
+    for row in db.execute(_CONTACTS, {"ids": list(people)}):
         contacts[row.customer_id].append(row)
     referenced = {row.conversation_id for rows in contacts.values() for row in rows}
     conversations = {
         row.id: row
         for row in db.execute(
-            select(
-                Conversation.id,
-                Conversation.ref,
-                Conversation.customer_id,
-                Conversation.topic,
-                Conversation.status,
-                Conversation.opened_at,
-                Conversation.last_activity_at,
-            ).where(
-                Conversation.customer_id.in_(list(people)),
-                or_(
-                    Conversation.status != ConversationStatus.CLOSED.value,
-                    Conversation.id.in_(referenced),
-                ),
-            )
+            _CONVERSATIONS, {"ids": list(people), "referenced": sorted(referenced)}
         )
     }
     notes = _notes(db, list(people))
@@ -127,25 +155,8 @@ def build_all(db: Session, customer_ids: Iterable[int]) -> list[tuple[list[str],
 
 def _notes(db: Session, customer_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     """The latest notes agents wrote about each customer (newest first), one query."""
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=Interaction.customer_id,
-            order_by=(Event.at.desc(), Event.id.desc()),
-        )
-        .label("rank")
-    )
-    ranked = (
-        select(Interaction.customer_id, Interaction.contact_sid, Event.at, Event.data, rank)
-        .join(Interaction, Interaction.id == Event.interaction_id)
-        .where(
-            Interaction.customer_id.in_(customer_ids),
-            Event.kind == EventName.AGENT_NOTE.value,
-        )
-        .subquery()
-    )
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in db.execute(select(ranked).where(ranked.c.rank <= NOTES).order_by(ranked.c.rank)):
+    for row in db.execute(_NOTES, {"ids": customer_ids}):
         data = row.data if isinstance(row.data, dict) else {}
         found[row.customer_id].append(
             {
