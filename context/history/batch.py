@@ -14,10 +14,10 @@ rest of the history.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import orjson
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -44,10 +44,34 @@ from ivr.states import EventName, Status
 NO_ANSWER = {"busy", "no-answer", "failed", "canceled"}
 
 
-@dataclass(slots=True)
-class _Conversation:
-    """A conversation row as the batch sees it; :meth:`changes` is what to write back."""
+class _Row:
+    """A row as the batch sees it: :meth:`changes` is what to write back (the columns whose
+    values differ from those it was read or made with)."""
 
+    columns: ClassVar[tuple[str, ...]]
+    id: int
+    customer_id: int | None
+    loaded: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        self.loaded = tuple(getattr(self, name) for name in self.columns)
+
+    def adopt(self, customer_id: int | None) -> None:
+        """A row made before its customer was known belongs to them now."""
+        if self.customer_id is None and customer_id is not None:
+            self.customer_id = customer_id
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for name, before in zip(self.columns, self.loaded, strict=True)
+            if getattr(self, name) != before
+        }
+
+
+@dataclass
+class _Conversation(_Row):
+    columns: ClassVar[tuple[str, ...]] = ("customer_id", "status", "topic", "last_activity_at")
     id: int
     customer_id: int | None
     status: str
@@ -55,14 +79,12 @@ class _Conversation:
     last_activity_at: datetime
     loaded: tuple[Any, ...] = field(default=(), repr=False)
 
-    def changes(self) -> dict[str, Any]:
-        return _changes(self, _CONVERSATION_COLUMNS)
 
-
-@dataclass(slots=True)
-class _Interaction:
-    """An interaction row as the batch sees it; :meth:`changes` is what to write back."""
-
+@dataclass
+class _Interaction(_Row):
+    columns: ClassVar[tuple[str, ...]] = (
+        "customer_id", "last_node", "ended_at", "outcome", "agent", "summary",
+    )  # fmt: skip
     id: int
     customer_id: int | None
     last_node: str | None = None
@@ -71,25 +93,6 @@ class _Interaction:
     agent: str | None = None
     summary: str | None = None
     loaded: tuple[Any, ...] = field(default=(), repr=False)
-
-    def changes(self) -> dict[str, Any]:
-        return _changes(self, _INTERACTION_COLUMNS)
-
-
-_CONVERSATION_COLUMNS = ("customer_id", "status", "topic", "last_activity_at")
-_INTERACTION_COLUMNS = ("customer_id", "last_node", "ended_at", "outcome", "agent", "summary")
-
-
-def _loaded(row: _Conversation | _Interaction, columns: tuple[str, ...]) -> None:
-    row.loaded = tuple(getattr(row, name) for name in columns)
-
-
-def _changes(row: _Conversation | _Interaction, columns: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        name: getattr(row, name)
-        for name, before in zip(columns, row.loaded, strict=True)
-        if getattr(row, name) != before
-    }
 
 
 # The batch's look-ups, built once: a batch only binds its values.
@@ -312,17 +315,13 @@ class Batch:
                 found.id, found.customer_id, found.status, found.topic,
                 _aware(found.last_activity_at),
             )  # fmt: skip
-            _loaded(conversation, _CONVERSATION_COLUMNS)
-            if conversation.customer_id is None and customer_id is not None:
-                conversation.customer_id = customer_id
+            conversation.adopt(customer_id)
             self.conversations[ref] = conversation
         made = _insert_returning(self.db, Conversation, [values for _, values in new])
         for row_id, (ref, values) in zip(made, new, strict=True):
-            conversation = _Conversation(
+            self.conversations[ref] = _Conversation(
                 row_id, values["customer_id"], values["status"], None, values["last_activity_at"]
             )
-            _loaded(conversation, _CONVERSATION_COLUMNS)
-            self.conversations[ref] = conversation
 
     def _interactions(self, fresh: list[tuple[str, dict[str, Any]]]) -> None:
         first: dict[str, dict[str, Any]] = {}
@@ -360,19 +359,16 @@ class Batch:
                 row.id, row.customer_id, row.last_node, _aware_or_none(row.ended_at),
                 row.outcome, row.agent, row.summary,
             )  # fmt: skip
-            _loaded(interaction, _INTERACTION_COLUMNS)
-            if interaction.customer_id is None and customer_id is not None:
-                interaction.customer_id = customer_id
+            interaction.adopt(customer_id)
             self.interactions[sid] = interaction
         made = _insert_returning(self.db, Interaction, [values for _, values in new])
         for row_id, (sid, values) in zip(made, new, strict=True):
-            interaction = _Interaction(row_id, values["customer_id"])
-            _loaded(interaction, _INTERACTION_COLUMNS)
-            self.interactions[sid] = interaction
+            self.interactions[sid] = _Interaction(row_id, values["customer_id"])
 
     def _write_back(self) -> None:
         """What the events changed on their conversations and interactions: one ``UPDATE`` per
         table and set of changed columns."""
+        rows: Iterable[_Row]
         for model, rows in (
             (Conversation, self.conversations.values()),
             (Interaction, self.interactions.values()),
