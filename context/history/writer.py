@@ -95,8 +95,9 @@ class HistoryWriter(StreamLoop):
         if not self._group_ready:
             self.stream.ensure_group(GROUP)
             self._group_ready = True
-        # ``batch`` in all, spread over the shards: a batch is committed (and its events seen)
-        # only once all of it is written, so a smaller one keeps the lag short.
+        # ``batch`` in all, spread over the shards. A batch is committed (and its events seen)
+        # only once all of it is written; a full shard's share means more is waiting, and the
+        # next pass starts at once (see :meth:`linger`).
         per_shard = max(1, self.batch // self.stream.shards)
         self._passed_at = time.monotonic()
         entries: list[Entry] = []
