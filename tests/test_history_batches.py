@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
-from context.history import database
+from context.history import card, database
 from context.history.batch import insert_events
 from context.history.models import Event, Interaction
 from context.stream_loop import StreamLoop
@@ -232,3 +232,27 @@ def test_the_worker_writer_runs_at_the_configured_nice_and_its_other_threads_do_
         worker.wait(10)
         if worker.stdout is not None:
             worker.stdout.close()
+
+
+# ---- look-ups that must not read whole tables ---------------------------------------------
+@single
+def test_the_cards_lookups_of_notes_and_identities_can_use_their_indexes(
+    app: Flask,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    pg = database.open_engine(postgres_url)
+    database.upgrade(pg)
+    a_call(app)
+    writer_for(app, pg).drain()
+    plans = {}
+    with pg.connect() as connection:
+        connection.execute(sa.text("SET enable_seqscan = off"))  # tiny tables: ask for indexes
+        for name, statement in (("notes", card._NOTES), ("callers", card._CALLERS)):
+            compiled = statement.params(ids=[1, 2]).compile(
+                dialect=pg.dialect, compile_kwargs={"literal_binds": True}
+            )
+            rows = connection.execute(sa.text(f"EXPLAIN {compiled}")).scalars()
+            plans[name] = "\n".join(rows)
+    pg.dispose()
+    assert "ix_events_agent_notes" in plans["notes"], plans["notes"]
+    assert "ix_identities_customer" in plans["callers"], plans["callers"]

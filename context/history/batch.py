@@ -133,9 +133,13 @@ class Batch:
         self.interactions: dict[str, _Interaction] = {}
         self.touched: set[int] = set()
 
-    def record(self, entries: Sequence[Entry]) -> None:
+    def record(self, entries: Sequence[Entry], replayed: bool = True) -> None:
+        """Write ``entries``; ``replayed=False`` says none of them can be in SQL yet (the
+        stream gave them to this group for the first time), so the look-up of ids already
+        written is skipped: a row there anyway fails the batch on the unique stream id, and
+        it is written again as a replay."""
         ids = [entry.sse_id for entry in entries]
-        written = set(self.db.scalars(_WRITTEN, {"ids": ids}))
+        written = set(self.db.scalars(_WRITTEN, {"ids": ids})) if replayed else set()
         fresh: list[tuple[str, dict[str, Any]]] = []
         again: set[str] = set()
         for entry in entries:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -120,6 +120,7 @@ class Identity(Base):
     __table_args__ = (
         UniqueConstraint("kind", "value", name="uq_identities_kind_value"),
         Index("ix_identities_value", "value"),
+        Index("ix_identities_customer", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -206,6 +207,13 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("stream_id", name="uq_events_stream_id"),
         Index("ix_events_interaction_at", "interaction_id", "at"),
+        # the notes a customer card carries, found without reading every event
+        Index(
+            "ix_events_agent_notes",
+            "interaction_id",
+            postgresql_where=text("kind = 'agent_note'"),
+            sqlite_where=text("kind = 'agent_note'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -110,13 +110,14 @@ class HistoryWriter(StreamLoop):
             entries = self.stream.claim(
                 GROUP, self.consumer, int(self.claim_after * 1000), per_shard
             )
+        replayed = bool(entries)  # given to a consumer before: some may be in SQL already
         if not entries:
             entries = self.stream.read(GROUP, self.consumer, per_shard)
         shards = Counter(entry.shard for entry in entries)
         self._full = bool(shards) and max(shards.values()) >= per_shard
         if entries:
             try:
-                self._write(entries)
+                self._write(entries, replayed)
                 self.stream.ack(GROUP, entries)
             except Exception:
                 self._own_pending = True  # read them again, from this consumer's pending list
@@ -137,12 +138,12 @@ class HistoryWriter(StreamLoop):
         return _reason(exc)
 
     # ---- writing ----------------------------------------------------------------------------
-    def _write(self, entries: Sequence[Entry]) -> None:
+    def _write(self, entries: Sequence[Entry], replayed: bool = True) -> None:
         for attempt in range(2):
             try:
                 with self.sessions.begin() as db:
                     batch = Batch(db)
-                    batch.record(entries)
+                    batch.record(entries, replayed or attempt > 0)
                     # In the batch's transaction (it sees the batch's rows), kept after commit.
                     cards = card.build_all(db, batch.touched)
                 self._store_cards(cards)
@@ -150,7 +151,9 @@ class HistoryWriter(StreamLoop):
             except IntegrityError:
                 if attempt:  # not a race with another writer: a real fault
                     raise
-                log.info("history batch raced another writer; writing what is left")
+                log.info(
+                    "history batch raced another writer (or was written before); writing what is left"
+                )
 
     def _store_cards(self, cards: list[tuple[list[str], dict[str, Any]]]) -> None:
         """Keep the cards of the customers a batch touched, under each of their caller keys.
