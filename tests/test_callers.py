@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from context.callers import _parsed_e164, identify, masked, to_e164
+from context.callers import _NANP_E164, _parsed_e164, identify, masked, to_e164
 from context.keys import Keys
 from simulator import Call, FlaskTransport
 from tests.conftest import AUTH_TOKEN
@@ -201,6 +201,15 @@ def test_the_north_american_fast_path_equals_phonenumbers(number: str) -> None:
 @pytest.mark.parametrize("number", ["+12125550100", "+18005550199", "+19999999999", "+12002000000"])
 def test_the_fast_path_s_edge_numbers_equal_phonenumbers(number: str) -> None:
     assert to_e164(number) == _parsed_e164(number, "US")
+
+
+def test_the_benchmarks_callers_are_numbers_a_network_assigns_and_take_the_fast_path() -> None:
+    from bench.callers import new_caller
+
+    numbers = [new_caller() for _ in range(5000)]
+    assert len(set(numbers)) == len(numbers)
+    assert all(_NANP_E164.fullmatch(number) for number in numbers)  # as Twilio sends them
+    assert all(_parsed_e164(number, "US") == number for number in numbers[::100])
 
 
 # ---- distinct identities, distinct keys -----------------------------------------------------
