@@ -4,5 +4,5 @@ Redis holds the live session; this package holds what must last. :mod:`.models` 
 :mod:`.database` opens them (SQLite file by default, PostgreSQL in production) and runs the
 Alembic migrations, :mod:`.customers` resolves a contact's identity to one customer, and
 :mod:`.writer` is the history writer: it reads the event stream with a consumer group and
-records it in batches, so a webhook never waits on SQL.
+records it in batches (:mod:`.batch` writes one), so a webhook never waits on SQL.
 """
