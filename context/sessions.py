@@ -32,6 +32,7 @@ import redis
 from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_client import socket_timeout_of
+from context.redis_direct import commands_for
 from context.redis_errors import STORE_UNAVAILABLE, describe, is_store_unavailable, masked_keys
 from context.sealing import Sealer
 from context.session_documents import SessionCodec
@@ -194,6 +195,7 @@ class SessionStore:
         sealer: Sealer | None = None,
     ) -> None:
         self.redis = connection
+        self._send = commands_for(connection)  # the two scripts per webhook, sent directly
         self.keys = keys or Keys()
         self.ttl = ttl
         self.reply_ttl = reply_ttl
@@ -392,9 +394,9 @@ class SessionStore:
 
     def _script(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
         """Run a Lua script by its SHA in one command."""
-        # execute_command: redis-py's evalsha() wrapper costs more than the command's own work.
+        # Not redis-py's evalsha(), nor its execute_command: see context.redis_direct.
         command = ("EVALSHA", self._sha[source], len(keys), *keys, *args)
-        return self._with_script(source, lambda: self.redis.execute_command(*command))
+        return self._with_script(source, lambda: self._send(*command))
 
     def _with_script(self, source: str, send: Callable[[], _T]) -> _T:
         """``send()``; if Redis does not know the script (yet, or after a restart or failover),

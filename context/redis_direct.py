@@ -1,0 +1,98 @@
+"""The session store's two commands per webhook, sent without redis-py's per-command machinery.
+
+A webhook makes two round trips, the load and the save script. Through ``Redis.execute_command``
+each costs about three times the CPU of the command's own send and read: the retry wrapper,
+the operation metrics redis-py records, and the pool's checks on every checkout (a lock, and a
+``poll`` of the socket for stray data). :class:`DirectCommands` keeps connections of its own,
+made by the client's pool (so with its settings: address, timeouts, TLS, password, and for
+Sentinel the master discovery), and sends on them directly:
+
+- A connection goes back to the idle list only after a complete reply (an error reply
+  included), so it can never hold stray data and needs no check on the way out.
+- A connection error or timeout closes the connection, and the command is sent once more on
+  a fresh one, as the client's own retry does (``Retry(NoBackoff(), 1)``, see
+  :mod:`context.redis_client`); the second failure is raised, as the client raises it.
+- Its connections are checked out of the client's pool once and kept: the pool counts them in
+  use, so closing the client (``pool.disconnect()``) closes them too, and a broken one goes back
+  to the pool, closed. After a fork the child forgets its parent's connections.
+
+Replies come back as Redis sent them, without the client's response callbacks: the same as the
+client gives for ``EVAL``/``EVALSHA``, which have none (a ``PING`` here is ``b"PONG"``, not
+``True``). The store sends only its scripts this way.
+
+Only a plain :class:`redis.Redis` on a connection pool gets it (one server or a
+Sentinel-managed master); anything else (a Cluster client, the embedded stand-in) is sent
+through its own ``execute_command``: see :func:`commands_for`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.connection import Connection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+_RETRIED = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class DirectCommands:
+    """Send commands on idle connections of the client's pool settings; see the module."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def __call__(self, *args: Any) -> Any:
+        """Send ``args`` as one command; its reply (an error reply is raised)."""
+        try:
+            return self._once(args)
+        except _RETRIED:
+            return self._once(args)  # the one retry, on a fresh connection
+
+    def _once(self, args: tuple[Any, ...]) -> Any:
+        connection = self._take()
+        try:
+            connection.send_command(*args)
+            reply = connection.read_response()
+        except ResponseError:
+            self._give(connection)  # the reply was read whole: the connection is clean
+            raise
+        except BaseException:
+            connection.disconnect()  # whatever it holds now cannot be trusted
+            self.pool.release(connection)
+            raise
+        self._give(connection)
+        return reply
+
+    def _take(self) -> Connection:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child must not share its parent's sockets
+                self._idle.clear()
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return self.pool.get_connection()  # connected, and counted in use by the pool
+
+    def _give(self, connection: Connection) -> None:
+        with self._lock:
+            self._idle.append(connection)
+
+
+def commands_for(client: Any) -> Callable[..., Any]:
+    """How to send a command on ``client``: :class:`DirectCommands` for a plain Redis client,
+    else its own ``execute_command``."""
+    if type(client) is redis.Redis and isinstance(client.connection_pool, ConnectionPool):
+        return DirectCommands(client.connection_pool)
+
+    def send(*args: Any) -> Any:  # looked up when sent: a lazy Cluster client connects then
+        return client.execute_command(*args)
+
+    return send
