@@ -10,11 +10,12 @@ Sentinel the master discovery), and sends on them directly:
 - A connection goes back to the idle list only after a complete reply (an error reply
   included), so it can never hold stray data and needs no check on the way out.
 - A connection error or timeout closes the connection, and the command is sent once more on
-  a fresh one, as the client's own retry does (``Retry(NoBackoff(), 1)``, see
-  :mod:`context.redis_client`); the second failure is raised, as the client raises it.
+  it, reconnected (for Sentinel, to the master it names now), as the client's own retry does
+  (``Retry(NoBackoff(), 1)``, see :mod:`context.redis_client`); a second failure is raised, as
+  the client raises it, and the closed connection goes back to the pool.
 - Its connections are checked out of the client's pool once and kept: the pool counts them in
-  use, so closing the client (``pool.disconnect()``) closes them too, and a broken one goes back
-  to the pool, closed. After a fork the child forgets its parent's connections.
+  use, so closing the client (``pool.disconnect()``) closes them too. After a fork the child
+  forgets its parent's connections.
 
 Replies come back as Redis sent them, without the client's response callbacks: the same as the
 client gives for ``EVAL``/``EVALSHA``, which have none (a ``PING`` here is ``b"PONG"``, not
@@ -52,22 +53,25 @@ class DirectCommands:
 
     def __call__(self, *args: Any) -> Any:
         """Send ``args`` as one command; its reply (an error reply is raised)."""
-        try:
-            return self._once(args)
-        except _RETRIED:
-            return self._once(args)  # the one retry, on a fresh connection
-
-    def _once(self, args: tuple[Any, ...]) -> Any:
         connection = self._take()
         try:
-            connection.send_command(*args)
-            reply = connection.read_response()
+            try:
+                connection.send_command(*args)
+                reply = connection.read_response()
+            except _RETRIED:
+                # Once more on it, as the client's retry does. connect(), not the send's own
+                # reconnect: a Sentinel-managed connection asks the Sentinels for the master
+                # only there (the send would dial the address it had).
+                connection.disconnect()
+                connection.connect()
+                connection.send_command(*args)
+                reply = connection.read_response()
         except ResponseError:
             self._give(connection)  # the reply was read whole: the connection is clean
             raise
         except BaseException:
             connection.disconnect()  # whatever it holds now cannot be trusted
-            self.pool.release(connection)
+            self.pool.release(connection)  # the pool reconnects it (asking Sentinel) if reused
             raise
         self._give(connection)
         return reply
