@@ -32,10 +32,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined
+from jinja2 import ChainableUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ivr import template_words
+from ivr.history import History
 
 
 def _spoken(value: Any) -> Any:
@@ -289,9 +291,83 @@ def compile_expression(text: str) -> Expression:
     if simple is not None:
         return simple
     try:
-        return _ENV.compile_expression(text, undefined_to_none=True)
+        full = _ENV.compile_expression(text, undefined_to_none=True)
     except TemplateSyntaxError as exc:
         raise ValueError(_syntax_error("the condition", text, exc)) from None
+    path = _false_first_path(text)
+    return full if path is None else FalseFirst(path, full)
+
+
+class FalseFirst:
+    """``A and ...`` whose ``A`` is a dotted name (``history.open_conversation.topic``): when
+    ``A`` is false, its value, read without Jinja exactly as Jinja reads it (a missing variable,
+    an attribute of ``None`` or a missing key is ``None``); else the whole expression, by Jinja.
+    A condition that asks first whether something is known then costs a caller for whom it is
+    not a few dictionary look-ups, not Jinja's set-up. What cannot be read so (a method, a
+    name starting with ``_``, an object other than a dict or :class:`~ivr.history.History`)
+    goes to Jinja too."""
+
+    __slots__ = ("full", "path")
+
+    def __init__(self, path: tuple[str, ...], full: Expression) -> None:
+        self.path = path
+        self.full = full
+
+    def __call__(self, **variables: Any) -> Any:
+        value = _dotted(self.path, variables)
+        if value is _UNREADABLE or value:
+            return self.full(**variables)
+        return value
+
+
+_UNREADABLE = object()
+
+
+def _dotted(path: tuple[str, ...], variables: Mapping[str, Any]) -> Any:
+    value = variables.get(path[0])
+    for name in path[1:]:
+        if value is None:
+            return None  # Jinja: an attribute of None, or of what is undefined, is undefined
+        if type(value) is dict:
+            if hasattr(dict, name):
+                return _UNREADABLE  # Jinja would give the dict's method
+            value = value.get(name)
+        elif type(value) is History:
+            value = getattr(value, name, _UNREADABLE)
+            if value is _UNREADABLE or callable(value):
+                return _UNREADABLE
+        else:
+            return _UNREADABLE
+    return value
+
+
+def _false_first_path(text: str) -> tuple[str, ...] | None:
+    """The dotted name ``A`` when ``text`` is ``A and ...`` (by Jinja's own parser)."""
+    if "and" not in text:
+        return None
+    try:
+        parser = Parser(_ENV, text, state="variable")
+        expression = parser.parse_expression()
+        if not parser.stream.eos:
+            return None
+    except TemplateSyntaxError:
+        return None
+    if not isinstance(expression, nodes.And):
+        return None
+    path: list[str] = []
+    left = expression.left
+    while isinstance(left, nodes.Getattr):
+        path.append(left.attr)
+        left = left.node
+    if not isinstance(left, nodes.Name) or left.ctx != "load":
+        return None
+    path.append(left.name)
+    path.reverse()
+    if path[0] in _RESERVED or path[0].lower() in _CONSTANTS:
+        return None
+    if any(name.startswith("_") for name in path):
+        return None
+    return tuple(path)
 
 
 def render(

@@ -200,6 +200,71 @@ def test_comparisons_evaluate_as_jinja_evaluates_them(
     assert templates.evaluate(templates.compile_expression(text), scope) == expected
 
 
+_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-1, 2), st.sampled_from(["", "cancelled flight"]),
+    st.just({}), st.just([]),
+)  # fmt: skip
+_NESTED = st.recursive(
+    _LEAVES,
+    lambda inner: st.dictionaries(
+        st.sampled_from(["topic", "open_conversation", "items", "get", "_x", "status"]),
+        inner,
+        max_size=3,
+    ),
+    max_leaves=6,
+)
+_CARDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "contacts": st.lists(
+            st.fixed_dictionaries({"sid": st.sampled_from(["CA1", "CA2"]), "at": st.floats(0, 9)}),
+            max_size=2,
+        ),
+        "open_conversation": st.one_of(st.none(), _NESTED),
+    },
+)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(
+    path=st.lists(
+        st.sampled_from(["history", "a", "open_conversation", "topic", "items", "_x", "status"]),
+        min_size=1,
+        max_size=4,
+    ),
+    rest=st.sampled_from(["1", "a", "history.contacts_within('24h') > 0", "b or 2", "x.y"]),
+    a=_NESTED,
+    card=st.one_of(st.none(), _CARDS),
+)
+def test_a_false_first_part_is_read_as_jinja_reads_it(
+    path: list[str], rest: str, a: Any, card: dict[str, Any] | None
+) -> None:
+    from ivr.history import scope as history_scope
+
+    text = f"{'.'.join(path)} and {rest}"
+    variables: dict[str, Any] = {"a": a, "b": 0}
+    if card is not None:
+        variables.update(history_scope(card, "CA1", 5.0))
+    jinja = _JINJA.compile_expression(text, undefined_to_none=True)
+    try:
+        expected = jinja(**variables)
+    except Exception:
+        expected = None
+    if isinstance(expected, ChainableUndefined):
+        expected = None
+    assert templates.evaluate(templates.compile_expression(text), variables) == expected
+
+
+def test_the_demos_first_condition_needs_no_jinja_for_a_caller_without_history() -> None:
+    text = "history.open_conversation.topic and history.contacts_within('24h') > 0"
+    condition = templates.compile_expression(text)
+    assert isinstance(condition, templates.FalseFirst)
+    assert evaluate(condition, {}) is None
+    assert not isinstance(templates.compile_expression("a and b or c"), templates.FalseFirst)
+    assert not isinstance(templates.compile_expression("a['b'] and c"), templates.FalseFirst)
+    assert not isinstance(templates.compile_expression("loop.index and c"), templates.FalseFirst)
+
+
 def test_simple_shapes_take_the_fast_paths_and_others_do_not() -> None:
     assert isinstance(templates.compile_template("Menu {{ n }} of 3."), templates.Substitution)
     assert not isinstance(templates.compile_template("{{ n | upper }}"), templates.Substitution)
