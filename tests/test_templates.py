@@ -178,6 +178,16 @@ def test_substitution_templates_render_as_jinja_renders_them(
     assert templates.render(templates.compile_template(text), scope) == expected.strip()
 
 
+def jinja_value(text: str, variables: dict[str, Any]) -> Any:
+    """What Jinja itself makes of expression ``text``, as :func:`templates.evaluate` reports it
+    (an error or an undefined value is ``None``)."""
+    try:
+        value = _JINJA.compile_expression(text, undefined_to_none=True)(**variables)
+    except Exception:
+        return None
+    return None if isinstance(value, ChainableUndefined) else value
+
+
 @settings(max_examples=500, deadline=None, derandomize=True)
 @given(
     name=_NAMES,
@@ -190,14 +200,7 @@ def test_comparisons_evaluate_as_jinja_evaluates_them(
     name: str, symbol: str, literal: str, spacing: str, scope: dict[str, Any]
 ) -> None:
     text = f"{spacing}{name}{spacing}{symbol}{spacing}{literal}{spacing}"
-    jinja = _JINJA.compile_expression(text, undefined_to_none=True)
-    try:
-        expected = jinja(**scope)
-    except Exception:
-        expected = None
-    if isinstance(expected, ChainableUndefined):
-        expected = None
-    assert templates.evaluate(templates.compile_expression(text), scope) == expected
+    assert templates.evaluate(templates.compile_expression(text), scope) == jinja_value(text, scope)
 
 
 _LEAVES = st.one_of(
@@ -245,13 +248,7 @@ def test_a_false_first_part_is_read_as_jinja_reads_it(
     variables: dict[str, Any] = {"a": a, "b": 0}
     if card is not None:
         variables.update(history_scope(card, "CA1", 5.0))
-    jinja = _JINJA.compile_expression(text, undefined_to_none=True)
-    try:
-        expected = jinja(**variables)
-    except Exception:
-        expected = None
-    if isinstance(expected, ChainableUndefined):
-        expected = None
+    expected = jinja_value(text, variables)
     assert templates.evaluate(templates.compile_expression(text), variables) == expected
 
 
