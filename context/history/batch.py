@@ -38,6 +38,7 @@ from context.history.models import (
     IdentityKind,
     Interaction,
     Outcome,
+    aware,
 )
 from ivr.states import EventName, Status
 
@@ -317,7 +318,7 @@ class Batch:
                 continue
             conversation = _Conversation(
                 found.id, found.customer_id, found.status, found.topic,
-                _aware(found.last_activity_at),
+                aware(found.last_activity_at),
             )  # fmt: skip
             conversation.adopt(customer_id)
             self.conversations[ref] = conversation
@@ -536,13 +537,8 @@ def _evidence(name: str, event: dict[str, Any]) -> Evidence:
     return Evidence.CALLER_ID
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time here is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _aware_or_none(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _aware(moment)
+    return None if moment is None else aware(moment)
 
 
 def _text(value: Any) -> str | None:

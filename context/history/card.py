@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BindParameter, Select, bindparam, func, literal, or_, select
@@ -27,6 +27,7 @@ from context.history.models import (
     Identity,
     IdentityKind,
     Interaction,
+    aware,
 )
 from ivr.states import EventName
 
@@ -222,5 +223,4 @@ def _card(
 
 
 def _epoch(moment: datetime) -> float:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return round(aware.timestamp(), 3)
+    return round(aware(moment).timestamp(), 3)

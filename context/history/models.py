@@ -23,6 +23,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(moment: datetime) -> datetime:
+    """``moment`` with its UTC zone: SQLite hands back naive datetimes."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 class IdentityKind(StrEnum):
     """How a customer can be reached or recognised."""
 

@@ -11,13 +11,13 @@ older than the one recorded is ignored, so applying one twice, or late, changes 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from context.history import consents, customers
-from context.history.models import Consent, Evidence, IdentityKind
+from context.history.models import Consent, Evidence, IdentityKind, aware
 
 CHANNEL = "sms"
 
@@ -33,7 +33,7 @@ def apply(db: Session, number: str, granted: bool, source: str, at: datetime) ->
         )
     }
     service = rows.get(consents.SERVICE)
-    if service is not None and service.at is not None and _aware(service.at) > at:
+    if service is not None and service.at is not None and aware(service.at) > at:
         return False  # a newer STOP or START is on record: this one is old news
     changed = [service] if service is not None else []
     if not granted:  # a STOP withdraws every yes given for texts
@@ -46,8 +46,3 @@ def apply(db: Session, number: str, granted: bool, source: str, at: datetime) ->
         row.granted, row.source, row.at = granted, source[:200], at
     db.flush()
     return True
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time in the history is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
