@@ -105,6 +105,24 @@ if not ok then return {false, false, reply, 'not a session hash', known, own, no
 return {fields[1], fields[2], reply, false, known, own, now, card}
 """
 
+# A new call's first turn in one round trip (see SessionStore.start): the save, made only when
+# the load would find nothing, else the load's reply. The two scripts above run as functions
+# of their own KEYS (and ARGV), unchanged.
+# KEYS: the save's six, then the call's own session hash and the customer card
+# ARGV: the save's
+_START = f"""
+local function load(KEYS)
+{_LOAD}
+end
+local function save(KEYS, ARGV)
+{_SAVE}
+end
+if redis.call('EXISTS', KEYS[1], KEYS[7], KEYS[2], KEYS[3], KEYS[8]) == 0 then
+  return save({{KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}}, ARGV)
+end
+return load({{KEYS[1], KEYS[7], KEYS[2], KEYS[3], KEYS[8]}})
+"""
+
 _T = TypeVar("_T")
 _CONFLICT, _VERSION_MISSING, _TOO_LATE = -1, -2, -3  # the save script's refusals
 # What a script's round trip can fail with: an outage, or a script error that may be one (OOM).
@@ -170,6 +188,19 @@ class FlowPin:
     publish: bool = False
 
 
+@dataclass(frozen=True)
+class _SaveCommand:
+    """A save script's keys and arguments, and what to do once it answered."""
+
+    caller: str
+    keys: list[str]
+    args: list[Any]
+    flow: FlowPin | None
+    checked: bool  # the script checks (or publishes) the flow version
+    encoded: list[Any]  # the events, as the stream stores them
+    inline: bool  # the events ride in the script
+
+
 class SessionStore:
     """Sessions of callers in Redis, keyed by caller (see :mod:`context.callers`).
 
@@ -205,7 +236,10 @@ class SessionStore:
             socket_timeout_of(connection) if give_up_after is None else give_up_after
         )
         self.codec = SessionCodec(sealer or Sealer.ephemeral())
-        self._sha = {source: hashlib.sha1(source.encode()).hexdigest() for source in (_SAVE, _LOAD)}
+        self._sha = {
+            source: hashlib.sha1(source.encode()).hexdigest() for source in (_SAVE, _LOAD, _START)
+        }
+        self._clock: RedisClock | None = None  # Redis's clock as the latest load saw it
 
     def load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
         """One round trip: the session of ``caller`` (the call's own one, if it was set aside),
@@ -216,25 +250,38 @@ class SessionStore:
             StoreUnavailable: Redis did not answer.
             SessionCorrupt: the stored document cannot be decoded.
         """
-        key = self.keys.session(caller)
-        keys = [key]
+        keys = self._load_keys(caller, call_sid, step)
+        try:
+            found = self._script(_LOAD, keys, ())
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("loading", keys[0], exc) from None
+        return self._loaded(keys, found)
+
+    def _load_keys(self, caller: str, call_sid: str | None, step: int | None) -> list[str]:
+        """The load script's keys: the session, then (with a call) the call's own session,
+        then (with a step) the reply cached for it, the call marker and the customer card."""
+        keys = [self.keys.session(caller)]
         if call_sid is not None:
             keys.append(self.keys.call_session(caller, call_sid))
             if step is not None:
                 keys.append(self.keys.reply(caller, call_sid, step))
                 keys.append(self.keys.call(caller, call_sid))
                 keys.append(self.keys.card(caller))
-        try:
-            seq_raw, doc_raw, reply, problem, known, own, now, card = self._script(_LOAD, keys, ())
-        except _STORE_OR_SCRIPT_ERRORS as exc:
-            raise _store_error("loading", key, exc) from None
+        return keys
+
+    def _loaded(self, keys: list[str], found: Any) -> Loaded:
+        """What the load script's reply ``found`` (for ``keys``) says."""
+        seq_raw, doc_raw, reply, problem, known, own, now, card = found
         clock = RedisClock.of(now)
+        if clock is not None:
+            self._clock = clock
+        key = keys[0]
         source = keys[1] if own else key
         if problem:
             raise SessionCorrupt(_safe(source), _text(problem) or "unreadable", own=bool(own))
-        found = _card(card)
+        customer_card = _card(card)
         if seq_raw is None and doc_raw is None:
-            return Loaded(None, 0, call_known=bool(known), clock=clock, card=found)
+            return Loaded(None, 0, call_known=bool(known), clock=clock, card=customer_card)
         try:
             session = self.codec.decode(_safe(source), doc_raw)
         except SessionCorrupt as exc:
@@ -247,8 +294,13 @@ class SessionStore:
             bool(known),
             bool(own),
             clock,
-            found,
+            customer_card,
         )
+
+    @property
+    def clock(self) -> RedisClock | None:
+        """Redis's clock as this store's latest load saw it (``None`` before the first)."""
+        return self._clock
 
     def load_parked(self, caller: str, flow: str) -> Loaded:
         """The progress ``caller`` made in ``flow`` before calling another flow's number, with
@@ -318,6 +370,73 @@ class SessionStore:
             StoreUnavailable: Redis did not answer in time, or refused a save that reached it
                 after the client had given up on it (nothing was written).
         """
+        command = self._save_command(
+            session, expected_seq, reply, reply_step, mark_call, events, flow, own, set_aside,
+            clock, park, parked,
+        )  # fmt: skip
+        try:
+            seq = int(self._script(_SAVE, command.keys, command.args))
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("saving", command.keys[0], exc) from None
+        return self._saved(command, seq)
+
+    def start(
+        self,
+        session: Session,
+        reply: str,
+        reply_step: int,
+        events: Sequence[Mapping[str, Any]] = (),
+        flow: FlowPin | None = None,
+        clock: RedisClock | None = None,
+    ) -> Saved | Loaded | None:
+        """A new call's first turn in one round trip: save ``session`` (with its ``reply``, the
+        call marker and ``events``, as :meth:`save` with ``expected_seq`` 0 and ``mark_call``)
+        only if the load of its call would find nothing at all: no session of the caller, none
+        of the call's own, no reply cached for ``reply_step``, no call marker, no customer card.
+
+        Returns the :class:`Saved` save, or, when something was there, what :meth:`load` of
+        the call at ``reply_step`` would have returned: the caller then gets the turn that what
+        is stored calls for, saved as usual. ``None``: nothing was written and nothing was
+        read, so the first turn takes the usual way (a load, then a save); that happens when
+        the save reached Redis after its deadline by ``clock``, Redis's clock as an earlier
+        load saw it (:attr:`clock`), which a failover to a server whose clock differs can make
+        wrong.
+
+        Raises:
+            StoreUnavailable: Redis did not answer in time.
+            SessionCorrupt: something was there, and the stored document cannot be decoded.
+        """
+        command = self._save_command(
+            session, 0, reply, reply_step, True, events, flow, False, None, clock, None, False
+        )
+        load_keys = self._load_keys(session.caller, session.call_sid, reply_step)
+        keys = [*command.keys, load_keys[1], load_keys[4]]
+        try:
+            found = self._script(_START, keys, command.args)
+        except _STORE_OR_SCRIPT_ERRORS as exc:
+            raise _store_error("starting", command.keys[0], exc) from None
+        if isinstance(found, list):
+            return self._loaded(load_keys, found)
+        if int(found) == _TOO_LATE:  # by a clock an earlier load saw: the usual way reads it anew
+            return None
+        return self._saved(command, int(found))
+
+    def _save_command(
+        self,
+        session: Session,
+        expected_seq: int,
+        reply: str | None,
+        reply_step: int | None,
+        mark_call: bool,
+        events: Sequence[Mapping[str, Any]],
+        flow: FlowPin | None,
+        own: bool,
+        set_aside: str | None,
+        clock: RedisClock | None,
+        park: str | None,
+        parked: bool,
+    ) -> _SaveCommand:
+        """The save script's keys and arguments (see :meth:`save`)."""
         if parked:
             key = self.keys.flow_session(session.caller, session.flow_id)
         elif own:
@@ -357,28 +476,34 @@ class SessionStore:
         if inline:
             assert stream is not None
             args += [stream.maxlen, stream.ttl, *encoded]
-        published = False
+        if checked:
+            assert flow is not None
+            args[9:11] = ["publish", flow.source] if flow.publish else ["check", ""]
+        return _SaveCommand(session.caller, keys, args, flow, checked, encoded, inline)
+
+    def _saved(self, command: _SaveCommand, seq: int) -> Saved | None:
+        """What a save whose script answered ``seq`` comes to: sent again with the flow's YAML
+        when its version was missing; the events and the version written after it on a
+        cluster."""
+        key, flow, args = command.keys[0], command.flow, command.args
         try:
-            if checked:
-                assert flow is not None
-                args[9:11] = ["publish", flow.source] if flow.publish else ["check", ""]
-            seq = int(self._script(_SAVE, keys, args))
             if seq == _VERSION_MISSING:
                 assert flow is not None  # only a checked save is refused for its version
                 log.warning("flow version %s was missing from Redis: publishing it again", flow.key)
                 args[9:11] = ["publish", flow.source]
-                seq = int(self._script(_SAVE, keys, args))
-            published = checked and args[9] == "publish"
+                seq = int(self._script(_SAVE, command.keys, args))
         except _STORE_OR_SCRIPT_ERRORS as exc:
             raise _store_error("saving", key, exc) from None
+        published = command.checked and args[9] == "publish"
         if seq == _TOO_LATE:
             raise StoreUnavailable(
                 f"the save of {_safe(key)} reached Redis after its deadline; nothing was written"
             )
         if seq == _CONFLICT:
             return None
-        if stream is not None and encoded and not inline:
-            stream.append(session.caller, encoded)
+        stream = self.events
+        if stream is not None and command.encoded and not command.inline:
+            stream.append(command.caller, command.encoded)
         if flow is not None and flow.publish and self.cluster:
             published = self.publish_flow(flow.key, flow.source)
         return Saved(seq, published)

@@ -33,11 +33,13 @@ from context.sessions import Loaded, Saved, SessionStore
 from conversation import text_turns
 from conversation.dip_claims import StepClaimed, StepDips
 from conversation.events import (
+    ConversationEvent,
     EventSink,
     LogSink,
     emit_all,
     from_effects,
 )
+from conversation.first_turns import FirstTurns
 from conversation.flow_versions import FlowVersions
 from conversation.inbound import Inbound
 from conversation.outbound import outbound_conversation, outbound_event
@@ -135,6 +137,7 @@ class ConversationService:
         sinks: Sequence[EventSink] = (LogSink(),),
         turn_budget: float = TURN_BUDGET,
         new_conversation: Callable[[], str] = lambda: secrets.token_hex(16),
+        first_turns: FirstTurns | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -147,6 +150,7 @@ class ConversationService:
         self.sinks = tuple(sinks)
         self.turn_budget = turn_budget
         self.new_conversation = new_conversation
+        self.first_turns = first_turns or FirstTurns()
 
     # ---- voice ----------------------------------------------------------------------------
     def incoming(self, params: Inbound) -> str | None:
@@ -157,7 +161,8 @@ class ConversationService:
                 return Outcome(reply=loaded.reply)
             return self._begin(params, loaded, notes)
 
-        return self._exchange(params, INCOMING_STEP, decide)
+        # A caller without caller ID may be asked for a resume code: no turn is tried ahead.
+        return self._exchange(params, INCOMING_STEP, decide, ahead=params.caller.recognised)
 
     def answer(self, params: Inbound, step: int) -> str | None:
         """The caller's answer to what was asked at ``step``."""
@@ -425,17 +430,29 @@ class ConversationService:
 
     # ---- the exchange ---------------------------------------------------------------------
     def _exchange(
-        self, params: Inbound, step: int, decide: Callable[[Loaded, list[Note]], Outcome]
+        self,
+        params: Inbound,
+        step: int,
+        decide: Callable[[Loaded, list[Note]], Outcome],
+        ahead: bool = False,
     ) -> str | None:
-        """Load, decide, settle, render, save; the events reach the sinks once the save stands."""
+        """Load, decide, settle, render, save; the events reach the sinks once the save stands.
+
+        ``ahead``: the turn a load finding nothing would lead to may be tried first, in one
+        round trip (:meth:`_ahead`).
+        """
         deadline = time.monotonic() + self.turn_budget  # data dips share it, retries included
         dips = StepDips(
             self.store, self.fetcher, params.caller.key, params.contact_id, step,
             claim_ttl=ceil(self.turn_budget + CLAIM_MARGIN),
         )  # fmt: skip
         try:
+            found = self._ahead(params, step, decide) if ahead else None
+            if isinstance(found, str):
+                return found
             for _ in range(SAVE_ATTEMPTS):
-                loaded = self._load(params.caller.key, params.contact_id, step)
+                loaded = found or self._load(params.caller.key, params.contact_id, step)
+                found = None
                 if loaded.card and loaded.session is not None:  # what the flow may know
                     loaded = replace(loaded, session=loaded.session.evolve(card=loaded.card))
                 notes: list[Note] = []
@@ -451,15 +468,7 @@ class ConversationService:
                         continue  # the next load finds the holder's reply: a duplicate's answer
                     dips.yielded = True  # the holder went quiet: its side effects stay its own
                     turn = self._settle(flow, outcome.turn, deadline, dips)
-                if turn.session.step <= step:  # every answered request moves the step on
-                    turn = turn.evolve(session=turn.session.evolve(step=step + 1))
-                turn = self._issue_code(flow, params, turn)
-                now = self.clock()
-                session = turn.session.evolve(live_until=liveness.live_until(turn.actions, now))
-                reply = self.renderer.render(turn.actions, params.url_root, session.step)
-                events = from_effects(
-                    (*notes, *turn.effects), session, flow, now, sealer=self.store.codec.sealer
-                )
+                session, reply, events = self._finished(flow, params, step, notes, turn)
                 own = loaded.own or outcome.own
                 saved = self.store.save(
                     session,
@@ -491,6 +500,69 @@ class ConversationService:
             self.versions.store_failed()  # it may come back empty: publish versions again
             raise
         raise SessionContention(params.contact_id)
+
+    def _finished(
+        self, flow: Flow, params: Inbound, step: int, notes: list[Note], turn: Turn
+    ) -> tuple[Session, str, list[ConversationEvent]]:
+        """A settled turn's session to save, its reply and its events."""
+        if turn.session.step <= step:  # every answered request moves the step on
+            turn = turn.evolve(session=turn.session.evolve(step=step + 1))
+        turn = self._issue_code(flow, params, turn)
+        now = self.clock()
+        session = turn.session.evolve(live_until=liveness.live_until(turn.actions, now))
+        reply = self.renderer.render(turn.actions, params.url_root, session.step)
+        events = from_effects(
+            (*notes, *turn.effects), session, flow, now, sealer=self.store.codec.sealer
+        )
+        return session, reply, events
+
+    def _ahead(
+        self, params: Inbound, step: int, decide: Callable[[Loaded, list[Note]], Outcome]
+    ) -> str | Loaded | None:
+        """The first turn of a call from a caller Redis knows nothing about, worked out before
+        any load and saved in one round trip (:meth:`SessionStore.start`), when
+        :attr:`first_turns` says tries stand often enough (see :mod:`conversation.first_turns`).
+
+        The reply when it stood; what the load would have found when something was stored
+        (the caller is known: the usual way goes on from there, with no load of its own);
+        ``None`` when nothing was tried, or the try came to nothing (the usual way, from its
+        load). Only a turn with no side effects before its save is tried: one without data
+        dips, resume codes or other sessions to move; its events reach the sinks only once it
+        stood, as always.
+        """
+        clock = self.store.clock
+        if clock is None or not self.first_turns.worth_trying():
+            return None
+        notes: list[Note] = []
+        outcome = decide(Loaded(None, 0, clock=clock), notes)
+        flow, turn = outcome.flow, outcome.turn
+        if (
+            flow is None
+            or turn is None
+            or turn.fetch is not None
+            or outcome.also_delete
+            or outcome.redeemed is not None
+            or outcome.set_aside is not None
+            or outcome.own
+            or outcome.park is not None
+        ):
+            return None
+        session, reply, events = self._finished(flow, params, step, notes, turn)
+        try:
+            result = self.store.start(
+                session, reply, step, [event.to_dict() for event in events],
+                self.versions.pin(flow), clock,
+            )  # fmt: skip
+        except SessionCorrupt as exc:
+            self._discard(params.caller.key, params.contact_id, exc)
+            return None
+        self.first_turns.record(isinstance(result, Saved))
+        if not isinstance(result, Saved):
+            return result
+        if result.published:
+            self.versions.published(flow)
+        emit_all(self.sinks, events)
+        return reply
 
     def _standing(
         self, params: Inbound, loaded: Loaded, session: Session, notes: list[Note], step: int
@@ -742,9 +814,13 @@ class ConversationService:
         try:
             return self.store.load(caller, call_sid, step)
         except SessionCorrupt as exc:
-            log.error("discarding corrupt session of %s: %s", masked(caller), exc.reason)
-            self.store.discard(caller, call_sid if exc.own else None)
+            self._discard(caller, call_sid, exc)
             return Loaded(None, 0)
+
+    def _discard(self, caller: str, call_sid: str | None, exc: SessionCorrupt) -> None:
+        """Drop the session a load found corrupt (the call's own, if that was the one read)."""
+        log.error("discarding corrupt session of %s: %s", masked(caller), exc.reason)
+        self.store.discard(caller, call_sid if exc.own else None)
 
     def _settle(self, flow: Flow, turn: Turn, deadline: float, dips: StepDips) -> Turn:
         """Run the data dips a turn asks for, feeding results back, until the turn is final.
