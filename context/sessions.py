@@ -4,7 +4,10 @@ A webhook makes at most two round trips on a single Redis: :meth:`SessionStore.l
 script: the session, the reply already sent for a step that may be a retry, and whether the call
 ever owned the session) and :meth:`SessionStore.save` (one script: a compare-and-set of the session,
 the cached reply, the call marker and, on a single or Sentinel-managed Redis, the turn's events
-appended to the event stream). The hash holds ``seq`` (bumped by every save; the compare-and-set
+appended to the event stream). The first webhook of a call from a caller Redis holds nothing
+about makes one: :meth:`SessionStore.start` saves the fresh turn worked out beforehand, and
+when there was something after all it returns what the load would have (see
+:mod:`conversation.first_turns`). The hash holds ``seq`` (bumped by every save; the compare-and-set
 fences racing writers), ``call`` (the CallSid that owns the session; older calls are fenced off)
 and ``doc`` (JSON). Every key a script touches carries the caller's hash tag, so on Redis
 Cluster each script runs in one slot, and a failed shard only affects the callers it holds.
@@ -151,6 +154,10 @@ class RedisClock:
     def now(self) -> float:
         """Redis's time now, by this process's clock (at most one load's return trip early)."""
         return self.redis_seconds + (time.monotonic() - self.monotonic)
+
+    def age(self) -> float:
+        """Seconds since the load that read this clock."""
+        return time.monotonic() - self.monotonic
 
 
 @dataclass(frozen=True)
@@ -409,8 +416,10 @@ class SessionStore:
         command = self._save_command(
             session, 0, reply, reply_step, True, events, flow, False, None, clock, None, False
         )
-        load_keys = self._load_keys(session.caller, session.call_sid, reply_step)
-        keys = [*command.keys, load_keys[1], load_keys[4]]
+        own = self.keys.call_session(session.caller, session.call_sid)
+        card = self.keys.card(session.caller)
+        keys = [*command.keys, own, card]
+        load_keys = [keys[0], own, keys[1], keys[2], card]  # as _load_keys has them
         try:
             found = self._script(_START, keys, command.args)
         except _STORE_OR_SCRIPT_ERRORS as exc:

@@ -15,6 +15,11 @@ from __future__ import annotations
 RATE_WEIGHT = 1 / 16  # how much the latest try counts in the running rate
 WORTH_IT = 0.5  # tries stand at least this often: keep trying
 PROBE_EVERY = 16  # else one call in this many tries anyway
+CLOCK_KEPT = 30.0
+"""Seconds a try may go by Redis's clock as a load read it: the save's deadline is set in
+Redis's time (see :class:`context.sessions.RedisClock`), and a server whose clock was stepped,
+or another one after a failover, would put it off by as much. A process that only meets new
+callers loads, and so reads the clock anew, once in this many seconds."""
 
 
 class FirstTurns:
@@ -36,8 +41,11 @@ class FirstTurns:
         self.rate = 1.0  # new callers are the common case until tries say otherwise
         self._passed = 0  # calls not tried since the last try
 
-    def worth_trying(self) -> bool:
-        """Try this call's first turn in one round trip?"""
+    def worth_trying(self, clock_age: float | None) -> bool:
+        """Try this call's first turn in one round trip, with Redis's clock read ``clock_age``
+        seconds ago (``None``: not read yet)?"""
+        if clock_age is None or clock_age > CLOCK_KEPT:
+            return False
         if self.rate >= self.worth_it:
             return True
         self._passed += 1

@@ -531,7 +531,7 @@ class ConversationService:
         stood, as always.
         """
         clock = self.store.clock
-        if clock is None or not self.first_turns.worth_trying():
+        if clock is None or not self.first_turns.worth_trying(clock.age()):
             return None
         notes: list[Note] = []
         outcome = decide(Loaded(None, 0, clock=clock), notes)

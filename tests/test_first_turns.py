@@ -23,7 +23,7 @@ from context.event_stream import EventStream
 from context.keys import Keys
 from context.redis_client import Topology, topology_of
 from context.sessions import FlowPin, Loaded, RedisClock, Saved, SessionStore
-from conversation.first_turns import PROBE_EVERY, FirstTurns
+from conversation.first_turns import CLOCK_KEPT, PROBE_EVERY, FirstTurns
 from ivr.errors import SessionCorrupt
 from ivr.session import Session
 from simulator import Call, FlaskTransport
@@ -306,14 +306,33 @@ def test_a_process_whose_callers_are_known_stops_trying_and_probes(
 # ---- the policy -------------------------------------------------------------------------------
 def test_tries_go_on_while_they_stand_stop_when_they_do_not_and_come_back() -> None:
     turns = FirstTurns()
-    assert all(turns.worth_trying() for _ in range(50))  # nothing known yet: new callers
+    assert all(turns.worth_trying(1.0) for _ in range(50))  # nothing known yet: new callers
     for _ in range(20):
         turns.record(False)
-    tried = sum(turns.worth_trying() for _ in range(PROBE_EVERY * 4))
+    tried = sum(turns.worth_trying(1.0) for _ in range(PROBE_EVERY * 4))
     assert tried == 4  # only the probes
     for _ in range(20):
         turns.record(True)
-    assert turns.worth_trying()
+    assert turns.worth_trying(1.0)
+
+
+def test_no_try_goes_by_a_clock_never_read_or_read_too_long_ago() -> None:
+    turns = FirstTurns()
+    assert not turns.worth_trying(None)
+    assert not turns.worth_trying(CLOCK_KEPT + 0.1)
+    assert turns.worth_trying(CLOCK_KEPT - 0.1)
+
+
+def test_a_process_meeting_only_new_callers_reads_redis_clock_now_and_then(app: Flask) -> None:
+    warm(app)
+    store: SessionStore = app.extensions["omnivoice.store"]
+    assert store.clock is not None
+    spy = Spy(store)
+    store._clock = replace(store.clock, monotonic=store.clock.monotonic - CLOCK_KEPT - 1)
+    Call(FlaskTransport(app), AUTH_TOKEN, caller="+14155550171").dial()
+    assert spy.tries == 0 and store.clock.age() < 1.0  # loaded, so the clock is read anew
+    Call(FlaskTransport(app), AUTH_TOKEN, caller="+14155550172").dial()
+    assert spy.tries == 1
 
 
 def test_half_known_callers_keep_the_rate_near_a_half() -> None:
@@ -321,3 +340,20 @@ def test_half_known_callers_keep_the_rate_near_a_half() -> None:
     for i in range(400):
         turns.record(i % 2 == 0)
     assert 0.4 < turns.rate < 0.6
+
+
+def test_a_try_refused_by_a_clock_gone_wrong_still_answers_the_caller(
+    app: Flask, redis_client: redis.Redis
+) -> None:
+    warm(app)
+    store: SessionStore = app.extensions["omnivoice.store"]
+    assert store.clock is not None
+    spy = Spy(store)
+    # as if Redis's clock had been stepped an hour ahead since the last load (or a failover
+    # brought a server whose clock differs): the try's deadline has passed by Redis's time
+    store._clock = replace(store.clock, redis_seconds=store.clock.redis_seconds - 3600)
+    call = Call(FlaskTransport(app), AUTH_TOKEN).dial()
+    assert spy.tries == 1
+    assert call.last_heard.startswith("Thanks for calling Omnivoice Air. For flight status")
+    assert stored(redis_client).call == call.call_sid  # saved the usual way, by a fresh clock
+    assert abs(store.clock.now() - time.time()) < 5
