@@ -45,6 +45,7 @@ from context.sessions import SessionStore
 from context.text_replies import TextReplies
 from conversation import handoff_webhooks, webhook_runner
 from conversation.events import LogSink
+from conversation.events import log as calls_log
 from conversation.feed_sink import FeedSink
 from conversation.flow_versions import FlowVersions
 from conversation.outbound import OutboundService, OutboundSettings
@@ -362,7 +363,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         versions=versions,
         codes=ResumeCodes(store, versions, clock, limits),
         sinks=(
-            LogSink(),
+            LogSink(logs.QuickInfo(calls_log)),
             metrics.MetricsSink(),
             FeedSink(handoffs),
             *app.config.get("EVENT_SINKS", ()),

