@@ -111,7 +111,7 @@ def start(
     welcome-back line, for instance).
     """
     if session is None:
-        session = Session(
+        session = Session.new(
             caller=caller,
             flow_id=flow.id,
             flow_version=flow.version,

@@ -68,6 +68,27 @@ class Session:
     # The customer card read with the session (ivr.history): never stored with it.
     card: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @classmethod
+    def new(cls, **values: Any) -> Session:
+        """A session of ``values`` (``caller``, ``flow_id``, ``flow_version`` and ``call_sid`` at
+        least), every other field at its default: the same as ``Session(**values)``, made the
+        way :meth:`evolve` makes copies (the dataclass constructor sets the 35 fields of a
+        frozen instance one by one: 5.3 us against 1.3 us, on every new call).
+        """
+        if not _FIELD_SET.issuperset(values) or not values.keys() >= _REQUIRED:
+            raise TypeError(
+                f"Session.new needs {sorted(_REQUIRED)} and takes only Session's fields, "
+                f"not {sorted(values.keys() - _FIELD_SET)}"
+            )
+        session = object.__new__(cls)
+        session.__dict__.update(_IMMUTABLE_DEFAULTS)
+        session.__dict__.update(
+            variables={}, held={}, handoff={}, attempts={}, recordings={}, messages={}, pages={},
+            card={},
+        )  # fmt: skip
+        session.__dict__.update(values)
+        return session
+
     def evolve(self, **changes: Any) -> Session:
         """Return a copy with ``changes`` applied.
 
@@ -101,8 +122,9 @@ class Session:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict without fields at their defaults (sessions stay well under 2 KB)."""
         data = {}
+        values = self.__dict__
         for name in _STORED_NAMES:
-            value = getattr(self, name)
+            value = values[name]
             if name in _REQUIRED or value != _DEFAULTS[name]:
                 data[name] = list(value) if isinstance(value, tuple) else value
         if self.trail:
@@ -195,6 +217,7 @@ def _compact_visit(visit: Visit) -> list[str | None]:
     return items
 
 
+_IMMUTABLE_DEFAULTS = {name: value for name, value in _DEFAULTS.items() if value != {}}
 _FIELD_NAMES = tuple(f.name for f in fields(Session))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 _TRANSIENT = frozenset({"card"})  # read beside the session, never part of its document

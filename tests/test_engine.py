@@ -10,6 +10,7 @@ import pytest
 from ivr import engine
 from ivr.errors import EngineError, UnknownNodeError
 from ivr.flow import Flow, load_flow_text
+from ivr.session import Session
 from ivr.states import Status
 from ivr.turn import (
     Action,
@@ -849,3 +850,21 @@ def test_a_prompt_that_fails_at_runtime_is_dropped_and_reported() -> None:
     assert len(failures) == 1
     assert failures[0].data["node"] == "ask"
     assert "ZeroDivisionError" in failures[0].data["error"]
+
+
+def test_a_new_session_is_the_one_the_dataclass_makes() -> None:
+    values = {
+        "caller": "+14155550123",
+        "flow_id": "airline",
+        "flow_version": "v1",
+        "call_sid": "CA1",
+    }
+    made = Session.new(**values, step=2, identified=("caller_id",))
+    assert made == Session(**values, step=2, identified=("caller_id",))
+    assert made.__dict__ == Session(**values, step=2, identified=("caller_id",)).__dict__
+    other = Session.new(**values)
+    assert made.variables is not other.variables and made.card is not other.card  # never shared
+    with pytest.raises(TypeError, match="caller"):
+        Session.new(flow_id="airline", flow_version="v1", call_sid="CA1")
+    with pytest.raises(TypeError, match="colour"):
+        Session.new(**values, colour="blue")

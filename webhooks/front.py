@@ -151,7 +151,7 @@ class TwilioFront:
             ("Content-Length", str(len(reply.body))),
             *reply.extra_headers,
         ]
-        start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", headers)
+        start_response(_STATUS_LINES.get(reply.status) or _status_line(reply.status), headers)
         return [reply.body]
 
     def serve(self, environ: dict[str, Any], route: Route) -> Reply:
@@ -208,3 +208,10 @@ class TwilioFront:
             except Exception:  # the flow's own words cannot be had: the built-in ones
                 log.exception("the failure reply of %s could not be made", route.path)
         return route.failure
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
+
+
+_STATUS_LINES = {int(status): _status_line(int(status)) for status in HTTPStatus}

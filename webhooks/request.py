@@ -142,7 +142,10 @@ def parse_pairs(text: str) -> dict[str, list[str]]:
         if "+" in value:
             value = value.replace("+", " ")
         if "%" in value:
-            value = unquote(value, errors="replace")
+            if value.startswith("%2B") and "%" not in value[3:]:
+                value = "+" + value[3:]  # an E.164 number: an inbound call brings four or more
+            else:
+                value = unquote(value, errors="replace")
         values = pairs.get(name)
         if values is None:
             pairs[name] = [value]
