@@ -53,11 +53,8 @@ def _send(connection: Connection, args: tuple[Any, ...]) -> None:
     which redis-py splits) and any other connection are packed the connection's own way.
     """
     name = args[0]
-    if (
-        type(connection._command_packer) is HiredisRespSerializer
-        and type(name) is str
-        and " " not in name
-    ):
+    packer = getattr(connection, "_command_packer", None)  # redis-py's, chosen per connection
+    if type(packer) is HiredisRespSerializer and type(name) is str and " " not in name:
         connection.send_packed_command([pack_command(args)])
     else:
         connection.send_command(*args)
