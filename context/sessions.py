@@ -246,7 +246,7 @@ class SessionStore:
         self._sha = {
             source: hashlib.sha1(source.encode()).hexdigest() for source in (_SAVE, _LOAD, _START)
         }
-        self._clock: RedisClock | None = None  # Redis's clock as the latest load saw it
+        self.clock: RedisClock | None = None  # Redis's clock as the latest load saw it
 
     def load(self, caller: str, call_sid: str | None = None, step: int | None = None) -> Loaded:
         """One round trip: the session of ``caller`` (the call's own one, if it was set aside),
@@ -281,7 +281,7 @@ class SessionStore:
         seq_raw, doc_raw, reply, problem, known, own, now, card = found
         clock = RedisClock.of(now)
         if clock is not None:
-            self._clock = clock
+            self.clock = clock
         key = keys[0]
         source = keys[1] if own else key
         if problem:
@@ -303,11 +303,6 @@ class SessionStore:
             clock,
             customer_card,
         )
-
-    @property
-    def clock(self) -> RedisClock | None:
-        """Redis's clock as this store's latest load saw it (``None`` before the first)."""
-        return self._clock
 
     def load_parked(self, caller: str, flow: str) -> Loaded:
         """The progress ``caller`` made in ``flow`` before calling another flow's number, with
@@ -416,10 +411,8 @@ class SessionStore:
         command = self._save_command(
             session, 0, reply, reply_step, True, events, flow, False, None, clock, None, False
         )
-        own = self.keys.call_session(session.caller, session.call_sid)
-        card = self.keys.card(session.caller)
-        keys = [*command.keys, own, card]
-        load_keys = [keys[0], own, keys[1], keys[2], card]  # as _load_keys has them
+        load_keys = self._load_keys(session.caller, session.call_sid, reply_step)
+        keys = [*command.keys, load_keys[1], load_keys[4]]  # the call's own session, the card
         try:
             found = self._script(_START, keys, command.args)
         except _STORE_OR_SCRIPT_ERRORS as exc:

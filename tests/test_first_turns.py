@@ -182,7 +182,8 @@ class Spy:
 
 
 def warm(app: Flask) -> None:
-    """One call, so the store has read Redis's clock and both scripts are loaded."""
+    """Two calls: the first loads (the store reads Redis's clock), the second is tried ahead
+    (the first-turn script is loaded)."""
     for caller in ("+14155550901", "+14155550902"):
         Call(FlaskTransport(app), AUTH_TOKEN, caller=caller).dial().hang_up()
 
@@ -328,7 +329,7 @@ def test_a_process_meeting_only_new_callers_reads_redis_clock_now_and_then(app: 
     store: SessionStore = app.extensions["omnivoice.store"]
     assert store.clock is not None
     spy = Spy(store)
-    store._clock = replace(store.clock, monotonic=store.clock.monotonic - CLOCK_KEPT - 1)
+    store.clock = replace(store.clock, monotonic=store.clock.monotonic - CLOCK_KEPT - 1)
     Call(FlaskTransport(app), AUTH_TOKEN, caller="+14155550171").dial()
     assert spy.tries == 0 and store.clock.age() < 1.0  # loaded, so the clock is read anew
     Call(FlaskTransport(app), AUTH_TOKEN, caller="+14155550172").dial()
@@ -351,7 +352,7 @@ def test_a_try_refused_by_a_clock_gone_wrong_still_answers_the_caller(
     spy = Spy(store)
     # as if Redis's clock had been stepped an hour ahead since the last load (or a failover
     # brought a server whose clock differs): the try's deadline has passed by Redis's time
-    store._clock = replace(store.clock, redis_seconds=store.clock.redis_seconds - 3600)
+    store.clock = replace(store.clock, redis_seconds=store.clock.redis_seconds - 3600)
     call = Call(FlaskTransport(app), AUTH_TOKEN).dial()
     assert spy.tries == 1
     assert call.last_heard.startswith("Thanks for calling Omnivoice Air. For flight status")

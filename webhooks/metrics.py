@@ -7,6 +7,7 @@ shared by the workers so ``/metrics`` sums them (prometheus_client's multiproces
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,7 +48,13 @@ _RESUME_OUTCOMES = {
     EventName.TRANSFERRED_CALLER_BACK: "transferred_back",
 }
 _STARTS = {start_event(kind): kind.value for kind in PlanKind}
-_STARTED: dict[str, Any] = {}  # CALLS' child per start, resolved on first use in this process
+
+
+@functools.cache
+def _started(start: str) -> Any:
+    """CALLS' child for ``start``, resolved on first use in this process."""
+    return CALLS.labels(start=start)
+
 
 bp = Blueprint("metrics", __name__)
 
@@ -76,10 +83,7 @@ def observe(name: EventName, data: Mapping[str, Any]) -> None:
     """Count one event."""
     start = _STARTS.get(name)
     if start is not None:  # every call that reaches a flow records how it started
-        started = _STARTED.get(start)
-        if started is None:
-            started = _STARTED[start] = CALLS.labels(start=start)
-        started.inc()
+        _started(start).inc()
         ACTIVE_CALLS.inc()
     elif name in _RESUME_OUTCOMES:
         RESUMES.labels(outcome=_RESUME_OUTCOMES[name]).inc()
